@@ -1,0 +1,30 @@
+# kl_grad: every target creates .venv on first use, so each is a one-command set-up.
+PYTHON      ?= python3
+VENV        ?= .venv
+# The CPU wheel of this version lies on disk here; an unpinned torch pulls GBs of CUDA.
+TORCH_SPEC  ?= torch==2.13.0
+CONSTRAINTS ?= constraints.txt
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+
+.PHONY: install test reproduce bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[plot,test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+reproduce: $(STAMP)
+	$(PY) -m kl_grad reproduce experiments --out results
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_runner.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,73 @@
+"""The instrument: autograd gradients of mean surrogates, one per row of points.
+
+A row is one Monte-Carlo trial (its n samples) or one quadrature node (a single
+point). The policy's parameters are leaves of shape (rows, 1), one copy per row,
+all equal to θ0; the loss is the sum over rows of the row-mean surrogate, so one
+``torch.autograd.grad`` call returns every row's own gradient of its mean
+surrogate, exactly the number a trainer's ``loss.backward()`` would produce for
+that batch. No Python loop runs per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .estimators import Estimator
+from .families import DistSpec
+from .surrogates import Placement, surrogate
+
+
+@dataclass(frozen=True)
+class Case:
+    """One gradient experiment: an estimator in a placement."""
+
+    estimator: Estimator
+    placement: Placement
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.estimator.name, self.placement.name)
+
+
+def row_gradients(
+    policy: DistSpec,
+    ref: DistSpec,
+    points: torch.Tensor,
+    cases: list[Case],
+    sampler: DistSpec | None = None,
+) -> dict[tuple[str, str], torch.Tensor]:
+    """Per-row autograd gradient of the row-mean surrogate for each case.
+
+    Args:
+        policy: π_θ at θ0; its parameters are the differentiated leaves.
+        ref: π_ref, fixed.
+        points: (rows, cols) detached sample points; dtype sets the precision.
+        cases: estimator × placement pairs sharing these points.
+        sampler: the off-policy sampling distribution m, or None for m = π_θ.
+
+    Returns:
+        {case.key: (rows, n_params) gradients}, columns in ``policy`` parameter order.
+    """
+    rows, cols, dtype = points.shape[0], points.shape[1], points.dtype
+    leaves = policy.leaves((rows, 1), dtype)  # each (rows, 1)
+    with torch.no_grad():
+        ref_logp = ref.build(dtype).log_prob(points)  # (rows, cols)
+        sampler_logp = None if sampler is None else sampler.build(dtype).log_prob(points)
+    logp = policy.build_from(leaves).log_prob(points)  # (rows, cols), carries grad
+    out = {}
+    params = list(leaves.values())
+    for i, case in enumerate(cases):
+        per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp)
+        # Sum over rows of each row's mean; sum/cols equals mean() in value, but its
+        # backward is a free expand where mean's divides every element again.
+        loss = per_sample.sum(dim=-1).sum() / cols
+        grads = torch.autograd.grad(loss, params, retain_graph=i + 1 < len(cases), allow_unused=True)
+        out[case.key] = torch.cat([_zeros_if_none(g, rows, dtype) for g in grads], dim=1)  # (rows, P)
+    return out
+
+
+def _zeros_if_none(grad: torch.Tensor | None, rows: int, dtype: torch.dtype) -> torch.Tensor:
+    # A surrogate with no path to a parameter (e.g. a fully detached one) has gradient 0.
+    return torch.zeros(rows, 1, dtype=dtype) if grad is None else grad

@@ -1,0 +1,94 @@
+"""The command line: output formats, and one-line errors with exit status 2 for every bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from io import StringIO
+
+import pandas as pd
+import pytest
+
+from kl_grad.analysis import COLUMNS
+from kl_grad.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["table", "--policy", "normal:0,1", "--ref", "normal:1,1.1", "--samples", "200", "--trials", "5", "-q"]
+
+
+def run_cli(args):
+    """Run ``python -m kl_grad`` in a subprocess (what users run); returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "kl_grad", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_machine_formats_carry_all_columns(fmt, capsys):
+    assert main(SMALL + ["--format", fmt]) == 0
+    out = capsys.readouterr().out
+    table = pd.read_csv(StringIO(out)) if fmt == "csv" else pd.DataFrame(json.loads(out))
+    assert list(table.columns) == COLUMNS
+    assert len(table) == 3 * 2  # k1, k2, k3 by default × (loc, scale)
+    assert set(table["direction"]) == {"policy||ref"}
+
+
+def test_markdown_and_grid_views(capsys):
+    assert main(SMALL + ["--estimators", "k2,reverse_k2", "--format", "grid"]) == 0
+    out = capsys.readouterr().out
+    assert "╒" in out and "bias/true" in out and "∇KL(ref‖policy) w.r.t. scale" in out
+    assert main(SMALL) == 0
+    assert capsys.readouterr().out.startswith("| estimator")
+
+
+BAD_INPUTS = [
+    (["--estimators", "k1,k4"], "expected one of k1, k2, k3"),
+    (["--policy", "normal:0"], "expected normal:LOC,SCALE"),
+    (["--policy", "gauss:0,1"], "expected one of normal"),
+    (["--policy", "normal0,1"], "expected FAMILY:PARAMS"),
+    (["--ref", "normal:1,abc"], "is not a number"),
+    (["--policy", "normal:0,0"], "scale must be > 0"),
+    (["--ref", "normal:0,-1"], "scale must be > 0"),
+    (["--policy", "normal:nan,1"], "loc must be finite"),
+    (["--samples", "0"], "samples must be a positive integer"),
+    (["--samples", "-5"], "samples must be a positive integer"),
+    (["--trials", "0"], "trials must be an integer >= 2"),
+    (["--trials", "1"], "trials must be an integer >= 2"),
+    (["--trials", "x"], "invalid int value"),
+    (["--placements", "penalty"], "expected one of loss"),
+    (["--format", "xml"], "expected one of markdown"),
+    (["--dtype", "float16"], "expected one of float32, float64"),
+    (["--estimators", ","], "no estimators given"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_INPUTS)
+def test_bad_input_one_line_exit_2_no_file(extra, message, tmp_path):
+    out_file = tmp_path / "out.csv"
+    # Later flags override the defaults in SMALL, so each case changes exactly one input.
+    proc = run_cli(SMALL + extra + ["-o", str(out_file)])
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr  # one line, no traceback
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not out_file.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_missing_required_distribution_is_one_line():
+    proc = run_cli(["table", "--policy", "normal:0,1"])
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--ref" in proc.stderr
+
+
+def test_output_file_written_whole(tmp_path):
+    out_file = tmp_path / "t.json"
+    assert main(SMALL + ["--format", "json", "-o", str(out_file)]) == 0
+    assert len(json.loads(out_file.read_text())) == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"]  # no temporary left behind
+
+
+def test_estimators_listing(capsys):
+    assert main(["estimators"]) == 0
+    out = capsys.readouterr().out
+    assert "reverse_k2" in out and "low_var_kl" in out

@@ -1,0 +1,76 @@
+"""Experiment files: strict parsing, every shipped experiment runs at a tiny budget, reruns are byte-identical."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from kl_grad.errors import KLGradError
+from kl_grad.experiments import load_experiment, parse_experiment
+from kl_grad.reproduce import check, reproduce, run_experiment
+
+EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.toml"))
+TINY = {"samples": 64, "trials": 3}
+
+
+def test_there_are_experiments():
+    assert len(EXPERIMENTS) >= 2
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_shipped_experiment_runs_at_tiny_budget(path):
+    exp = load_experiment(path)
+    check(exp)
+    tiny = dataclasses.replace(exp, **{k: v for k, v in TINY.items() if hasattr(exp, k)})
+    table = run_experiment(tiny)
+    assert len(table) > 0 and table["mean_grad"].notna().all()
+
+
+GOOD = {"kind": "gradients", "title": "t", "policy": "normal:0,1", "ref": "normal:1,1", "estimators": ["k2"]}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"trails": 5}, "unknown key(s) trails; allowed: kind, title"),
+    ({"kind": "grads"}, "kind must be one of gradients"),
+    ({"samples": "100"}, "samples must be a int"),
+    ({"samples": 1.5}, "samples must be a int"),
+    ({"estimators": "k1"}, "estimators must be a list of strings"),
+    ({"seed": True}, "seed must be a int"),
+])
+def test_bad_config_is_rejected(change, message):
+    with pytest.raises(KLGradError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_experiment({**GOOD, **change}, "x.toml")
+
+
+def test_missing_key_is_named():
+    data = dict(GOOD)
+    del data["ref"]
+    with pytest.raises(KLGradError, match="missing key.*ref"):
+        parse_experiment(data, "x.toml")
+
+
+def test_invalid_names_fail_before_anything_is_written(tmp_path):
+    exp_dir, out = tmp_path / "exp", tmp_path / "out"
+    exp_dir.mkdir()
+    (exp_dir / "a.toml").write_text('kind="gradients"\ntitle="a"\npolicy="normal:0,1"\nref="normal:1,1"\n'
+                                    'estimators=["k2"]\nsamples=50\ntrials=3\n')
+    (exp_dir / "b.toml").write_text('kind="gradients"\ntitle="b"\npolicy="normal:0,1"\nref="normal:1,1"\n'
+                                    'estimators=["k9"]\n')
+    with pytest.raises(KLGradError, match="unknown estimator 'k9'"):
+        reproduce(exp_dir, out, echo=lambda *_: None)
+    assert not out.exists()  # a.toml is valid, but nothing ran because b.toml is not
+
+
+def test_reproduce_is_byte_identical(tmp_path):
+    exp_dir = tmp_path / "exp"
+    exp_dir.mkdir()
+    (exp_dir / "small.toml").write_text('kind="gradients"\ntitle="small"\npolicy="normal:0,1"\n'
+                                        'ref="normal:1,1.1"\nestimators=["k1","k3"]\nsamples=100\ntrials=4\n')
+    snapshots = []
+    for out in (tmp_path / "one", tmp_path / "two"):
+        assert reproduce(exp_dir, out, echo=lambda *_: None) == 1
+        snapshots.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert snapshots[0] == snapshots[1]
+    names = {str(p) for p in snapshots[0]}
+    assert names == {"README.md", "small/table.md", "small/table.csv", "small/table.json", "small/config.toml"}
+    assert str(tmp_path) not in b"".join(snapshots[0].values()).decode()  # no machine paths inside

@@ -3,8 +3,10 @@
 True gradients are autograd of the closed-form KL from
 ``torch.distributions.kl_divergence`` (float64), in both directions. Statistics
 follow seed 003: bias_rel = |mean_grad − true_grad| / |true_grad| and
-stdev_rel = std over trials (numpy's default, ddof=0) / |true_grad|; ``se`` is
-the standard error of mean_grad (ddof=1 std / √trials).
+stdev_rel = std over trials (numpy's default, ddof=0) / |true_grad|. ``se`` is
+the standard error of mean_grad (ddof=1 std / √trials) in MC mode and the
+quadrature error estimate in exact mode, where stdev_rel is the exact stdev
+of a ``samples``-sample mean.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from torch.distributions import kl_divergence
 from .directions import POLICY_REF, REF_POLICY
 from .errors import KLGradError
 from .estimators import get_estimator
+from .exact import exact_gradient_moments
 from .expectation import mc_batches
 from .families import DistSpec
 from .gradients import Case, row_gradients
+from .statistics import BIAS_SE, EXACT_UNBIASED, stdev_check, verdict
 from .surrogates import get_placement
 
 COLUMNS = [
-    "estimator", "placement", "direction", "param", "true_grad", "mean_grad",
-    "bias_rel", "stdev_rel", "se", "trials", "samples", "mode", "policy", "ref", "sampler",
+    "estimator", "placement", "direction", "param", "true_grad", "mean_grad", "bias_rel", "stdev_rel", "se",
+    "trials", "samples", "mode", "verdict", "exact_grad", "z_vs_exact", "z_stdev_vs_exact", "warning", "policy",
+    "ref", "sampler",
 ]
 
 
@@ -55,12 +60,15 @@ def make_cases(estimators: list[str], placements: list[str]) -> list[Case]:
 
 @dataclass
 class GradientRun:
-    """A run's tidy table plus the raw per-trial gradients it summarises."""
+    """A run's tidy table plus the raw per-trial gradients it summarises (empty in exact mode)."""
 
     table: pd.DataFrame
     per_trial: dict[tuple[str, str], np.ndarray] = field(repr=False)  # (trials, P) per case
     params: tuple[str, ...] = ()
     seconds: float = 0.0
+
+
+MODES = ("mc", "exact")
 
 
 def check_counts(samples: int, trials: int) -> None:
@@ -70,28 +78,7 @@ def check_counts(samples: int, trials: int) -> None:
         raise KLGradError(f"trials must be an integer >= 2 (a standard deviation needs two), got {trials}")
 
 
-def run_gradients(
-    policy: DistSpec,
-    ref: DistSpec,
-    estimators: list[str],
-    placements: list[str] = ("loss",),
-    *,
-    samples: int = 50_000,
-    trials: int = 1_000,
-    seed: int = 42,
-    sampler: DistSpec | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: Callable[[int, int], None] | None = None,
-) -> GradientRun:
-    """Monte-Carlo gradient table: ``trials`` trials of ``samples`` samples each.
-
-    Each trial's gradient is autograd of the mean surrogate over its samples,
-    drawn from ``sampler`` (default: the policy, i.e. on-policy) without
-    reparameterisation. Returns one row per (estimator, placement, param).
-    """
-    check_counts(samples, trials)
-    cases = make_cases(list(estimators), list(placements))
-    start = time.perf_counter()
+def _mc_gradients(policy, ref, cases, samples, trials, seed, sampler, dtype, progress):
     chunks: dict[tuple[str, str], list[torch.Tensor]] = {c.key: [] for c in cases}
     done = 0
     for points in mc_batches(sampler or policy, trials, samples, seed, dtype):
@@ -100,23 +87,66 @@ def run_gradients(
         done += points.shape[0]
         if progress:
             progress(done, trials)
-    per_trial = {k: torch.cat(v).double().numpy() for k, v in chunks.items()}
+    return {k: torch.cat(v).double().numpy() for k, v in chunks.items()}
+
+
+def run_gradients(
+    policy: DistSpec,
+    ref: DistSpec,
+    estimators: list[str],
+    placements: list[str] = ("loss",),
+    *,
+    mode: str = "mc",
+    samples: int = 50_000,
+    trials: int = 1_000,
+    seed: int = 42,
+    sampler: DistSpec | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: Callable[[int, int], None] | None = None,
+) -> GradientRun:
+    """Gradient table, one row per (estimator, placement, param).
+
+    ``mode="mc"``: ``trials`` trials of ``samples`` samples drawn from ``sampler``
+    (default: the policy, on-policy) without reparameterisation; each trial's
+    gradient is autograd of its mean surrogate. ``mode="exact"``: the same
+    autograd gradients at quadrature nodes give E[grad] and the stdev of an
+    ``samples``-sample mean with no sampling noise. MC rows also carry the exact
+    counterpart's z-score (``z_vs_exact``) and its tail warnings.
+    """
+    if mode not in MODES:
+        raise KLGradError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    check_counts(samples, trials)
+    cases = make_cases(list(estimators), list(placements))
+    start = time.perf_counter()
     truth = true_gradients(policy, ref)
+    exact = exact_gradient_moments(policy, ref, cases, sampler)
+    per_trial = {} if mode == "exact" else _mc_gradients(
+        policy, ref, cases, samples, trials, seed, sampler, dtype, progress)
     rows = []
     for case in cases:
-        g = per_trial[case.key]  # (trials, P)
+        ex = exact[case.key]
         direction = case.estimator.direction
-        mean, std = g.mean(axis=0), g.std(axis=0)
-        se = g.std(axis=0, ddof=1) / math.sqrt(trials)
         for j, param in enumerate(policy.fam.params):
             true = truth[direction][j]
-            rows.append({
-                "estimator": case.estimator.name, "placement": case.placement.name,
-                "direction": direction, "param": param, "true_grad": true, "mean_grad": mean[j],
-                "bias_rel": abs(mean[j] - true) / abs(true), "stdev_rel": std[j] / abs(true),
-                "se": se[j], "trials": trials, "samples": samples, "mode": "mc",
-                "policy": policy.label, "ref": ref.label,
-                "sampler": (sampler or policy).label if sampler else "policy",
-            })
-    table = pd.DataFrame(rows, columns=COLUMNS)
+            row = {"estimator": case.estimator.name, "placement": case.placement.name, "direction": direction,
+                   "param": param, "true_grad": true, "samples": samples, "mode": mode, "policy": policy.label,
+                   "ref": ref.label, "sampler": sampler.label if sampler else "policy",
+                   "exact_grad": ex.mean[j], "warning": ex.warnings[j]}
+            if mode == "exact":
+                row.update(mean_grad=ex.mean[j], stdev=math.sqrt(ex.var[j] / samples), se=ex.err[j], trials=pd.NA)
+                row["verdict"] = verdict(abs(ex.mean[j] - true) / abs(true) > EXACT_UNBIASED, ex.mean[j])
+            else:
+                g = per_trial[case.key][:, j]  # (trials,)
+                se = g.std(ddof=1) / math.sqrt(trials)
+                z_std, note = stdev_check(g.std(), ex.var[j], ex.m4[j], samples, trials)
+                row.update(mean_grad=g.mean(), stdev=g.std(), se=se, trials=trials, z_stdev_vs_exact=z_std,
+                           z_vs_exact=(g.mean() - ex.mean[j]) / se if se > 0 else math.nan,
+                           warning="; ".join(filter(None, [ex.warnings[j], note])))
+                row["verdict"] = verdict(abs(g.mean() - true) > BIAS_SE * se, g.mean())
+            row["bias_rel"] = abs(row["mean_grad"] - true) / abs(true)
+            row["stdev_rel"] = row.pop("stdev") / abs(true)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table = table[[c for c in COLUMNS if c in table.columns]]
+    table["trials"] = table["trials"].astype("Int64")
     return GradientRun(table, per_trial, policy.fam.params, time.perf_counter() - start)

@@ -1,0 +1,44 @@
+"""Small statistics shared by the tables: the uncertainty of an MC stdev, and verdicts.
+
+SE of an MC stdev: a mean of n draws with per-sample variance σ² and 4th
+central moment μ4 has variance σ_n² = σ²/n and 4th central moment
+μ4_n = (μ4 − 3σ⁴)/n³ + 3σ⁴/n². The sample variance of T such means has
+Var(s²) ≈ (μ4_n − σ_n⁴)/T, and by the delta method SE(s) ≈ √Var(s²) / (2σ_n).
+"""
+
+from __future__ import annotations
+
+import math
+
+BIAS_SE = 4.0  # MC verdict: |mean − true| > 4 SE is a bias, not noise (two-sided false alarm 6e-5)
+EXACT_UNBIASED = 1e-8  # exact verdict: bias_rel below this is unbiased (quadrature error is ~1e-12)
+UNRELIABLE_STDEV = 0.25  # an MC stdev whose own relative SE exceeds this is flagged
+
+
+def stdev_se(var: float, m4: float, samples: int, trials: int) -> float:
+    """Standard error of the stdev over ``trials`` means of ``samples`` draws (NaN if a moment is not finite)."""
+    if not (math.isfinite(var) and math.isfinite(m4)) or var <= 0:
+        return math.nan
+    n = samples
+    var_n = var / n
+    m4_n = (m4 - 3 * var**2) / n**3 + 3 * var**2 / n**2
+    return math.sqrt(max(m4_n - var_n**2, 0.0) / trials) / (2 * math.sqrt(var_n))
+
+
+def stdev_check(stdev_mc: float, var: float, m4: float, samples: int, trials: int) -> tuple[float, str]:
+    """(z-score of an MC stdev against the exact one, warning text or "")."""
+    se = stdev_se(var, m4, samples, trials)
+    if not math.isfinite(se) or se <= 0:
+        return math.nan, ""
+    exact = math.sqrt(var / samples)
+    note = ""
+    if se / exact > UNRELIABLE_STDEV:
+        note = (f"heavy tail: per-sample kurtosis {m4 / var**2:.1e}, so this MC stdev has a relative SE of "
+                f"{se / exact:.0%}; the exact stdev is {exact:.6g}")
+    return (stdev_mc - exact) / se, note
+
+
+def verdict(biased: bool, mean: float) -> str:
+    if math.isnan(mean):
+        return "unavailable"
+    return "biased" if biased else "unbiased"

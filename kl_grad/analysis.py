@@ -49,6 +49,14 @@ def true_gradients(policy: DistSpec, ref: DistSpec) -> dict[str, np.ndarray]:
     return out
 
 
+def relative(mean: float, stdev: float, true: float, row: dict) -> dict:
+    """bias_rel and stdev_rel; NaN with a warning when the true value is 0 (relative error undefined)."""
+    if true == 0:
+        row["warning"] = "; ".join(filter(None, [row.get("warning", ""), "true value is 0: relative columns undefined"]))
+        return {"bias_rel": math.nan, "stdev_rel": math.nan}
+    return {"bias_rel": abs(mean - true) / abs(true), "stdev_rel": stdev / abs(true)}
+
+
 def make_cases(estimators: list[str], placements: list[str]) -> list[Case]:
     """Validated estimator × placement pairs (errors list the allowed names)."""
     if not estimators:
@@ -134,7 +142,8 @@ def run_gradients(
                    "exact_grad": ex.mean[j], "warning": ex.warnings[j]}
             if mode == "exact":
                 row.update(mean_grad=ex.mean[j], stdev=math.sqrt(ex.var[j] / samples), se=ex.err[j], trials=pd.NA)
-                row["verdict"] = verdict(abs(ex.mean[j] - true) / abs(true) > EXACT_UNBIASED, ex.mean[j])
+                tol = max(EXACT_UNBIASED * abs(true), 1e-12)  # absolute floor: the quadrature error
+                row["verdict"] = verdict(abs(ex.mean[j] - true) > tol, ex.mean[j])
             else:
                 g = per_trial[case.key][:, j]  # (trials,)
                 se = g.std(ddof=1) / math.sqrt(trials)
@@ -143,8 +152,7 @@ def run_gradients(
                            z_vs_exact=(g.mean() - ex.mean[j]) / se if se > 0 else math.nan,
                            warning="; ".join(filter(None, [ex.warnings[j], note])))
                 row["verdict"] = verdict(abs(g.mean() - true) > BIAS_SE * se, g.mean())
-            row["bias_rel"] = abs(row["mean_grad"] - true) / abs(true)
-            row["stdev_rel"] = row.pop("stdev") / abs(true)
+            row.update(relative(row["mean_grad"], row.pop("stdev"), true, row))
             rows.append(row)
     table = pd.DataFrame(rows)
     table = table[[c for c in COLUMNS if c in table.columns]]

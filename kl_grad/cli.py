@@ -77,10 +77,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--samples", type=int, default=50_000, help="samples per trial (default 50000)")
     t.add_argument("--trials", type=int, default=1_000, help="trials, at least 2 (default 1000)")
     t.add_argument("--seed", type=int, default=42, help="random seed (default 42, as seed 003)")
+    t.add_argument("--mode", default="mc", help="mc (default: sampled trials) or exact (quadrature: noise-free "
+                   "expected gradient and the exact stdev of a --samples mean, in milliseconds)")
     t.add_argument("--dtype", default="float32", help="float32 (default, as trainers) or float64")
     t.add_argument("--format", default="markdown", help=f"one of {', '.join(FORMATS)} (default markdown)")
     t.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    v = sub.add_parser("values", help="value table: mean(k) as an estimate of the KL (Schulman 2020)",
+                       description="How well does the sample mean of each estimator estimate the KL itself? "
+                       "Samples come from the policy q; bias_rel and stdev_rel (per sample) are relative to the "
+                       "true KL in the estimator's direction.",
+                       epilog="example:\n  kl-grad values --policy normal:0,1 --ref normal:1,1 --mode exact\n"
+                       "      Schulman's second table: k1 unbiased (stdev/true 2), k2 biased by 0.25, k3 unbiased",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("--policy", required=True, help="q, the sampling distribution, e.g. normal:0,1")
+    v.add_argument("--ref", required=True, help="p, e.g. normal:1,1")
+    v.add_argument("--estimators", type=_csv_list, default=["k1", "k2", "k3"],
+                   help="comma list of value estimators: k1, k2, k3, reverse_k1, ... (default k1,k2,k3)")
+    v.add_argument("--mode", default="exact", help="exact (default) or mc")
+    v.add_argument("--samples", type=int, default=500_000, help="MC samples (default 500000, as Schulman)")
+    v.add_argument("--seed", type=int, default=42, help="random seed for --mode mc (default 42)")
+    v.add_argument("--format", default="markdown", help="markdown (default), csv or json")
+    v.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
 
     r = sub.add_parser("reproduce", help="run every experiments/*.toml and write results/",
                        description="Regenerate every table in results/ from the experiment files.")
@@ -92,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_table(args) -> str:
-    from .analysis import check_counts, make_cases, run_gradients
+    from .analysis import MODES, check_counts, make_cases, run_gradients
     from .families import parse_spec
     from .report import FORMATS, render
     from .reproduce import dtype_of
@@ -106,9 +125,25 @@ def _cmd_table(args) -> str:
     if args.format not in FORMATS:
         raise KLGradError(f"unknown format {args.format!r}; expected one of {', '.join(FORMATS)}")
     show = not args.quiet and sys.stderr.isatty()
-    run = run_gradients(policy, ref, args.estimators, args.placements, samples=args.samples, trials=args.trials,
-                        seed=args.seed, sampler=sampler, dtype=dtype, progress=_progress(show))
+    if args.mode not in MODES:
+        raise KLGradError(f"unknown mode {args.mode!r}; expected one of {', '.join(MODES)}")
+    run = run_gradients(policy, ref, args.estimators, args.placements, mode=args.mode, samples=args.samples,
+                        trials=args.trials, seed=args.seed, sampler=sampler, dtype=dtype,
+                        progress=_progress(show and args.mode == "mc"))
     return render(run.table, args.format)
+
+
+def _cmd_values(args) -> str:
+    from .families import parse_spec
+    from .report import to_csv, to_json
+    from .values import run_values, values_markdown
+
+    views = {"markdown": values_markdown, "csv": to_csv, "json": to_json}
+    if args.format not in views:
+        raise KLGradError(f"unknown format {args.format!r}; expected one of {', '.join(views)}")
+    table = run_values(parse_spec(args.policy, "policy"), parse_spec(args.ref, "ref"), args.estimators,
+                       mode=args.mode, samples=args.samples, seed=args.seed)
+    return views[args.format](table)
 
 
 def _cmd_estimators(args) -> str:
@@ -130,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
             reproduce(args.experiments, args.out)
             return 0
-        text = _cmd_table(args) if args.command == "table" else _cmd_estimators(args)
+        commands = {"table": _cmd_table, "values": _cmd_values, "estimators": _cmd_estimators}
+        text = commands[args.command](args)
         if getattr(args, "output", None):
             from .reproduce import write_atomic
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import torch
@@ -77,37 +78,37 @@ def _weighted(grads: torch.Tensor, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
         return mean, w @ (g - mean) ** 2, w @ (g - mean) ** 4
 
 
-def tail_growth(policy: DistSpec, ref: DistSpec, cases: list[Case], sampler: DistSpec) -> dict:
-    """{case.key: (P,) array of the highest moment order k in (2, 4) whose integrand fails to decay; 0 if none}."""
+Evaluate = Callable[[torch.Tensor], dict]  # points (N, 1) float64 -> {key: (N, P) tensor}
+
+
+def tail_growth(evaluate: Evaluate, sampler: DistSpec) -> dict:
+    """{key: (P,) array of the highest moment order k in (2, 4) whose integrand fails to decay; 0 if none}."""
     loc, scale = sampler.values
     z = np.array([-TAIL_Z[1], -TAIL_Z[0], TAIL_Z[0], TAIL_Z[1]])
     x = torch.tensor(loc + scale * z, dtype=torch.float64).reshape(-1, 1)
     log_m = sampler.build(torch.float64).log_prob(x).numpy()  # (4, 1)
     out = {}
-    for key, g in row_gradients(policy, ref, x, cases, sampler).items():
-        with np.errstate(divide="ignore"):
-            log_g = np.log(np.abs(g.numpy()))  # (4, P)
+    for key, g in evaluate(x).items():
+        with np.errstate(divide="ignore", over="ignore"):
+            log_g = np.log(np.abs(g.detach().numpy()))  # (4, P)
         worst = np.zeros(g.shape[1], dtype=int)
         for k in (4, 2):  # check the 4th moment first, then the variance (overrides)
             h = k * log_g + log_m  # log |g|^k m at the four tail points
             bad = np.isnan(h).any(axis=0) | np.isposinf(h).any(axis=0)
-            # Not decreasing outward on either side (−inf, a gradient exactly 0, is decay).
+            # Not decreasing outward on either side (−inf, a value exactly 0, is decay).
             bad |= ((h[0] >= h[1]) & np.isfinite(h[1])) | ((h[3] >= h[2]) & np.isfinite(h[2]))
             worst = np.where(bad, k, worst)
         out[key] = worst
     return out
 
 
-def exact_gradient_moments(
-    policy: DistSpec, ref: DistSpec, cases: list[Case], sampler: DistSpec | None = None
-) -> dict[tuple[str, str], Moments]:
-    """Exact E_m[g] and Var_m[g] of each case's per-sample autograd gradient (float64)."""
-    m = sampler or policy
-    tails = tail_growth(policy, ref, cases, m)
+def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict:
+    """Exact mean, variance and 4th central moment under ``sampler`` of each evaluated quantity (float64)."""
+    tails = tail_growth(evaluate, sampler)
     ladder = []  # results for successive node counts
     for n in NODE_LADDER:
-        x, w = node_points(m, n)
-        ladder.append({k: _weighted(g, w) for k, g in row_gradients(policy, ref, x, cases, sampler).items()})
+        x, w = node_points(sampler, n)
+        ladder.append({k: _weighted(g.detach(), w) for k, g in evaluate(x).items()})
         if len(ladder) >= 2 and all(_settled(ladder[-1][k], ladder[-2][k]) for k in ladder[-1]):
             break
     current, prev = ladder[-1], ladder[-2]
@@ -115,16 +116,25 @@ def exact_gradient_moments(
     for key, (mean, var, m4) in current.items():
         p_mean, p_var, p_m4 = prev[key]
         err = np.abs(mean - p_mean)
-        ok = [np.abs(a - b) <= np.maximum(tol * np.abs(a), ABS_FLOOR) for a, b, tol in
-              ((mean, p_mean, REL_TOL), (var, p_var, REL_TOL), (m4, p_m4, M4_REL_TOL))]
+        with np.errstate(invalid="ignore"):  # inf − inf for infinite moments: judged by the tail test
+            ok = [np.abs(a - b) <= np.maximum(tol * np.abs(a), ABS_FLOOR) for a, b, tol in
+                  ((mean, p_mean, REL_TOL), (var, p_var, REL_TOL), (m4, p_m4, M4_REL_TOL))]
         warnings, mean, var, m4 = _judge(tails[key], ok, mean.copy(), var.copy(), m4.copy(), err)
         out[key] = Moments(mean, var, m4, err, NODE_LADDER[len(ladder) - 1], warnings)
     return out
 
 
+def exact_gradient_moments(
+    policy: DistSpec, ref: DistSpec, cases: list[Case], sampler: DistSpec | None = None
+) -> dict[tuple[str, str], Moments]:
+    """Exact E_m[g] and moments of each case's per-sample autograd gradient g (float64)."""
+    return exact_moments(lambda x: row_gradients(policy, ref, x, cases, sampler), sampler or policy)
+
+
 def _settled(cur, prev) -> bool:
     tols = (REL_TOL, REL_TOL, M4_REL_TOL)
-    return all(np.all(np.abs(c - p) <= np.maximum(t * np.abs(c), ABS_FLOOR)) for c, p, t in zip(cur, prev, tols))
+    with np.errstate(invalid="ignore"):
+        return all(np.all(np.abs(c - p) <= np.maximum(t * np.abs(c), ABS_FLOOR)) for c, p, t in zip(cur, prev, tols))
 
 
 def _judge(tail, ok, mean, var, m4, err):

@@ -38,23 +38,57 @@ class GradientExperiment:
     trials: int = 1_000  # independent trials (gradient draws)
     seed: int = 42  # torch.manual_seed for the whole run
     dtype: str = "float32"  # float32 (as trainers) or float64
+    mode: str = "mc"  # mc (sampled trials) or exact (quadrature, no noise)
+    violin: bool = False  # also draw violin.png of per-trial gradients (mc only)
     notes: str = ""  # free text copied into results/README.md
 
 
-KINDS: dict[str, type] = {"gradients": GradientExperiment}
+@dataclass(frozen=True)
+class ValueExperiment:
+    """A value table: mean(k) as an estimate of the KL (Schulman 2020)."""
+
+    title: str
+    policy: str  # q, the sampling distribution
+    ref: str  # p
+    estimators: list[str]
+    mode: str = "exact"  # exact or mc
+    samples: int = 500_000  # MC samples (Schulman used 500k)
+    seed: int = 42
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class SweepExperiment:
+    """Exact bias_rel/stdev_rel curves as one reference parameter moves; writes sweep.png."""
+
+    title: str
+    policy: str
+    ref: str  # the starting reference; ``vary`` replaces one of its parameters
+    estimators: list[str]
+    vary: str  # "loc" or "scale"
+    grid: list[float]  # values taken by the varied parameter
+    quantity: str = "gradients"  # gradients or values
+    samples: int = 50_000  # n in the stdev of an n-sample mean (gradients)
+    notes: str = ""
+
+
+KINDS: dict[str, type] = {"gradients": GradientExperiment, "values": ValueExperiment, "sweep": SweepExperiment}
 
 
 def _check_type(name: str, value, annotation, where: str) -> None:
     origin = typing.get_origin(annotation)
+    item = typing.get_args(annotation)[0] if origin is list else None
+    accepted = (float, int) if item is float else item  # TOML writes 2.0 as 2
     ok = (
-        all(isinstance(v, str) for v in value) if origin is list and isinstance(value, list)
+        all(isinstance(v, accepted) and not isinstance(v, bool) for v in value) if origin is list and isinstance(value, list)
         else isinstance(value, float | int) and not isinstance(value, bool) if annotation is float
         else isinstance(value, int) and not isinstance(value, bool) if annotation is int
         else isinstance(value, annotation) if isinstance(annotation, type)
         else False
     )
     if not ok:
-        shown = "list of strings" if origin is list else getattr(annotation, "__name__", str(annotation))
+        shown = (f"list of {'numbers' if item is float else 'strings'}" if origin is list
+                 else getattr(annotation, "__name__", str(annotation)))
         raise KLGradError(f"{where}: {name} must be a {shown}, got {value!r}")
 
 

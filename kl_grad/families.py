@@ -96,11 +96,17 @@ def parse_spec(text: str, what: str = "distribution") -> DistSpec:
     values = []
     for name, part in zip(fam.params, parts):
         try:
-            value = float(part)
+            values.append(float(part))
         except ValueError:
             raise KLGradError(f"malformed {what} {text!r}: {name} {part!r} is not a number") from None
+    return make_spec(fam.name, values, f"{what} {text!r}")
+
+
+def make_spec(family: str, values, what: str = "distribution") -> DistSpec:
+    """A DistSpec from numbers, after checking every parameter rule (errors name the rule)."""
+    fam = choose("family", family, FAMILIES)
+    for name, value in zip(fam.params, values):
         rule, check = fam.rules[name]
         if not check(value):
-            raise KLGradError(f"invalid {what} {text!r}: {name} must be {rule}, got {part}")
-        values.append(value)
-    return DistSpec(fam.name, tuple(values))
+            raise KLGradError(f"invalid {what}: {name} must be {rule}, got {value:g}")
+    return DistSpec(fam.name, tuple(float(v) for v in values))

@@ -1,8 +1,8 @@
 """``make reproduce``: run every experiment file and write results/ plus an index.
 
 Layout: ``results/<experiment>/`` holds ``table.md``, ``table.csv``,
-``table.json`` and ``config.toml`` (a byte copy of the experiment file that
-produced them); ``results/README.md`` indexes them. Nothing written depends on
+``table.json``, any figures (PNG) and ``config.toml`` (a byte copy of the
+experiment file that produced them); ``results/README.md`` indexes them. Nothing written depends on
 the clock, the machine or the path, so a rerun rewrites identical bytes. All
 experiment files are validated before any runs, and each file is written
 atomically, so a bad config or an interrupted run leaves no partial output.
@@ -21,9 +21,14 @@ import torch
 
 from .analysis import run_gradients
 from .errors import KLGradError
-from .experiments import GradientExperiment, load_experiment
+from tabulate import tabulate
+
+from .experiments import GradientExperiment, SweepExperiment, ValueExperiment, load_experiment
 from .families import parse_spec
+from .figures import sweep_png, violin_png
 from .report import to_csv, to_grid, to_json, to_markdown
+from .sweeps import sweep
+from .values import run_values, values_markdown
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -48,26 +53,77 @@ def dtype_of(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def check(exp: GradientExperiment) -> None:
+def check(exp) -> None:
     """Validate every name and number in ``exp`` without running it."""
-    from .analysis import check_counts, make_cases
+    from .analysis import MODES, check_counts, make_cases
+    from .values import _value_estimators
 
     parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref")
-    if exp.sampler:
-        parse_spec(exp.sampler, "sampler")
-    make_cases(exp.estimators, exp.placements)
-    check_counts(exp.samples, exp.trials)
-    dtype_of(exp.dtype)
+    if isinstance(exp, GradientExperiment):
+        if exp.sampler:
+            parse_spec(exp.sampler, "sampler")
+        make_cases(exp.estimators, exp.placements)
+        check_counts(exp.samples, exp.trials)
+        dtype_of(exp.dtype)
+        if exp.mode not in MODES:
+            raise KLGradError(f"unknown mode {exp.mode!r}; expected one of {', '.join(MODES)}")
+        if exp.violin and exp.mode != "mc":
+            raise KLGradError("violin plots need mode = \"mc\" (exact mode has no trials)")
+    elif isinstance(exp, ValueExperiment):
+        _value_estimators(exp.estimators)
+        if exp.mode not in MODES:
+            raise KLGradError(f"unknown mode {exp.mode!r}; expected one of {', '.join(MODES)}")
+    else:
+        sweep(parse_spec(exp.policy), parse_spec(exp.ref), exp.vary, exp.grid[:1], exp.estimators,
+              exp.quantity, exp.samples)  # one exact point: milliseconds, and it checks every name
 
 
-def run_experiment(exp: GradientExperiment, progress=None) -> pd.DataFrame:
+def run_experiment(exp, progress=None) -> tuple[pd.DataFrame, dict[str, bytes]]:
+    """Run one experiment: its tidy table and any figures ({file name: PNG bytes})."""
+    policy, ref = parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref")
+    if isinstance(exp, ValueExperiment):
+        return run_values(policy, ref, exp.estimators, mode=exp.mode, samples=exp.samples, seed=exp.seed), {}
+    if isinstance(exp, SweepExperiment):
+        table = sweep(policy, ref, exp.vary, exp.grid, exp.estimators, exp.quantity, exp.samples)
+        xlabel = f"reference {exp.vary} (policy {exp.policy}, reference {exp.ref} otherwise)"
+        return table, {"sweep.png": sweep_png(table, exp.title, xlabel)}
     run = run_gradients(
-        parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref"), exp.estimators, exp.placements,
-        samples=exp.samples, trials=exp.trials, seed=exp.seed,
-        sampler=parse_spec(exp.sampler, "sampler") if exp.sampler else None,
+        policy, ref, exp.estimators, exp.placements, mode=exp.mode, samples=exp.samples, trials=exp.trials,
+        seed=exp.seed, sampler=parse_spec(exp.sampler, "sampler") if exp.sampler else None,
         dtype=dtype_of(exp.dtype), progress=progress,
     )
-    return run.table
+    figures = {"violin.png": violin_png(run.per_trial, run.table, run.params, exp.title)} if exp.violin else {}
+    return run.table, figures
+
+
+def _text_view(exp, table: pd.DataFrame) -> str:
+    if isinstance(exp, GradientExperiment):
+        return to_grid(table)
+    if isinstance(exp, ValueExperiment):
+        return values_markdown(table)
+    return f"{len(table)} rows; see sweep.png\n"
+
+
+def _markdown(exp, table: pd.DataFrame) -> str:
+    if isinstance(exp, ValueExperiment):
+        return values_markdown(table)
+    if isinstance(exp, SweepExperiment):
+        cols = [c for c in ("x", "estimator", "direction", "param", "bias_rel", "stdev_rel", "warning") if c in table]
+        return tabulate(table[cols], headers="keys", tablefmt="github", showindex=False, floatfmt=".4g") + "\n"
+    return to_markdown(table)
+
+
+def _describe(exp) -> str:
+    if isinstance(exp, SweepExperiment):
+        return (f"policy `{exp.policy}`, reference `{exp.ref}` with {exp.vary} ∈ {exp.grid}; exact, "
+                f"{exp.quantity}.")
+    if isinstance(exp, ValueExperiment):
+        n = "" if exp.mode == "exact" else f" × {exp.samples} samples, seed {exp.seed}"
+        return f"q = `{exp.policy}`, p = `{exp.ref}`; {exp.mode}{n}."
+    sampler = exp.sampler or "the policy (on-policy)"
+    budget = (f"{exp.trials} trials × {exp.samples} samples, seed {exp.seed}, {exp.dtype}" if exp.mode == "mc"
+              else f"exact, stdev of a {exp.samples}-sample mean")
+    return f"policy `{exp.policy}`, ref `{exp.ref}`, samples from {sampler}; {budget}."
 
 
 def _index(entries: list[tuple[str, GradientExperiment, pd.DataFrame]]) -> str:
@@ -76,18 +132,17 @@ def _index(entries: list[tuple[str, GradientExperiment, pd.DataFrame]]) -> str:
         "",
         "Generated by `make reproduce` from the files in `experiments/`; do not edit by hand.",
         "Each folder holds `table.md`, `table.csv`, `table.json` and the `config.toml` that produced them.",
-        "Columns: `bias_rel` = |mean_grad − true_grad| / |true_grad|; `stdev_rel` = std over trials / |true_grad|;",
-        "`se` = standard error of `mean_grad`. Directions: `policy||ref` = KL(π_θ‖π_ref), `ref||policy` = KL(π_ref‖π_θ).",
+        "Columns: `bias_rel` = |mean − true| / |true|; `stdev_rel` = stdev / |true| (gradients: of the per-trial",
+        "gradient; values: per sample); `se` = standard error of the mean (MC) or quadrature error estimate (exact);",
+        "`z_vs_exact` = (MC mean − exact mean) / se; `verdict` is decided from these numbers (MC: bias > 4 se).",
+        "Directions: `policy||ref` = KL(π_θ‖π_ref), `ref||policy` = KL(π_ref‖π_θ) (seed 003's \"reverse KL\").",
         "",
     ]
-    for name, exp, table in entries:
-        lines += [f"## [{exp.title}]({name}/)", ""]
-        sampler = exp.sampler or "the policy (on-policy)"
-        lines.append(f"policy `{exp.policy}`, ref `{exp.ref}`, samples from {sampler}; "
-                     f"{exp.trials} trials × {exp.samples} samples, seed {exp.seed}, {exp.dtype}.")
+    for name, exp, table, figures in entries:
+        lines += [f"## [{exp.title}]({name}/)", "", _describe(exp)]
         if exp.notes:
             lines += ["", exp.notes.strip()]
-        lines += ["", to_markdown(table)]
+        lines += [""] + [f"![{exp.title}]({name}/{fig})" for fig in figures] + ["", _markdown(exp, table)]
     return "\n".join(lines)
 
 
@@ -103,15 +158,17 @@ def reproduce(exp_dir: Path, out_dir: Path, echo=print) -> int:
     for path, exp in experiments:
         name = path.stem
         start = time.perf_counter()
-        table = run_experiment(exp)
+        table, figures = run_experiment(exp)
         folder = Path(out_dir) / name
-        write_atomic(folder / "table.md", f"# {exp.title}\n\n" + to_markdown(table))
+        write_atomic(folder / "table.md", f"# {exp.title}\n\n" + _markdown(exp, table))
         write_atomic(folder / "table.csv", to_csv(table))
         write_atomic(folder / "table.json", to_json(table))
         write_atomic(folder / "config.toml", path.read_bytes())
+        for fig_name, png in figures.items():
+            write_atomic(folder / fig_name, png)
         echo(f"== {name}: {exp.title}")
-        echo(to_grid(table))
+        echo(_text_view(exp, table))
         print(f"   ({time.perf_counter() - start:.1f} s; wrote {folder}/)", file=sys.stderr)
-        entries.append((name, exp, table))
+        entries.append((name, exp, table, figures))
     write_atomic(Path(out_dir) / "README.md", _index(entries))
     return len(entries)

@@ -14,9 +14,10 @@ from .errors import KLGradError
 from .estimators import ESTIMATORS, Estimator, get_estimator, k1, k2, k3, reverse_k1, reverse_k2
 from .families import DistSpec, parse_spec
 from .surrogates import PLACEMENTS, get_placement, surrogate
+from .training import AGGREGATIONS, kl_loss
 
 __all__ = [
-    "ESTIMATORS", "PLACEMENTS", "POLICY_REF", "REF_POLICY", "DistSpec", "Estimator", "GradientRun",
+    "AGGREGATIONS", "kl_loss", "ESTIMATORS", "PLACEMENTS", "POLICY_REF", "REF_POLICY", "DistSpec", "Estimator", "GradientRun",
     "KLGradError", "get_estimator", "get_placement", "k1", "k2", "k3", "parse_spec", "resolve_direction",
     "reverse_k1", "reverse_k2", "run_gradients", "surrogate", "true_gradients",
 ]

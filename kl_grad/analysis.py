@@ -33,6 +33,7 @@ from .surrogates import get_placement
 
 COLUMNS = [
     "estimator", "placement", "direction", "param", "true_grad", "mean_grad", "bias_rel", "stdev_rel", "se",
+    "bias_vs_policy||ref", "bias_vs_ref||policy", "follows",
     "trials", "samples", "mode", "verdict", "exact_grad", "z_vs_exact", "z_stdev_vs_exact", "warning", "policy",
     "ref", "sampler",
 ]
@@ -55,6 +56,31 @@ def relative(mean: float, stdev: float, true: float, row: dict) -> dict:
         row["warning"] = "; ".join(filter(None, [row.get("warning", ""), "true value is 0: relative columns undefined"]))
         return {"bias_rel": math.nan, "stdev_rel": math.nan}
     return {"bias_rel": abs(mean - true) / abs(true), "stdev_rel": stdev / abs(true)}
+
+
+def _both_directions(mean: float, se: float, truth: dict, j: int, mode: str) -> dict:
+    """Relative bias against ∇KL in each direction, and which one(s) the mean gradient follows."""
+    out, follows = {}, []
+    for direction, grads in truth.items():
+        true = grads[j]
+        out[f"bias_vs_{direction}"] = abs(mean - true) / abs(true) if true != 0 else math.nan
+        tol = BIAS_SE * se if mode == "mc" else max(EXACT_UNBIASED * abs(true), 1e-12)
+        if abs(mean - true) <= tol:
+            follows.append(direction)
+    out["follows"] = " and ".join(follows) if follows else "neither"
+    return out
+
+
+HIGHER_VARIANCE = 1.2  # an unbiased row whose stdev exceeds 1.2× the best unbiased row's
+
+
+def _higher_variance(table: pd.DataFrame) -> pd.DataFrame:
+    """Mark unbiased rows that are noisier than the best unbiased row for the same direction and parameter."""
+    unbiased = table["verdict"] == "unbiased"
+    best = table[unbiased].groupby(["direction", "param"])["stdev_rel"].transform("min")
+    noisy = unbiased & (table["stdev_rel"] > HIGHER_VARIANCE * best.reindex(table.index))
+    table.loc[noisy, "verdict"] = "unbiased, higher variance"
+    return table
 
 
 def make_cases(estimators: list[str], placements: list[str]) -> list[Case]:
@@ -153,8 +179,9 @@ def run_gradients(
                            warning="; ".join(filter(None, [ex.warnings[j], note])))
                 row["verdict"] = verdict(abs(g.mean() - true) > BIAS_SE * se, g.mean())
             row.update(relative(row["mean_grad"], row.pop("stdev"), true, row))
+            row.update(_both_directions(row["mean_grad"], row["se"], truth, j, mode))
             rows.append(row)
-    table = pd.DataFrame(rows)
+    table = _higher_variance(pd.DataFrame(rows))
     table = table[[c for c in COLUMNS if c in table.columns]]
     table["trials"] = table["trials"].astype("Int64")
     return GradientRun(table, per_trial, policy.fam.params, time.perf_counter() - start)

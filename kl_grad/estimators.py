@@ -140,3 +140,40 @@ k2 = register(Estimator("k2", "½·log(π_θ/π_ref)²", POLICY_REF, False, _k2,
 k3 = register(Estimator("k3", "r − 1 − log r", POLICY_REF, True, _k3, "Schulman 2020", ("low_var_kl",)))
 reverse_k1 = register(Estimator("reverse_k1", "r·log r", REF_POLICY, True, _reverse_k1, "seed 003"))
 reverse_k2 = register(Estimator("reverse_k2", "r", REF_POLICY, False, _reverse_k2, "seed 003"))
+
+
+# --- Variants used by production trainers (issue: the whole design space) -------------------------
+
+# r·log r − (r − 1) = u e^u − (e^u − 1) with u = −d: the control-variate form of reverse_k1 (value ≥ 0).
+_U_EXP_MINUS_EXPM1 = [(k - 1) / math.factorial(k) for k in range(2, 2 + _SERIES_TERMS)]
+
+
+def _reverse_k1_cv(d: Tensor) -> Tensor:
+    return _cancelling(-d, _U_EXP_MINUS_EXPM1, lambda u: u * torch.exp(u) - torch.expm1(u))
+
+
+def straight_through(value_of: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """Value of ``value_of`` with the gradient of k2: b − sg(b) + sg(f), b = k2 (verl's ``kX+``)."""
+    def fn(d: Tensor) -> Tensor:
+        grad_part = _k2(d)
+        return grad_part - grad_part.detach() + value_of(d).detach()
+    return fn
+
+
+LOG_RATIO_CLAMP = 20.0  # |log r| clamp applied before exp, as verl's low_var_kl does
+VALUE_CLAMP = 10.0  # k3 output clamp, as verl's low_var_kl does
+
+
+def _k3_clamped(d: Tensor) -> Tensor:
+    # clamp has zero gradient outside its range: samples beyond either clamp stop contributing a gradient.
+    return _k3(d.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)).clamp(-VALUE_CLAMP, VALUE_CLAMP)
+
+
+reverse_k1_cv = register(Estimator("reverse_k1_cv", "r·log r − (r − 1)", REF_POLICY, True, _reverse_k1_cv,
+                                   "control variate of r·log r (E_q[r − 1] = 0)"))
+k1_st = register(Estimator("k1+", "value k1, gradient k2 (straight-through)", POLICY_REF, True,
+                           straight_through(_k1), "verl 'k1+'"))
+k3_st = register(Estimator("k3+", "value k3, gradient k2 (straight-through)", POLICY_REF, True,
+                           straight_through(_k3), "verl 'k3+'"))
+k3_clamped = register(Estimator("k3_clamped", "k3 of clamp(d, ±20), clamped to ±10", POLICY_REF, False,
+                                _k3_clamped, "verl low_var_kl's clamps"))

@@ -22,7 +22,7 @@ _DISPLAY = ["estimator", "placement", "direction", "param", "true_grad", "mean_g
 
 
 def _display_columns(table: pd.DataFrame) -> list[str]:
-    extra = [c for c in ("z_vs_exact", "verdict", "warning") if c in table.columns]
+    extra = [c for c in ("z_vs_exact", "follows", "verdict", "warning") if c in table.columns]
     return [c for c in _DISPLAY if c in table.columns] + extra
 
 

@@ -56,10 +56,11 @@ def row_gradients(
         ref_logp = ref.build(dtype).log_prob(points)  # (rows, cols)
         sampler_logp = None if sampler is None else sampler.build(dtype).log_prob(points)
     logp = policy.build_from(leaves).log_prob(points)  # (rows, cols), carries grad
+    log_ratio = logp - ref_logp  # d, shared by every case's graph
     out = {}
     params = list(leaves.values())
     for i, case in enumerate(cases):
-        per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp)
+        per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
         # Sum over rows of each row's mean; sum/cols equals mean() in value, but its
         # backward is a free expand where mean's divides every element again.
         loss = per_sample.sum(dim=-1).sum() / cols

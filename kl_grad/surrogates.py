@@ -61,9 +61,13 @@ def surrogate(
     logp: Tensor,
     ref_logp: Tensor,
     sampler_logp: Tensor | None = None,
+    log_ratio: Tensor | None = None,
 ) -> Tensor:
-    """Per-sample differentiable surrogate; ``logp`` carries grad, the others are constants."""
-    k = estimator(logp, ref_logp)
+    """Per-sample differentiable surrogate; ``logp`` carries grad, the others are constants.
+
+    ``log_ratio`` may pass a precomputed ``logp - ref_logp`` (shared by several cases).
+    """
+    k = estimator.of_log_ratio(logp - ref_logp if log_ratio is None else log_ratio)
     if placement.name == "loss":  # no weight at all: keep the graph identical to a plain k(d) loss
         return k
     return placement.fn(k, importance_weight(logp, sampler_logp))

@@ -42,26 +42,28 @@ def _normal_values(spec) -> tuple[float, float]:
 # The seed-003 style per-trial loop
 # --------------------------------------------------------------------------- #
 
-def _loop_k1(lq, lp):
-    return lq - lp
+# Written as seed 003 writes them: each formula takes (x, q, p) and calls log_prob itself,
+# so reverse_k1 evaluates each log-prob twice, exactly like the seed's script.
+def _loop_k1(x, q, p):
+    return q.log_prob(x) - p.log_prob(x)
 
 
-def _loop_k2(lq, lp):
-    return 0.5 * (lq - lp) ** 2
+def _loop_k2(x, q, p):
+    return 0.5 * (q.log_prob(x) - p.log_prob(x)) ** 2
 
 
-def _loop_k3(lq, lp):
-    ratio = torch.exp(lp - lq)
+def _loop_k3(x, q, p):
+    ratio = torch.exp(p.log_prob(x) - q.log_prob(x))
     return ratio - 1 - torch.log(ratio)
 
 
-def _loop_reverse_k1(lq, lp):
-    ratio = torch.exp(lp - lq)
-    return ratio * (lp - lq)
+def _loop_reverse_k1(x, q, p):
+    ratio = torch.exp(p.log_prob(x) - q.log_prob(x))
+    return ratio * (p.log_prob(x) - q.log_prob(x))
 
 
-def _loop_reverse_k2(lq, lp):
-    return torch.exp(lp - lq)
+def _loop_reverse_k2(x, q, p):
+    return torch.exp(p.log_prob(x) - q.log_prob(x))
 
 
 LOOP_FORMULAS = {
@@ -109,7 +111,7 @@ def seed_style_loop(
             if return_samples:
                 drawn.append(x)
             for name in names:
-                per_sample = LOOP_FORMULAS[name](q.log_prob(x), p.log_prob(x))
+                per_sample = LOOP_FORMULAS[name](x, q, p)
                 per_sample.mean().backward()
                 out[name][t] = (loc.grad.item(), scale.grad.item())
                 loc.grad = None

@@ -34,8 +34,8 @@ from .surrogates import get_placement
 COLUMNS = [
     "estimator", "placement", "direction", "param", "true_grad", "mean_grad", "bias_rel", "stdev_rel", "se",
     "bias_vs_policy||ref", "bias_vs_ref||policy", "follows",
-    "trials", "samples", "mode", "verdict", "exact_grad", "z_vs_exact", "z_stdev_vs_exact", "warning", "policy",
-    "ref", "sampler",
+    "trials", "samples", "mode", "verdict", "exact_grad", "z_vs_exact", "z_stdev_vs_exact", "clamped_frac",
+    "warning", "policy", "ref", "sampler",
 ]
 
 
@@ -48,6 +48,10 @@ def true_gradients(policy: DistSpec, ref: DistSpec) -> dict[str, np.ndarray]:
         kl = kl_divergence(q, p) if direction == POLICY_REF else kl_divergence(p, q)
         out[direction] = torch.stack(torch.autograd.grad(kl, list(leaves.values()))).numpy()
     return out
+
+
+def _exact_note(warning: str) -> str:
+    return f"exact counterpart: {warning}" if warning else ""
 
 
 def relative(mean: float, stdev: float, true: float, row: dict) -> dict:
@@ -113,18 +117,26 @@ def check_counts(samples: int, trials: int) -> None:
 
 
 def _mc_gradients(policy, ref, cases, samples, trials, seed, sampler, dtype, progress):
+    """Per-trial gradients {case: (trials, P)} and, for clamped estimators, {name: fraction of samples clamped}."""
     # Preallocated (trials, P) buffers: keeping many tiny per-chunk tensors alive between the
     # freed ~1 MB sample buffers made glibc's heap grow with the trial count (6 GiB at 10k trials).
     out = {c.key: np.empty((trials, len(policy.fam.params))) for c in cases}
+    clamped = {c.estimator.name: c.estimator.clamp_active for c in cases if c.estimator.clamp_active}
+    counts = dict.fromkeys(clamped, 0)
     done = 0
     for points in mc_batches(sampler or policy, trials, samples, seed, dtype):
         rows = points.shape[0]
         for key, grads in row_gradients(policy, ref, points, cases, sampler).items():
             out[key][done:done + rows] = grads.double().numpy()
+        if clamped:
+            with torch.no_grad():
+                d = policy.build(dtype).log_prob(points) - ref.build(dtype).log_prob(points)
+            for name, active in clamped.items():
+                counts[name] += int(active(d).sum())
         done += rows
         if progress:
             progress(done, trials)
-    return out
+    return out, {name: n / (trials * samples) for name, n in counts.items()}
 
 
 def run_gradients(
@@ -157,7 +169,7 @@ def run_gradients(
     start = time.perf_counter()
     truth = true_gradients(policy, ref)
     exact = exact_gradient_moments(policy, ref, cases, sampler)
-    per_trial = {} if mode == "exact" else _mc_gradients(
+    per_trial, clamped = ({}, {}) if mode == "exact" else _mc_gradients(
         policy, ref, cases, samples, trials, seed, sampler, dtype, progress)
     rows = []
     for case in cases:
@@ -177,9 +189,12 @@ def run_gradients(
                 g = per_trial[case.key][:, j]  # (trials,)
                 se = g.std(ddof=1) / math.sqrt(trials)
                 z_std, note = stdev_check(g.std(), ex.var[j], ex.m4[j], samples, trials)
+                frac = clamped.get(case.estimator.name)
+                clamp_note = f"clamp active on {frac:.2%} of samples: their gradient is zeroed" if frac else ""
                 row.update(mean_grad=g.mean(), stdev=g.std(), se=se, trials=trials, z_stdev_vs_exact=z_std,
                            z_vs_exact=(g.mean() - ex.mean[j]) / se if se > 0 else math.nan,
-                           warning="; ".join(filter(None, [ex.warnings[j], note])))
+                           clamped_frac=math.nan if frac is None else frac,
+                           warning="; ".join(filter(None, [clamp_note, _exact_note(ex.warnings[j]), note])))
                 row["verdict"] = verdict(abs(g.mean() - true) > BIAS_SE * se, g.mean())
             row.update(relative(row["mean_grad"], row.pop("stdev"), true, row))
             row.update(_both_directions(row["mean_grad"], row["se"], truth, j, mode))

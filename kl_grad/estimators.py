@@ -98,7 +98,8 @@ class Estimator:
     ``of_log_ratio(d)`` maps a tensor of d = log π_θ − log π_ref to per-sample
     values (same shape). ``direction`` is the KL direction whose value (or, for
     gradient surrogates, gradient) it targets. ``unbiased_value`` says whether
-    E_{π_θ}[k] equals that KL exactly.
+    E_{π_θ}[k] equals that KL exactly. ``clamp_active(d)``, for clamped variants,
+    is True where a clamp zeroes the sample's gradient, so runs can report it.
     """
 
     name: str
@@ -108,6 +109,7 @@ class Estimator:
     of_log_ratio: Callable[[Tensor], Tensor]
     source: str
     aliases: tuple[str, ...] = field(default=())
+    clamp_active: Callable[[Tensor], Tensor] | None = None
 
     def __call__(self, logp: Tensor, ref_logp: Tensor) -> Tensor:
         """Per-sample estimate from policy and reference log-probs (broadcast)."""
@@ -175,5 +177,10 @@ k1_st = register(Estimator("k1+", "value k1, gradient k2 (straight-through)", PO
                            straight_through(_k1), "verl 'k1+'"))
 k3_st = register(Estimator("k3+", "value k3, gradient k2 (straight-through)", POLICY_REF, True,
                            straight_through(_k3), "verl 'k3+'"))
+def _k3_clamp_active(d: Tensor) -> Tensor:
+    inside = d.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    return (d.abs() > LOG_RATIO_CLAMP) | (_k3(inside) > VALUE_CLAMP)
+
+
 k3_clamped = register(Estimator("k3_clamped", "k3 of clamp(d, ±20), clamped to ±10", POLICY_REF, False,
-                                _k3_clamped, "verl low_var_kl's clamps"))
+                                _k3_clamped, "verl low_var_kl's clamps", clamp_active=_k3_clamp_active))

@@ -69,3 +69,27 @@ def test_seed001_verdicts_follow_from_the_numbers():
     assert loc[("k3", "reward")] == "biased"
     k3_loss = table[(table.estimator == "k3") & (table.placement == "loss")]
     assert (k3_loss["follows"] == "ref||policy").all()
+
+
+def test_clamp_activity_is_reported_and_biases_the_gradient():
+    import torch
+
+    from kl_grad.analysis import run_gradients
+    from kl_grad.expectation import mc_batches
+
+    policy, ref = parse_spec("normal:0,1"), parse_spec("normal:3.5,1.2")
+    run = run_gradients(policy, ref, ["k3", "k3_clamped"], ["loss-w"], samples=4000, trials=60, seed=9,
+                        dtype=torch.float64)
+    table = run.table.set_index(["estimator", "param"])
+    # Independent count on the same samples: verl's clamps act where |d| > 20 or k3(d) > 10.
+    active = 0
+    for x in mc_batches(policy, 60, 4000, 9, torch.float64):
+        d = policy.build(torch.float64).log_prob(x) - ref.build(torch.float64).log_prob(x)
+        active += int(((d.abs() > 20) | (torch.expm1(-d) + d > 10)).sum())
+    assert table.loc[("k3_clamped", "loc"), "clamped_frac"] == active / (60 * 4000)
+    assert active > 0 and "clamp active on" in table.loc[("k3_clamped", "loc"), "warning"]
+    assert np.isnan(table.loc[("k3", "loc"), "clamped_frac"])
+    # k3 in loss-w is unbiased; the clamp zeroes gradients and biases it by far more than 4 SE.
+    assert table.loc[("k3", "loc"), "verdict"] == "unbiased"
+    row = table.loc[("k3_clamped", "loc")]
+    assert abs(row["mean_grad"] - row["true_grad"]) > 10 * row["se"]

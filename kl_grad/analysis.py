@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch.distributions import kl_divergence
 
-from .directions import POLICY_REF, REF_POLICY
+from .directions import POLICY_REF, REF_POLICY, resolve_direction
 from .errors import KLGradError
 from .estimators import get_estimator
 from .exact import exact_gradient_moments
@@ -150,6 +150,7 @@ def run_gradients(
     trials: int = 1_000,
     seed: int = 42,
     sampler: DistSpec | None = None,
+    direction: str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
 ) -> GradientRun:
@@ -161,11 +162,14 @@ def run_gradients(
     autograd gradients at quadrature nodes give E[grad] and the stdev of an
     ``samples``-sample mean with no sampling noise. MC rows also carry the exact
     counterpart's z-score (``z_vs_exact``) and its tail warnings.
+    ``direction`` (``policy||ref``, ``ref||policy`` or the aliases ``reverse``/``forward``)
+    compares every row with that KL's gradient; by default each estimator's own target.
     """
     if mode not in MODES:
         raise KLGradError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     check_counts(samples, trials)
     cases = make_cases(list(estimators), list(placements))
+    chosen = resolve_direction(direction) if direction else None
     start = time.perf_counter()
     truth = true_gradients(policy, ref)
     exact = exact_gradient_moments(policy, ref, cases, sampler)
@@ -174,10 +178,10 @@ def run_gradients(
     rows = []
     for case in cases:
         ex = exact[case.key]
-        direction = case.estimator.direction
+        target = chosen or case.estimator.direction
         for j, param in enumerate(policy.fam.params):
-            true = truth[direction][j]
-            row = {"estimator": case.estimator.name, "placement": case.placement.name, "direction": direction,
+            true = truth[target][j]
+            row = {"estimator": case.estimator.name, "placement": case.placement.name, "direction": target,
                    "param": param, "true_grad": true, "samples": samples, "mode": mode, "policy": policy.label,
                    "ref": ref.label, "sampler": sampler.label if sampler else "policy",
                    "exact_grad": ex.mean[j], "warning": ex.warnings[j]}

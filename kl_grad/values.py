@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.distributions import kl_divergence
 
-from .directions import POLICY_REF
+from .directions import POLICY_REF, resolve_direction
 from .errors import KLGradError
 from .estimators import Estimator, get_estimator
 from .exact import exact_moments
@@ -50,6 +50,8 @@ def _evaluate(policy: DistSpec, ref: DistSpec, ests: list[Estimator]):
 
 
 def true_kl(policy: DistSpec, ref: DistSpec, direction: str) -> float:
+    """Closed-form KL in ``direction`` (canonical name or alias), float64."""
+    direction = resolve_direction(direction)
     q, p = policy.build(torch.float64), ref.build(torch.float64)
     return float(kl_divergence(q, p) if direction == POLICY_REF else kl_divergence(p, q))
 

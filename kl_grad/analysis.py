@@ -109,6 +109,14 @@ class GradientRun:
 MODES = ("mc", "exact")
 
 
+def check_compatible(policy: DistSpec, ref: DistSpec, sampler: DistSpec | None = None) -> None:
+    """Reference and sampler must be distributions over the same space as the policy."""
+    for role, other in (("ref", ref), ("sampler", sampler)):
+        if other is not None and (other.family != policy.family or len(other.values) != len(policy.values)):
+            raise KLGradError(f"{role} {other.label} does not match policy {policy.label}: "
+                              f"expected the same family with {len(policy.values)} parameters")
+
+
 def check_counts(samples: int, trials: int) -> None:
     if samples < 1:
         raise KLGradError(f"samples must be a positive integer, got {samples}")
@@ -120,13 +128,13 @@ def _mc_gradients(policy, ref, cases, samples, trials, seed, sampler, dtype, pro
     """Per-trial gradients {case: (trials, P)} and, for clamped estimators, {name: fraction of samples clamped}."""
     # Preallocated (trials, P) buffers: keeping many tiny per-chunk tensors alive between the
     # freed ~1 MB sample buffers made glibc's heap grow with the trial count (6 GiB at 10k trials).
-    out = {c.key: np.empty((trials, len(policy.fam.params))) for c in cases}
+    out = {c.key: np.empty((trials, len(policy.params))) for c in cases}
     clamped = {c.estimator.name: c.estimator.clamp_active for c in cases if c.estimator.clamp_active}
     counts = dict.fromkeys(clamped, 0)
     done = 0
     for points in mc_batches(sampler or policy, trials, samples, seed, dtype):
         rows = points.shape[0]
-        for key, grads in row_gradients(policy, ref, points, cases, sampler).items():
+        for key, grads in row_gradients(policy, ref, points, cases, sampler, dtype).items():
             out[key][done:done + rows] = grads.double().numpy()
         if clamped:
             with torch.no_grad():
@@ -168,6 +176,7 @@ def run_gradients(
     if mode not in MODES:
         raise KLGradError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     check_counts(samples, trials)
+    check_compatible(policy, ref, sampler)
     cases = make_cases(list(estimators), list(placements))
     chosen = resolve_direction(direction) if direction else None
     start = time.perf_counter()
@@ -179,7 +188,7 @@ def run_gradients(
     for case in cases:
         ex = exact[case.key]
         target = chosen or case.estimator.direction
-        for j, param in enumerate(policy.fam.params):
+        for j, param in enumerate(policy.params):
             true = truth[target][j]
             row = {"estimator": case.estimator.name, "placement": case.placement.name, "direction": target,
                    "param": param, "true_grad": true, "samples": samples, "mode": mode, "policy": policy.label,
@@ -206,4 +215,4 @@ def run_gradients(
     table = _higher_variance(pd.DataFrame(rows))
     table = table[[c for c in COLUMNS if c in table.columns]]
     table["trials"] = table["trials"].astype("Int64")
-    return GradientRun(table, per_trial, policy.fam.params, time.perf_counter() - start)
+    return GradientRun(table, per_trial, policy.params, time.perf_counter() - start)

@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sample from the policy, take autograd gradients of each estimator's mean "
                        "loss per trial, compare with the analytic ∇KL.", epilog=EPILOG_TABLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--policy", required=True, help="π_θ as FAMILY:PARAMS, e.g. normal:0,1 (LOC,SCALE); "
-                   "its parameters are differentiated")
+    t.add_argument("--policy", required=True, help="π_θ as FAMILY:PARAMS, e.g. normal:0,1 (LOC,SCALE) or "
+                   "categorical:0,0.5,-1 (logits, a token-like policy); its parameters are differentiated")
     t.add_argument("--ref", required=True, help="π_ref, e.g. normal:1,1.1")
     t.add_argument("--estimators", type=_csv_list, default=["k1", "k2", "k3"],
                    help=f"comma list from: {', '.join(ESTIMATORS)} (default k1,k2,k3)")
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_table(args) -> str:
-    from .analysis import MODES, check_counts, make_cases, run_gradients
+    from .analysis import MODES, check_compatible, check_counts, make_cases, run_gradients
     from .directions import resolve_direction
     from .families import parse_spec
     from .report import FORMATS, render
@@ -125,6 +125,7 @@ def _cmd_table(args) -> str:
     sampler = parse_spec(args.sampler, "sampler") if args.sampler else None
     make_cases(args.estimators, args.placements)
     check_counts(args.samples, args.trials)
+    check_compatible(policy, ref, sampler)
     if args.direction:
         resolve_direction(args.direction)
     dtype = dtype_of(args.dtype)

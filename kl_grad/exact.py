@@ -1,4 +1,7 @@
-"""Exact (noise-free) expectations: quadrature nodes instead of samples, autograd unchanged.
+"""Exact (noise-free) expectations: quadrature nodes (or enumeration) instead of samples, autograd unchanged.
+
+Discrete families (categorical) enumerate their support: every category is a node
+weighted by its probability, which is exact with no error estimate needed.
 
 E_m[g(x)] = ∫ m(x) g(x) dx ≈ Σ_i w_i g(x_i) with Gauss–Hermite nodes for the
 Normal sampling distribution m: x_i = loc + √2·scale·t_i, w_i = ω_i/√π
@@ -50,9 +53,16 @@ def hermite_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def node_points(sampler: DistSpec, n: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Quadrature nodes for E_sampler[·]: points (n, 1) float64 and weights (n,)."""
+    """Nodes for E_sampler[·]: points (n, 1) and weights (n,) summing to 1.
+
+    Discrete families enumerate their support (n is ignored): every category is a
+    node, weighted by its probability, so the expectation is exact.
+    """
+    if sampler.fam.discrete:
+        probs = sampler.build(torch.float64).probs.numpy()
+        return torch.arange(len(probs)).reshape(-1, 1), probs
     if sampler.family != "normal":
-        raise KLGradError(f"exact mode supports the normal family, not {sampler.family!r}")
+        raise KLGradError(f"exact mode supports normal and categorical families, not {sampler.family!r}")
     z, w = hermite_rule(n)
     loc, scale = sampler.values
     return torch.tensor(loc + scale * z, dtype=torch.float64).reshape(-1, 1), w
@@ -82,7 +92,13 @@ Evaluate = Callable[[torch.Tensor], dict]  # points (N, 1) float64 -> {key: (N, 
 
 
 def tail_growth(evaluate: Evaluate, sampler: DistSpec) -> dict:
-    """{key: (P,) array of the highest moment order k in (2, 4) whose integrand fails to decay; 0 if none}."""
+    """{key: (P,) array of the highest moment order k in (2, 4) whose integrand fails to decay; 0 if none}.
+
+    A discrete family has finite support, so every moment is finite: nothing to test.
+    """
+    if sampler.fam.discrete:
+        x, _ = node_points(sampler, 0)
+        return {key: np.zeros(g.shape[1], dtype=int) for key, g in evaluate(x[:1]).items()}
     loc, scale = sampler.values
     z = np.array([-TAIL_Z[1], -TAIL_Z[0], TAIL_Z[0], TAIL_Z[1]])
     x = torch.tensor(loc + scale * z, dtype=torch.float64).reshape(-1, 1)
@@ -109,6 +125,9 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict:
     for n in NODE_LADDER:
         x, w = node_points(sampler, n)
         ladder.append({k: _weighted(g.detach(), w) for k, g in evaluate(x).items()})
+        if sampler.fam.discrete:  # enumeration is exact: the "previous" result is itself
+            ladder.append(ladder[-1])
+            break
         if len(ladder) >= 2 and all(_settled(ladder[-1][k], ladder[-2][k]) for k in ladder[-1]):
             break
     current, prev = ladder[-1], ladder[-2]
@@ -120,7 +139,8 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict:
             ok = [np.abs(a - b) <= np.maximum(tol * np.abs(a), ABS_FLOOR) for a, b, tol in
                   ((mean, p_mean, REL_TOL), (var, p_var, REL_TOL), (m4, p_m4, M4_REL_TOL))]
         warnings, mean, var, m4 = _judge(tails[key], ok, mean.copy(), var.copy(), m4.copy(), err)
-        out[key] = Moments(mean, var, m4, err, NODE_LADDER[len(ladder) - 1], warnings)
+        nodes = len(x) if sampler.fam.discrete else NODE_LADDER[len(ladder) - 1]
+        out[key] = Moments(mean, var, m4, err, nodes, warnings)
     return out
 
 
@@ -128,7 +148,7 @@ def exact_gradient_moments(
     policy: DistSpec, ref: DistSpec, cases: list[Case], sampler: DistSpec | None = None
 ) -> dict[tuple[str, str], Moments]:
     """Exact E_m[g] and moments of each case's per-sample autograd gradient g (float64)."""
-    return exact_moments(lambda x: row_gradients(policy, ref, x, cases, sampler), sampler or policy)
+    return exact_moments(lambda x: row_gradients(policy, ref, x, cases, sampler, torch.float64), sampler or policy)
 
 
 def _settled(cur, prev) -> bool:

@@ -1,6 +1,6 @@
-"""Parametric families: parse ``normal:LOC,SCALE`` and build torch distributions.
+"""Parametric families: parse ``normal:LOC,SCALE`` or ``categorical:L0,L1,...`` and build torch distributions.
 
-A family names its parameters in torch's vocabulary (``loc``, ``scale``) and
+A family names its parameters in torch's vocabulary (``loc``, ``scale``, ``logits``) and
 declares a rule for each, checked once when a spec is parsed. Log-probs,
 sampling and the closed-form KL all come from ``torch.distributions``; this
 module only turns numbers into distributions, either fixed (reference,
@@ -17,29 +17,59 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.distributions import Distribution, Normal
+from torch.distributions import Categorical, Distribution, Normal
 
 from .errors import KLGradError, choose
 
 
 @dataclass(frozen=True)
 class Family:
-    """A parametric family: parameter names, their rules, and a constructor."""
+    """A parametric family: parameter names, their rule, a constructor, and whether it is discrete.
+
+    ``build(params)`` takes one tensor per parameter (all the same shape) and returns
+    the torch distribution; ``names(k)`` gives the parameter names for k values
+    (fixed for ``normal``, one logit per category for ``categorical``).
+    """
 
     name: str
-    params: tuple[str, ...]
-    rules: dict[str, tuple[str, Callable[[float], bool]]]  # param -> (rule text, check)
-    build: Callable[..., Distribution]
+    names: Callable[[int], tuple[str, ...]]
+    arity: str  # how many values a spec takes, for error messages
+    rules: Callable[[str], tuple[str, Callable[[float], bool]]]  # param name -> (rule text, check)
+    build: Callable[[list[torch.Tensor]], Distribution]
     example: str
+    discrete: bool = False
+
+    def valid_count(self, k: int) -> bool:
+        return k == 2 if self.name == "normal" else k >= 2
+
+
+_FINITE = ("finite", math.isfinite)
+_POSITIVE = ("> 0 and finite", lambda v: v > 0 and math.isfinite(v))
+
+
+def _categorical(params: list[torch.Tensor]) -> Distribution:
+    # logits stacked on a trailing axis: leaves of shape (rows, 1) give batch shape (rows, 1), so
+    # log_prob broadcasts over (rows, cols) points exactly as the Normal's does.
+    return Categorical(logits=torch.stack(params, dim=-1), validate_args=False)
 
 
 FAMILIES: dict[str, Family] = {
     "normal": Family(
         name="normal",
-        params=("loc", "scale"),
-        rules={"loc": ("finite", math.isfinite), "scale": ("> 0 and finite", lambda v: v > 0 and math.isfinite(v))},
-        build=Normal,
+        names=lambda k: ("loc", "scale"),
+        arity="normal:LOC,SCALE",
+        rules=lambda name: _POSITIVE if name == "scale" else _FINITE,
+        build=lambda params: Normal(*params, validate_args=False),
         example="normal:0,1",
+    ),
+    "categorical": Family(
+        name="categorical",
+        names=lambda k: tuple(f"logits[{i}]" for i in range(k)),
+        arity="categorical:L0,L1,... (two or more logits)",
+        rules=lambda name: _FINITE,
+        build=_categorical,
+        example="categorical:0,0.5,-1",
+        discrete=True,
     ),
 }
 
@@ -56,15 +86,20 @@ class DistSpec:
         return FAMILIES[self.family]
 
     @property
+    def params(self) -> tuple[str, ...]:
+        """Parameter names in torch's vocabulary, e.g. ("loc", "scale") or ("logits[0]", ...)."""
+        return self.fam.names(len(self.values))
+
+    @property
     def label(self) -> str:
         return f"{self.family}:" + ",".join(f"{v:g}" for v in self.values)
 
     def as_dict(self) -> dict[str, float]:
-        return dict(zip(self.fam.params, self.values))
+        return dict(zip(self.params, self.values))
 
     def build(self, dtype: torch.dtype = torch.float32) -> Distribution:
         """The fixed distribution (no grad): reference, sampler, or policy at θ0."""
-        return self.fam.build(*(torch.tensor(v, dtype=dtype) for v in self.values), validate_args=False)
+        return self.fam.build([torch.tensor(v, dtype=dtype) for v in self.values])
 
     def leaves(self, batch_shape: tuple[int, ...], dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """Trainable copies of the parameters, one per batch element, all equal to θ0.
@@ -80,7 +115,7 @@ class DistSpec:
 
     def build_from(self, leaves: dict[str, torch.Tensor]) -> Distribution:
         """The distribution whose parameters are ``leaves`` (differentiable)."""
-        return self.fam.build(*(leaves[name] for name in self.fam.params), validate_args=False)
+        return self.fam.build([leaves[name] for name in self.params])
 
 
 def parse_spec(text: str, what: str = "distribution") -> DistSpec:
@@ -90,11 +125,10 @@ def parse_spec(text: str, what: str = "distribution") -> DistSpec:
     if fam is None:
         raise KLGradError(f"malformed {what} {text!r}; expected FAMILY:PARAMS such as {FAMILIES['normal'].example}")
     parts = [p.strip() for p in rest.split(",")]
-    if len(parts) != len(fam.params):
-        names = ",".join(p.upper() for p in fam.params)
-        raise KLGradError(f"malformed {what} {text!r}; expected {fam.name}:{names} such as {fam.example}")
+    if not fam.valid_count(len(parts)):
+        raise KLGradError(f"malformed {what} {text!r}; expected {fam.arity} such as {fam.example}")
     values = []
-    for name, part in zip(fam.params, parts):
+    for name, part in zip(fam.names(len(parts)), parts):
         try:
             values.append(float(part))
         except ValueError:
@@ -105,8 +139,8 @@ def parse_spec(text: str, what: str = "distribution") -> DistSpec:
 def make_spec(family: str, values, what: str = "distribution") -> DistSpec:
     """A DistSpec from numbers, after checking every parameter rule (errors name the rule)."""
     fam = choose("family", family, FAMILIES)
-    for name, value in zip(fam.params, values):
-        rule, check = fam.rules[name]
+    for name, value in zip(fam.names(len(values)), values):
+        rule, check = fam.rules(name)
         if not check(value):
             raise KLGradError(f"invalid {what}: {name} must be {rule}, got {value:g}")
     return DistSpec(fam.name, tuple(float(v) for v in values))

@@ -37,20 +37,23 @@ def row_gradients(
     points: torch.Tensor,
     cases: list[Case],
     sampler: DistSpec | None = None,
+    dtype: torch.dtype | None = None,
 ) -> dict[tuple[str, str], torch.Tensor]:
     """Per-row autograd gradient of the row-mean surrogate for each case.
 
     Args:
         policy: π_θ at θ0; its parameters are the differentiated leaves.
         ref: π_ref, fixed.
-        points: (rows, cols) detached sample points; dtype sets the precision.
+        points: (rows, cols) detached sample points (integers for discrete families).
         cases: estimator × placement pairs sharing these points.
         sampler: the off-policy sampling distribution m, or None for m = π_θ.
+        dtype: precision of parameters and log-probs; default: the points' float dtype.
 
     Returns:
         {case.key: (rows, n_params) gradients}, columns in ``policy`` parameter order.
     """
-    rows, cols, dtype = points.shape[0], points.shape[1], points.dtype
+    rows, cols = points.shape
+    dtype = dtype or points.dtype
     leaves = policy.leaves((rows, 1), dtype)  # each (rows, 1)
     with torch.no_grad():
         ref_logp = ref.build(dtype).log_prob(points)  # (rows, cols)

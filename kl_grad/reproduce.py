@@ -58,10 +58,13 @@ def check(exp) -> None:
     from .analysis import MODES, check_counts, make_cases
     from .values import _value_estimators
 
-    parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref")
+    from .analysis import check_compatible
+
+    policy, ref = parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref")
+    check_compatible(policy, ref)
     if isinstance(exp, GradientExperiment):
         if exp.sampler:
-            parse_spec(exp.sampler, "sampler")
+            check_compatible(policy, ref, parse_spec(exp.sampler, "sampler"))
         make_cases(exp.estimators, exp.placements)
         check_counts(exp.samples, exp.trials)
         dtype_of(exp.dtype)

@@ -19,7 +19,7 @@ from .values import run_values
 def sweep(policy: DistSpec, ref: DistSpec, vary: str, grid: list[float], estimators: list[str],
           quantity: str = "gradients", samples: int = 50_000) -> pd.DataFrame:
     """Concatenated exact tables, one block per grid value, with the varied value in column ``x``."""
-    params = ref.fam.params
+    params = ref.params
     if vary not in params:
         raise KLGradError(f"unknown sweep parameter {vary!r}; expected one of {', '.join(params)}")
     if quantity not in ("gradients", "values"):

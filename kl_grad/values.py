@@ -24,7 +24,7 @@ from .errors import KLGradError
 from .estimators import Estimator, get_estimator
 from .exact import exact_moments
 from .families import DistSpec
-from .analysis import relative
+from .analysis import check_compatible, relative
 from .statistics import BIAS_SE, EXACT_UNBIASED, verdict
 
 VALUE_COLUMNS = ["estimator", "direction", "true_kl", "mean", "bias_rel", "stdev_rel", "se", "samples", "mode",
@@ -43,8 +43,8 @@ def _value_estimators(names: list[str]) -> list[Estimator]:
 
 
 def _evaluate(policy: DistSpec, ref: DistSpec, ests: list[Estimator]):
-    def evaluate(x: torch.Tensor) -> dict:
-        logq, logp = policy.build(x.dtype).log_prob(x), ref.build(x.dtype).log_prob(x)
+    def evaluate(x: torch.Tensor) -> dict:  # x: float or integer points; values in float64
+        logq, logp = policy.build(torch.float64).log_prob(x), ref.build(torch.float64).log_prob(x)
         return {e.name: e(logq, logp).reshape(-1, 1) for e in ests}  # (N, 1)
     return evaluate
 
@@ -63,6 +63,7 @@ def run_values(policy: DistSpec, ref: DistSpec, estimators: list[str], *, mode: 
         raise KLGradError(f"unknown mode {mode!r}; expected one of mc, exact")
     if samples < 2:
         raise KLGradError(f"samples must be an integer >= 2, got {samples}")
+    check_compatible(policy, ref)
     ests = _value_estimators(list(estimators))
     evaluate = _evaluate(policy, ref, ests)
     exact = exact_moments(evaluate, policy)

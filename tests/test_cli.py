@@ -113,3 +113,9 @@ def test_unknown_direction_lists_allowed_names():
     proc = run_cli(SMALL + ["--direction", "backward"])
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "expected one of policy||ref, ref||policy, reverse, forward" in proc.stderr
+
+
+def test_mismatched_families_are_rejected():
+    proc = run_cli(SMALL + ["--ref", "categorical:0,1"])
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "does not match policy normal:0,1" in proc.stderr

@@ -27,7 +27,7 @@ from .estimators import get_estimator
 from .exact import exact_gradient_moments
 from .expectation import mc_batches
 from .families import DistSpec
-from .gradients import Case, row_gradients
+from .gradients import Case, check_pathwise, row_gradients
 from .statistics import BIAS_SE, EXACT_UNBIASED, stdev_check, verdict
 from .surrogates import get_placement
 
@@ -35,7 +35,7 @@ COLUMNS = [
     "estimator", "placement", "direction", "param", "true_grad", "mean_grad", "bias_rel", "stdev_rel", "se",
     "bias_vs_policy||ref", "bias_vs_ref||policy", "follows",
     "trials", "samples", "mode", "verdict", "exact_grad", "z_vs_exact", "z_stdev_vs_exact", "clamped_frac",
-    "warning", "policy", "ref", "sampler",
+    "warning", "policy", "ref", "sampler", "sampling",
 ]
 
 
@@ -124,7 +124,7 @@ def check_counts(samples: int, trials: int) -> None:
         raise KLGradError(f"trials must be an integer >= 2 (a standard deviation needs two), got {trials}")
 
 
-def _mc_gradients(policy, ref, cases, samples, trials, seed, sampler, dtype, progress):
+def _mc_gradients(policy, ref, cases, samples, trials, seed, sampler, dtype, progress, pathwise=False):
     """Per-trial gradients {case: (trials, P)} and, for clamped estimators, {name: fraction of samples clamped}."""
     # Preallocated (trials, P) buffers: keeping many tiny per-chunk tensors alive between the
     # freed ~1 MB sample buffers made glibc's heap grow with the trial count (6 GiB at 10k trials).
@@ -134,7 +134,7 @@ def _mc_gradients(policy, ref, cases, samples, trials, seed, sampler, dtype, pro
     done = 0
     for points in mc_batches(sampler or policy, trials, samples, seed, dtype):
         rows = points.shape[0]
-        for key, grads in row_gradients(policy, ref, points, cases, sampler, dtype).items():
+        for key, grads in row_gradients(policy, ref, points, cases, sampler, dtype, pathwise).items():
             out[key][done:done + rows] = grads.double().numpy()
         if clamped:
             with torch.no_grad():
@@ -159,6 +159,7 @@ def run_gradients(
     seed: int = 42,
     sampler: DistSpec | None = None,
     direction: str | None = None,
+    pathwise: bool = False,
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
 ) -> GradientRun:
@@ -172,18 +173,22 @@ def run_gradients(
     counterpart's z-score (``z_vs_exact``) and its tail warnings.
     ``direction`` (``policy||ref``, ``ref||policy`` or the aliases ``reverse``/``forward``)
     compares every row with that KL's gradient; by default each estimator's own target.
+    ``pathwise=True`` differentiates through reparameterised samples (``rsample``), the
+    contrast to the score-function placements; column ``sampling`` says which.
     """
     if mode not in MODES:
         raise KLGradError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     check_counts(samples, trials)
     check_compatible(policy, ref, sampler)
+    if pathwise:
+        check_pathwise(policy, sampler)
     cases = make_cases(list(estimators), list(placements))
     chosen = resolve_direction(direction) if direction else None
     start = time.perf_counter()
     truth = true_gradients(policy, ref)
-    exact = exact_gradient_moments(policy, ref, cases, sampler)
+    exact = exact_gradient_moments(policy, ref, cases, sampler, pathwise)
     per_trial, clamped = ({}, {}) if mode == "exact" else _mc_gradients(
-        policy, ref, cases, samples, trials, seed, sampler, dtype, progress)
+        policy, ref, cases, samples, trials, seed, sampler, dtype, progress, pathwise)
     rows = []
     for case in cases:
         ex = exact[case.key]
@@ -193,6 +198,7 @@ def run_gradients(
             row = {"estimator": case.estimator.name, "placement": case.placement.name, "direction": target,
                    "param": param, "true_grad": true, "samples": samples, "mode": mode, "policy": policy.label,
                    "ref": ref.label, "sampler": sampler.label if sampler else "policy",
+                   "sampling": "rsample" if pathwise else "sample",
                    "exact_grad": ex.mean[j], "warning": ex.warnings[j]}
             if mode == "exact":
                 row.update(mean_grad=ex.mean[j], stdev=math.sqrt(ex.var[j] / samples), se=ex.err[j], trials=pd.NA)

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--direction", default=None, help="compare every row with this KL's gradient: policy||ref or "
                    "ref||policy (aliases: reverse = policy||ref, forward = ref||policy, the RLHF papers' usage); "
                    "default: each estimator's own target")
+    t.add_argument("--pathwise", action="store_true", help="contrast: reparameterised samples (rsample), "
+                   "differentiated through x; normal policy, on-policy only (not available for discrete tokens)")
     t.add_argument("--samples", type=int, default=50_000, help="samples per trial (default 50000)")
     t.add_argument("--trials", type=int, default=1_000, help="trials, at least 2 (default 1000)")
     t.add_argument("--seed", type=int, default=42, help="random seed (default 42, as seed 003)")
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_table(args) -> str:
     from .analysis import MODES, check_compatible, check_counts, make_cases, run_gradients
     from .directions import resolve_direction
+    from .gradients import check_pathwise
     from .families import parse_spec
     from .report import FORMATS, render
     from .reproduce import dtype_of
@@ -126,6 +129,8 @@ def _cmd_table(args) -> str:
     make_cases(args.estimators, args.placements)
     check_counts(args.samples, args.trials)
     check_compatible(policy, ref, sampler)
+    if args.pathwise:
+        check_pathwise(policy, sampler)
     if args.direction:
         resolve_direction(args.direction)
     dtype = dtype_of(args.dtype)
@@ -135,7 +140,8 @@ def _cmd_table(args) -> str:
     if args.mode not in MODES:
         raise KLGradError(f"unknown mode {args.mode!r}; expected one of {', '.join(MODES)}")
     run = run_gradients(policy, ref, args.estimators, args.placements, mode=args.mode, samples=args.samples,
-                        trials=args.trials, seed=args.seed, sampler=sampler, direction=args.direction, dtype=dtype,
+                        trials=args.trials, seed=args.seed, sampler=sampler, direction=args.direction,
+                        pathwise=args.pathwise, dtype=dtype,
                         progress=_progress(show and args.mode == "mc"))
     return render(run.table, args.format)
 

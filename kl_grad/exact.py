@@ -145,10 +145,11 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict:
 
 
 def exact_gradient_moments(
-    policy: DistSpec, ref: DistSpec, cases: list[Case], sampler: DistSpec | None = None
+    policy: DistSpec, ref: DistSpec, cases: list[Case], sampler: DistSpec | None = None, pathwise: bool = False
 ) -> dict[tuple[str, str], Moments]:
     """Exact E_m[g] and moments of each case's per-sample autograd gradient g (float64)."""
-    return exact_moments(lambda x: row_gradients(policy, ref, x, cases, sampler, torch.float64), sampler or policy)
+    return exact_moments(lambda x: row_gradients(policy, ref, x, cases, sampler, torch.float64, pathwise),
+                         sampler or policy)
 
 
 def _settled(cur, prev) -> bool:

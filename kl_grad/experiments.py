@@ -40,6 +40,7 @@ class GradientExperiment:
     dtype: str = "float32"  # float32 (as trainers) or float64
     mode: str = "mc"  # mc (sampled trials) or exact (quadrature, no noise)
     violin: bool = False  # also draw violin.png of per-trial gradients (mc only)
+    pathwise: bool = False  # reparameterised samples (rsample) instead of score-function sampling
     notes: str = ""  # free text copied into results/README.md
 
 

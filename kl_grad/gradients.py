@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import KLGradError
 from .estimators import Estimator
 from .families import DistSpec
 from .surrogates import Placement, surrogate
@@ -31,6 +32,14 @@ class Case:
         return (self.estimator.name, self.placement.name)
 
 
+def check_pathwise(policy: DistSpec, sampler: DistSpec | None) -> None:
+    if policy.family != "normal":
+        raise KLGradError(f"pathwise (rsample) gradients need a continuous reparameterisable policy (normal); "
+                          f"{policy.family} samples are discrete tokens, which cannot be reparameterised")
+    if sampler is not None:
+        raise KLGradError("pathwise (rsample) gradients are on-policy only: drop the sampler")
+
+
 def row_gradients(
     policy: DistSpec,
     ref: DistSpec,
@@ -38,6 +47,7 @@ def row_gradients(
     cases: list[Case],
     sampler: DistSpec | None = None,
     dtype: torch.dtype | None = None,
+    pathwise: bool = False,
 ) -> dict[tuple[str, str], torch.Tensor]:
     """Per-row autograd gradient of the row-mean surrogate for each case.
 
@@ -48,6 +58,10 @@ def row_gradients(
         cases: estimator × placement pairs sharing these points.
         sampler: the off-policy sampling distribution m, or None for m = π_θ.
         dtype: precision of parameters and log-probs; default: the points' float dtype.
+        pathwise: reparameterised sampling, the contrast to everything else here: the
+            points become x(θ) = loc + scale·ε (what ``Normal.rsample`` computes, with
+            the ε that drew them), so autograd also differentiates through the sample
+            and through log π_ref(x). On-policy Normal only.
 
     Returns:
         {case.key: (rows, n_params) gradients}, columns in ``policy`` parameter order.
@@ -58,6 +72,12 @@ def row_gradients(
     with torch.no_grad():
         ref_logp = ref.build(dtype).log_prob(points)  # (rows, cols)
         sampler_logp = None if sampler is None else sampler.build(dtype).log_prob(points)
+    if pathwise:
+        check_pathwise(policy, sampler)
+        loc0, scale0 = policy.values
+        eps = (points - loc0) / scale0  # the standard-normal draws behind the points
+        points = leaves["loc"] + leaves["scale"] * eps  # x(θ), as Normal.rsample: loc + eps * scale
+        ref_logp = ref.build(dtype).log_prob(points)  # now depends on θ through x
     logp = policy.build_from(leaves).log_prob(points)  # (rows, cols), carries grad
     log_ratio = logp - ref_logp  # d, shared by every case's graph
     out = {}

@@ -70,6 +70,10 @@ def check(exp) -> None:
         dtype_of(exp.dtype)
         if exp.mode not in MODES:
             raise KLGradError(f"unknown mode {exp.mode!r}; expected one of {', '.join(MODES)}")
+        if exp.pathwise:
+            from .gradients import check_pathwise
+
+            check_pathwise(policy, parse_spec(exp.sampler, "sampler") if exp.sampler else None)
         if exp.violin and exp.mode != "mc":
             raise KLGradError("violin plots need mode = \"mc\" (exact mode has no trials)")
     elif isinstance(exp, ValueExperiment):
@@ -93,7 +97,7 @@ def run_experiment(exp, progress=None) -> tuple[pd.DataFrame, dict[str, bytes]]:
     run = run_gradients(
         policy, ref, exp.estimators, exp.placements, mode=exp.mode, samples=exp.samples, trials=exp.trials,
         seed=exp.seed, sampler=parse_spec(exp.sampler, "sampler") if exp.sampler else None,
-        dtype=dtype_of(exp.dtype), progress=progress,
+        pathwise=exp.pathwise, dtype=dtype_of(exp.dtype), progress=progress,
     )
     figures = {"violin.png": violin_png(run.per_trial, run.table, run.params, exp.title)} if exp.violin else {}
     return run.table, figures

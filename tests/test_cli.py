@@ -59,6 +59,8 @@ BAD_INPUTS = [
     (["--format", "xml"], "expected one of markdown"),
     (["--dtype", "float16"], "expected one of float32, float64"),
     (["--estimators", ","], "no estimators given"),
+    (["--pathwise", "--sampler", "normal:0,2"], "on-policy only"),
+    (["--direction", "backward"], "expected one of policy||ref, ref||policy, reverse, forward"),
 ]
 
 

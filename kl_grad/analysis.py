@@ -79,7 +79,10 @@ HIGHER_VARIANCE = 1.2  # an unbiased row whose stdev exceeds 1.2× the best unbi
 
 
 def _higher_variance(table: pd.DataFrame) -> pd.DataFrame:
-    """Mark unbiased rows that are noisier than the best unbiased row for the same direction and parameter."""
+    """Mark unbiased rows that are noisier than the best unbiased row for the same direction and parameter.
+
+    Exact rows only ("unbiased" is an exact verdict); MC rows say "no bias detected".
+    """
     unbiased = table["verdict"] == "unbiased"
     best = table[unbiased].groupby(["direction", "param"])["stdev_rel"].transform("min")
     noisy = unbiased & (table["stdev_rel"] > HIGHER_VARIANCE * best.reindex(table.index))
@@ -203,7 +206,7 @@ def run_gradients(
             if mode == "exact":
                 row.update(mean_grad=ex.mean[j], stdev=math.sqrt(ex.var[j] / samples), se=ex.err[j], trials=pd.NA)
                 tol = max(EXACT_UNBIASED * abs(true), 1e-12)  # absolute floor: the quadrature error
-                row["verdict"] = verdict(abs(ex.mean[j] - true) > tol, ex.mean[j])
+                row["verdict"] = verdict(abs(ex.mean[j] - true) > tol, ex.mean[j], exact=True)
             else:
                 g = per_trial[case.key][:, j]  # (trials,)
                 se = g.std(ddof=1) / math.sqrt(trials)
@@ -214,7 +217,7 @@ def run_gradients(
                            z_vs_exact=(g.mean() - ex.mean[j]) / se if se > 0 else math.nan,
                            clamped_frac=math.nan if frac is None else frac,
                            warning="; ".join(filter(None, [clamp_note, _exact_note(ex.warnings[j]), note])))
-                row["verdict"] = verdict(abs(g.mean() - true) > BIAS_SE * se, g.mean())
+                row["verdict"] = verdict(abs(g.mean() - true) > BIAS_SE * se, g.mean(), exact=False)
             row.update(relative(row["mean_grad"], row.pop("stdev"), true, row))
             row.update(_both_directions(row["mean_grad"], row["se"], truth, j, mode))
             rows.append(row)

@@ -141,7 +141,8 @@ def _index(entries: list[tuple[str, GradientExperiment, pd.DataFrame]]) -> str:
         "Each folder holds `table.md`, `table.csv`, `table.json` and the `config.toml` that produced them.",
         "Columns: `bias_rel` = |mean − true| / |true|; `stdev_rel` = stdev / |true| (gradients: of the per-trial",
         "gradient; values: per sample); `se` = standard error of the mean (MC) or quadrature error estimate (exact);",
-        "`z_vs_exact` = (MC mean − exact mean) / se; `verdict` is decided from these numbers (MC: bias > 4 se).",
+        "`z_vs_exact` = (MC mean − exact mean) / se; `verdict` is decided from these numbers: exact rows say",
+        "biased / unbiased / unbiased, higher variance; MC rows say biased (bias > 4 se) or no bias detected.",
         "Directions: `policy||ref` = KL(π_θ‖π_ref), `ref||policy` = KL(π_ref‖π_θ) (seed 003's \"reverse KL\").",
         "",
     ]

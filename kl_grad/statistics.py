@@ -38,7 +38,10 @@ def stdev_check(stdev_mc: float, var: float, m4: float, samples: int, trials: in
     return (stdev_mc - exact) / se, note
 
 
-def verdict(biased: bool, mean: float) -> str:
+def verdict(biased: bool, mean: float, exact: bool) -> str:
+    """"biased" or, when not: "unbiased" for exact numbers, "no bias detected" for MC (absence of evidence)."""
     if math.isnan(mean):
         return "unavailable"
-    return "biased" if biased else "unbiased"
+    if biased:
+        return "biased"
+    return "unbiased" if exact else "no bias detected"

@@ -90,7 +90,7 @@ def test_clamp_activity_is_reported_and_biases_the_gradient():
     assert active > 0 and "clamp active on" in table.loc[("k3_clamped", "loc"), "warning"]
     assert np.isnan(table.loc[("k3", "loc"), "clamped_frac"])
     # k3 in loss-w is unbiased; the clamp zeroes gradients and biases it by far more than 4 SE.
-    assert table.loc[("k3", "loc"), "verdict"] == "unbiased"
+    assert table.loc[("k3", "loc"), "verdict"] == "no bias detected"  # MC cannot prove unbiasedness
     row = table.loc[("k3_clamped", "loc")]
     assert abs(row["mean_grad"] - row["true_grad"]) > 10 * row["se"]
 

@@ -16,12 +16,11 @@ change by less than ``REL_TOL`` (relative, floor 1e-12 absolute). The last chang
 reported as the error estimate, and a moment that never settles is refused: it
 is returned as NaN with a warning, never as a number.
 
-Heavy tails: for Gaussian families g(x)^k·m(x) behaves like exp(c·x²)·poly(x), so the
-k-th moment is finite iff the integrand decays in the far tails. We evaluate
-log(|g|^k·m) at loc ± {16, 32}·scale. If it does not decrease outward, or is
-not finite, the moment is reported infinite: k = 2 means the variance is
-infinite; k = 4 means the variance is finite but a Monte-Carlo stdev cannot
-estimate it reliably, since its own variance is infinite.
+Heavy and far tails (``tails.py``): before trusting a moment we locate its mass on a dense
+grid. A mean or variance carried beyond the nodes' reach is refused (NaN). A diverging
+variance is reported as ``inf``, and the warning says which case applies. k = 4
+concerns the 4th moment: when it is infinite or far, a Monte-Carlo stdev cannot be
+trusted.
 """
 
 from __future__ import annotations
@@ -37,12 +36,12 @@ import torch
 from .errors import KLGradError
 from .families import DistSpec
 from .gradients import Case, row_gradients
+from .tails import ORDERS, Tail, tail_report
 
 NODE_LADDER = (32, 64, 128, 256)  # hermgauss is unreliable beyond ~300 nodes
 REL_TOL = 1e-10
 M4_REL_TOL = 1e-4  # the 4th moment only sizes the uncertainty of MC stdevs; it converges slower
 ABS_FLOOR = 1e-12
-TAIL_Z = (16.0, 32.0)
 
 
 @lru_cache(maxsize=None)
@@ -91,36 +90,9 @@ def _weighted(grads: torch.Tensor, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
 Evaluate = Callable[[torch.Tensor], dict]  # points (N, 1) float64 -> {key: (N, P) tensor}
 
 
-def tail_growth(evaluate: Evaluate, sampler: DistSpec) -> dict:
-    """{key: (P,) array of the highest moment order k in (2, 4) whose integrand fails to decay; 0 if none}.
-
-    A discrete family has finite support, so every moment is finite: nothing to test.
-    """
-    if sampler.fam.discrete:
-        x, _ = node_points(sampler, 0)
-        return {key: np.zeros(g.shape[1], dtype=int) for key, g in evaluate(x[:1]).items()}
-    loc, scale = sampler.values
-    z = np.array([-TAIL_Z[1], -TAIL_Z[0], TAIL_Z[0], TAIL_Z[1]])
-    x = torch.tensor(loc + scale * z, dtype=torch.float64).reshape(-1, 1)
-    log_m = sampler.build(torch.float64).log_prob(x).numpy()  # (4, 1)
-    out = {}
-    for key, g in evaluate(x).items():
-        with np.errstate(divide="ignore", over="ignore"):
-            log_g = np.log(np.abs(g.detach().numpy()))  # (4, P)
-        worst = np.zeros(g.shape[1], dtype=int)
-        for k in (4, 2):  # check the 4th moment first, then the variance (overrides)
-            h = k * log_g + log_m  # log |g|^k m at the four tail points
-            bad = np.isnan(h).any(axis=0) | np.isposinf(h).any(axis=0)
-            # Not decreasing outward on either side (−inf, a value exactly 0, is decay).
-            bad |= ((h[0] >= h[1]) & np.isfinite(h[1])) | ((h[3] >= h[2]) & np.isfinite(h[2]))
-            worst = np.where(bad, k, worst)
-        out[key] = worst
-    return out
-
-
 def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict:
     """Exact mean, variance and 4th central moment under ``sampler`` of each evaluated quantity (float64)."""
-    tails = tail_growth(evaluate, sampler)
+    tails = None if sampler.fam.discrete else tail_report(evaluate, sampler)  # finite support: all moments finite
     ladder = []  # results for successive node counts
     for n in NODE_LADDER:
         x, w = node_points(sampler, n)
@@ -138,7 +110,8 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict:
         with np.errstate(invalid="ignore"):  # inf − inf for infinite moments: judged by the tail test
             ok = [np.abs(a - b) <= np.maximum(tol * np.abs(a), ABS_FLOOR) for a, b, tol in
                   ((mean, p_mean, REL_TOL), (var, p_var, REL_TOL), (m4, p_m4, M4_REL_TOL))]
-        warnings, mean, var, m4 = _judge(tails[key], ok, mean.copy(), var.copy(), m4.copy(), err)
+        tail = tails[key] if tails else [dict.fromkeys(ORDERS, Tail("ok", 0.0))] * len(mean)
+        warnings, mean, var, m4 = _judge(tail, ok, mean.copy(), var.copy(), m4.copy(), err)
         nodes = len(x) if sampler.fam.discrete else NODE_LADDER[len(ladder) - 1]
         out[key] = Moments(mean, var, m4, err, nodes, warnings)
     return out
@@ -158,25 +131,29 @@ def _settled(cur, prev) -> bool:
         return all(np.all(np.abs(c - p) <= np.maximum(t * np.abs(c), ABS_FLOOR)) for c, p, t in zip(cur, prev, tols))
 
 
-def _judge(tail, ok, mean, var, m4, err):
-    """Refuse numbers that are not trustworthy; say why, per parameter."""
+def _judge(tails, ok, mean, var, m4, err):
+    """Refuse numbers that are not trustworthy; say why, per parameter (``tails``: [{k: Tail}] per parameter)."""
     ok_mean, ok_var, ok_m4 = ok
     warnings = []
     for j in range(len(mean)):
-        notes = []
-        if tail[j] == 2:
-            var[j] = m4[j] = math.inf
-            notes.append("infinite variance: |g|²·m does not decay in the tails")
-        elif tail[j] == 4:
-            m4[j] = math.inf
-            notes.append("heavy tail: 4th moment infinite, so MC stdev estimates are unreliable")
-        elif not ok_m4[j]:
-            m4[j] = math.nan
-        if not ok_mean[j]:
+        t, notes = tails[j], []
+        if t[1].kind != "ok":
+            mean[j] = math.nan
+            notes.append(t[1].describe("mean"))
+        elif not ok_mean[j]:
             mean[j] = math.nan
             notes.append(f"quadrature did not converge for the mean (change {err[j]:.1e} at {NODE_LADDER[-1]} nodes)")
-        if not ok_var[j] and math.isfinite(var[j]):
-            var[j] = math.nan
-            notes.append("quadrature did not converge for the variance")
+        if t[2].kind != "ok":
+            var[j] = m4[j] = math.inf if t[2].kind == "infinite" else math.nan
+            notes.append(t[2].describe("variance"))
+        else:
+            if not ok_var[j]:
+                var[j] = math.nan
+                notes.append("quadrature did not converge for the variance")
+            if t[4].kind != "ok":
+                m4[j] = math.inf if t[4].kind == "infinite" else math.nan
+                notes.append("heavy tail: " + t[4].describe("4th moment") + ", so MC stdev estimates are unreliable")
+            elif not ok_m4[j]:
+                m4[j] = math.nan
         warnings.append("; ".join(notes))
     return warnings, mean, var, m4

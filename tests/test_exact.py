@@ -141,3 +141,37 @@ def test_exact_table_is_fast_enough_to_be_a_unit_test():
     # Not a timing assertion: the call must simply not need sampling (no trials column).
     table = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:1,1.1"), NAMES, mode="exact").table
     assert table["trials"].isna().all() and (table["mode"] == "exact").all()
+
+
+def test_far_mass_is_refused_never_settled_wrongly():
+    # π_ref = N(30,1): E[∇_loc k3] = ∇_loc KL(ref‖policy) = −30 lives at x ≈ 30σ of π_θ, beyond every node.
+    # The quadrature alone converges to 0 there; the tail analysis must refuse instead.
+    table = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:30,1"), ["k2", "k3"], mode="exact").table
+    k3 = table[table.estimator == "k3"]
+    assert k3["mean_grad"].isna().all() and k3["warning"].str.contains("mean").all()
+    k2 = table[(table.estimator == "k2") & (table.param == "loc")]  # d·s is polynomial: fine anywhere
+    np.testing.assert_allclose(k2["mean_grad"], -30.0, rtol=1e-9)
+
+
+def test_mean_kept_when_only_the_variance_is_far():
+    # π_ref = N(10,1): the mean integrand p·s peaks at 10σ (within reach); r²·s²·q peaks at 20σ (not).
+    row = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:10,1"), ["k3"], mode="exact").table.iloc[0]
+    assert row["param"] == "loc" and row["mean_grad"] == pytest.approx(-10.0, rel=1e-9)
+    assert math.isnan(row["stdev_rel"]) and "variance carried by the far tails" in row["warning"]
+
+
+@pytest.mark.parametrize("scale, kind", [(1.4, "far"), (1.45, "infinite")])
+def test_finite_but_unreachable_variance_is_not_called_infinite(scale, kind):
+    # E_q[r²·…] has exponent x²(1 − 1/σ²)/2 − x²/2: finite for σ < √2 ≈ 1.414, infinite above.
+    row = run_gradients(parse_spec("normal:0,1"), parse_spec(f"normal:0.5,{scale}"), ["k3"], mode="exact").table.iloc[0]
+    if kind == "infinite":
+        assert math.isinf(row["stdev_rel"]) and "infinite variance" in row["warning"]
+    else:
+        assert math.isnan(row["stdev_rel"]) and "far tails" in row["warning"] and "infinite" not in row["warning"]
+
+
+def test_seed003_configuration_has_no_tail_refusals():
+    table = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:1,1.1"), ["k1", "k2", "k3", "reverse_k2"],
+                          mode="exact").table
+    assert table["mean_grad"].notna().all() and np.isfinite(table["stdev_rel"]).all()
+    assert not table["warning"].str.contains("mean|variance carried|infinite variance").any()

@@ -26,7 +26,7 @@ from .errors import KLGradError
 from .estimators import get_estimator
 from .exact import exact_gradient_moments
 from .expectation import mc_batches
-from .families import DistSpec
+from .families import DistSpec, as_spec
 from .gradients import Case, check_pathwise, row_gradients
 from .statistics import BIAS_SE, EXACT_UNBIASED, stdev_check, verdict
 from .surrogates import get_placement
@@ -39,8 +39,9 @@ COLUMNS = [
 ]
 
 
-def true_gradients(policy: DistSpec, ref: DistSpec) -> dict[str, np.ndarray]:
+def true_gradients(policy: DistSpec | str, ref: DistSpec | str) -> dict[str, np.ndarray]:
     """∇_θ KL for both directions at θ0, by autograd of torch's closed form (float64)."""
+    policy, ref = as_spec(policy, "policy"), as_spec(ref, "ref")
     out = {}
     for direction in (POLICY_REF, REF_POLICY):
         leaves = policy.leaves((), torch.float64)
@@ -90,13 +91,26 @@ def _higher_variance(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def make_cases(estimators: list[str], placements: list[str]) -> list[Case]:
-    """Validated estimator × placement pairs (errors list the allowed names)."""
+def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list[Case]:
+    """Validated estimator × placement pairs (errors list the allowed names); "k1,k2" strings also work."""
+    estimators, placements = _names(estimators), _names(placements)
     if not estimators:
         raise KLGradError("no estimators given; pass at least one, e.g. k1,k2,k3")
     if not placements:
         raise KLGradError("no placements given; pass at least one, e.g. loss")
-    return [Case(get_estimator(e), get_placement(p)) for e in estimators for p in placements]
+    cases = [Case(get_estimator(e), get_placement(p)) for e in estimators for p in placements]
+    seen = set()
+    for c in cases:
+        if c.key in seen:
+            raise KLGradError(f"{c.key[0]} in placement {c.key[1]} is given twice")
+        seen.add(c.key)
+    return cases
+
+
+def _names(names) -> list[str]:
+    if isinstance(names, str):
+        names = names.split(",")
+    return [n.strip() for n in names if n.strip()]
 
 
 @dataclass
@@ -118,6 +132,15 @@ def check_compatible(policy: DistSpec, ref: DistSpec, sampler: DistSpec | None =
         if other is not None and (other.family != policy.family or len(other.values) != len(policy.values)):
             raise KLGradError(f"{role} {other.label} does not match policy {policy.label}: "
                               f"expected the same family with {len(policy.values)} parameters")
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def dtype_of(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise KLGradError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
+    return DTYPES[name]
 
 
 def check_counts(samples: int, trials: int) -> None:
@@ -181,11 +204,16 @@ def run_gradients(
     """
     if mode not in MODES:
         raise KLGradError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    policy, ref = as_spec(policy, "policy"), as_spec(ref, "ref")
+    sampler = None if sampler is None else as_spec(sampler, "sampler")
+    dtype = dtype_of(dtype) if isinstance(dtype, str) else dtype
+    if dtype not in (torch.float32, torch.float64):
+        raise KLGradError(f"unsupported dtype {dtype}; expected float32 or float64")
     check_counts(samples, trials)
     check_compatible(policy, ref, sampler)
     if pathwise:
         check_pathwise(policy, sampler)
-    cases = make_cases(list(estimators), list(placements))
+    cases = make_cases(estimators, placements)
     chosen = resolve_direction(direction) if direction else None
     start = time.perf_counter()
     truth = true_gradients(policy, ref)
@@ -210,7 +238,7 @@ def run_gradients(
             else:
                 g = per_trial[case.key][:, j]  # (trials,)
                 se = g.std(ddof=1) / math.sqrt(trials)
-                z_std, note = stdev_check(g.std(), ex.var[j], ex.m4[j], samples, trials)
+                z_std, note = stdev_check(g.std(), ex.var[j], ex.m4[j], samples, trials, abs(true) or 1.0)
                 frac = clamped.get(case.estimator.name)
                 clamp_note = f"clamp active on {frac:.2%} of samples: their gradient is zeroed" if frac else ""
                 row.update(mean_grad=g.mean(), stdev=g.std(), se=se, trials=trials, z_stdev_vs_exact=z_std,

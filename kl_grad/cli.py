@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2."""
 
     def error(self, message: str):  # noqa: D102 - argparse hook
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"kl-grad: error: {message} (see {self.prog} --help)\n")
 
 
 def _csv_list(text: str) -> list[str]:
@@ -121,7 +121,7 @@ def _cmd_table(args) -> str:
     from .gradients import check_pathwise
     from .families import parse_spec
     from .report import FORMATS, render
-    from .reproduce import dtype_of
+    from .analysis import dtype_of
 
     # Validate everything before any work, so bad input never costs a run.
     policy, ref = parse_spec(args.policy, "policy"), parse_spec(args.ref, "ref")
@@ -195,4 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `kl-grad ... | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # e.g. stdout on a full disk: one line, not a traceback
+        print(f"kl-grad: error: cannot write output: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0

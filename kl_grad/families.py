@@ -81,6 +81,16 @@ class DistSpec:
     family: str
     values: tuple[float, ...]
 
+    def __post_init__(self):  # DistSpec("normal", (0, -1)) fails here, not as NaN rows later
+        fam = choose("family", self.family, FAMILIES)
+        if not fam.valid_count(len(self.values)):
+            raise KLGradError(f"{self.family} takes {fam.arity}, got {len(self.values)} values")
+        for name, value in zip(fam.names(len(self.values)), self.values):
+            rule, check = fam.rules(name)
+            if not check(float(value)):
+                raise KLGradError(f"invalid {self.family} distribution: {name} must be {rule}, got {value:g}")
+        object.__setattr__(self, "values", tuple(float(v) for v in self.values))
+
     @property
     def fam(self) -> Family:
         return FAMILIES[self.family]
@@ -137,10 +147,13 @@ def parse_spec(text: str, what: str = "distribution") -> DistSpec:
 
 
 def make_spec(family: str, values, what: str = "distribution") -> DistSpec:
-    """A DistSpec from numbers, after checking every parameter rule (errors name the rule)."""
-    fam = choose("family", family, FAMILIES)
-    for name, value in zip(fam.names(len(values)), values):
-        rule, check = fam.rules(name)
-        if not check(value):
-            raise KLGradError(f"invalid {what}: {name} must be {rule}, got {value:g}")
-    return DistSpec(fam.name, tuple(float(v) for v in values))
+    """A DistSpec from numbers; errors name ``what`` and the broken rule."""
+    try:
+        return DistSpec(family, tuple(values))
+    except KLGradError as exc:
+        raise KLGradError(f"invalid {what}: {str(exc).split(': ', 1)[-1]}") from None
+
+
+def as_spec(spec: DistSpec | str, what: str = "distribution") -> DistSpec:
+    """Accept a DistSpec or its text form (``"normal:0,1"``) wherever a distribution is expected."""
+    return spec if isinstance(spec, DistSpec) else parse_spec(spec, what)

@@ -22,7 +22,7 @@ _DISPLAY = ["estimator", "placement", "direction", "param", "true_grad", "mean_g
 
 
 def _display_columns(table: pd.DataFrame) -> list[str]:
-    extra = [c for c in ("z_vs_exact", "follows", "verdict", "warning") if c in table.columns]
+    extra = [c for c in ("z_vs_exact", "z_stdev_vs_exact", "follows", "verdict", "warning") if c in table.columns]
     return [c for c in _DISPLAY if c in table.columns] + extra
 
 
@@ -65,7 +65,10 @@ def to_grid(table: pd.DataFrame) -> str:
     out: list[str] = []
     groups = table.groupby(["direction", "placement", "param"], sort=False)
     for (direction, placement, param), block in groups:
-        title = f"∇{_direction_title(direction)} w.r.t. {param}, placement '{placement}'"
+        mode = block["mode"].iloc[0] if "mode" in block else "mc"
+        n = int(block["samples"].iloc[0]) if "samples" in block else 0
+        how = f"exact, n = {n}" if mode == "exact" else f"MC, {int(block['trials'].iloc[0])} trials × {n} samples"
+        title = f"∇{_direction_title(direction)} w.r.t. {param}, placement '{placement}', {how}"
         out.append(f"Average gradient ({title}):")
         out.append(f"  true gradient: {block['true_grad'].iloc[0]:.6f}")
         for _, row in block.iterrows():
@@ -76,6 +79,8 @@ def to_grid(table: pd.DataFrame) -> str:
         )
         out.append(f"Bias and standard deviation ({title}):")
         out.append(tabulate(grid, headers="keys", tablefmt="fancy_grid"))
+        if "warning" in block:  # never print a number without its caveat
+            out += [f"  warning, {r['estimator']}: {r['warning']}" for _, r in block.iterrows() if r["warning"]]
         out.append("")
     return "\n".join(out)
 

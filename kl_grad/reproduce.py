@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from .analysis import run_gradients
+from .analysis import dtype_of, run_gradients
 from .errors import KLGradError
 from tabulate import tabulate
 
@@ -30,27 +29,37 @@ from .report import to_csv, to_grid, to_json, to_markdown
 from .sweeps import sweep
 from .values import run_values, values_markdown
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
 def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write via a temporary file in the same folder and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write via a temporary file in the same folder and rename it into place.
+
+    Errors (a directory in the way, no permission) become a one-line KLGradError.
+    The file gets the usual mode (0666 minus the umask), not mkstemp's 0600.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise KLGradError(f"cannot write {path}: it is a directory")
     data = text.encode() if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise KLGradError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise KLGradError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 
-def dtype_of(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise KLGradError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
-    return DTYPES[name]
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check(exp) -> None:
@@ -156,12 +165,17 @@ def _index(entries: list[tuple[str, GradientExperiment, pd.DataFrame]]) -> str:
 
 def reproduce(exp_dir: Path, out_dir: Path, echo=print) -> int:
     """Run all ``exp_dir/*.toml`` into ``out_dir``; returns the number of experiments."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise KLGradError(f"cannot write results to {out_dir}: it is a file, not a directory")
     paths = sorted(Path(exp_dir).glob("*.toml"))
     if not paths:
         raise KLGradError(f"no experiment files (*.toml) in {exp_dir}")
     experiments = [(p, load_experiment(p)) for p in paths]
-    for _, exp in experiments:
-        check(exp)
+    for path, exp in experiments:
+        try:
+            check(exp)
+        except KLGradError as exc:
+            raise KLGradError(f"{path}: {exc}") from None
     entries = []
     for path, exp in experiments:
         name = path.stem

@@ -25,16 +25,24 @@ def stdev_se(var: float, m4: float, samples: int, trials: int) -> float:
     return math.sqrt(max(m4_n - var_n**2, 0.0) / trials) / (2 * math.sqrt(var_n))
 
 
-def stdev_check(stdev_mc: float, var: float, m4: float, samples: int, trials: int) -> tuple[float, str]:
-    """(z-score of an MC stdev against the exact one, warning text or "")."""
+def stdev_check(stdev_mc: float, var: float, m4: float, samples: int, trials: int,
+                scale: float = 1.0) -> tuple[float, str]:
+    """(z-score of an MC stdev against the exact one, warning text or "").
+
+    The warning fires only when the tails, not the trial count, make the stdev
+    unreliable: its relative SE must exceed both ``UNRELIABLE_STDEV`` and twice
+    the Gaussian value 1/√(2(T−1)). ``scale`` (|true gradient|) puts the exact
+    stdev in the table's relative units.
+    """
     se = stdev_se(var, m4, samples, trials)
     if not math.isfinite(se) or se <= 0:
         return math.nan, ""
     exact = math.sqrt(var / samples)
+    rel_se, gaussian = se / exact, 1 / math.sqrt(2 * (trials - 1))
     note = ""
-    if se / exact > UNRELIABLE_STDEV:
+    if rel_se > max(UNRELIABLE_STDEV, 2 * gaussian):
         note = (f"heavy tail: per-sample kurtosis {m4 / var**2:.1e}, so this MC stdev has a relative SE of "
-                f"{se / exact:.0%}; the exact stdev is {exact:.6g}")
+                f"{rel_se:.0%}; the exact stdev_rel is {exact / scale:.6g}")
     return (stdev_mc - exact) / se, note
 
 

@@ -23,7 +23,7 @@ from .directions import POLICY_REF, resolve_direction
 from .errors import KLGradError
 from .estimators import Estimator, get_estimator
 from .exact import exact_moments
-from .families import DistSpec
+from .families import DistSpec, as_spec
 from .analysis import check_compatible, relative
 from .statistics import BIAS_SE, EXACT_UNBIASED, verdict
 
@@ -63,8 +63,10 @@ def run_values(policy: DistSpec, ref: DistSpec, estimators: list[str], *, mode: 
         raise KLGradError(f"unknown mode {mode!r}; expected one of mc, exact")
     if samples < 2:
         raise KLGradError(f"samples must be an integer >= 2, got {samples}")
+    policy, ref = as_spec(policy, "policy"), as_spec(ref, "ref")
     check_compatible(policy, ref)
-    ests = _value_estimators(list(estimators))
+    ests = _value_estimators([n.strip() for n in (estimators.split(",") if isinstance(estimators, str) else estimators)
+                              if n.strip()])
     evaluate = _evaluate(policy, ref, ests)
     exact = exact_moments(evaluate, policy)
     if mode == "mc":

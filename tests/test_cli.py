@@ -121,3 +121,35 @@ def test_mismatched_families_are_rejected():
     proc = run_cli(SMALL + ["--ref", "categorical:0,1"])
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "does not match policy normal:0,1" in proc.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-o", "/"], "it is a directory"),
+    (["-o", "/proc/no/such.md"], "cannot write /proc/no/such.md"),
+])
+def test_unwritable_output_is_one_line(extra, message):
+    proc = run_cli(SMALL + extra)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    out = tmp_path / "t.md"
+    assert main(SMALL + ["-o", str(out)]) == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_python_api_accepts_text_specs_and_rejects_bad_ones():
+    import torch
+
+    from kl_grad import DistSpec, KLGradError, run_gradients
+
+    table = run_gradients("normal:0,1", "normal:1,1.1", "k2,k3", mode="exact").table
+    assert list(table["estimator"].unique()) == ["k2", "k3"]
+    for bad, message in [(lambda: DistSpec("normal", (0, -1)), "scale must be > 0"),
+                         (lambda: run_gradients("normal:0,1", "normal:1,1", "k1,k1"), "given twice"),
+                         (lambda: run_gradients("normal:0,1", "normal:1,1", "k1", dtype=torch.float16), "float32")]:
+        with pytest.raises(KLGradError, match=message):
+            bad()

@@ -22,12 +22,24 @@ examples:
       the reverse table, printed as seed 003 prints it
   kl-grad table --policy normal:0,1 --ref normal:1,1.1 --trials 200 --format csv > grads.csv
 
+placements (how the per-sample estimator k(d) becomes the loss; w = π_θ/sg(m), m = the sampler):
+  loss        k(d)            plain loss, as GRPO-style code does
+  loss-sgw    sg(w)·k(d)      importance-corrected value, no score term
+  loss-w      w·k(d)          differentiable weight (on-policy w ≡ 1 with gradient s)
+  reward      w·sg(k(d))      KL as a reward penalty under REINFORCE
+
 reading the table:
   direction   the KL whose gradient the row is compared with: policy||ref = KL(π_θ‖π_ref),
               ref||policy = KL(π_ref‖π_θ) (seed 003 calls the latter "reverse KL")
   bias_rel    |mean_grad − true_grad| / |true_grad|  (compare with se to tell bias from noise)
-  stdev_rel   standard deviation of the per-trial gradient / |true_grad|
-  se          standard error of mean_grad
+  stdev_rel   standard deviation of the per-trial gradient / |true_grad| (exact mode: of a
+              --samples mean)
+  se          standard error of mean_grad (exact mode: the quadrature error estimate)
+  follows     which KL's gradient the mean gradient equals (within 4 se, or 1e-8 exactly)
+  verdict     exact: biased / unbiased / "unbiased, higher variance" (stdev > 1.2× the best
+              unbiased row of the same table and parameter); MC: biased (> 4 se) / no bias detected
+  z_vs_exact  (MC mean − exact mean) / se; z_stdev_vs_exact does the same for the stdev
+  warning     why a number is refused (NaN), infinite (inf) or unreliable; read it
 """
 
 
@@ -62,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "unbiased for the KL gradient you meant, and at what variance.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("table", help="Monte-Carlo gradient table for a policy/reference pair",
-                       description="Sample from the policy, take autograd gradients of each estimator's mean "
-                       "loss per trial, compare with the analytic ∇KL.", epilog=EPILOG_TABLE,
+    t = sub.add_parser("table", help="gradient table (Monte Carlo or exact) for a policy/reference pair",
+                       description="Sample from the policy (or, with --mode exact, integrate over it), take "
+                       "autograd gradients of each estimator's mean loss per trial, and compare them with the "
+                       "analytic ∇KL in both directions.", epilog=EPILOG_TABLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--policy", required=True, help="π_θ as FAMILY:PARAMS, e.g. normal:0,1 (LOC,SCALE) or "
                    "categorical:0,0.5,-1 (logits, a token-like policy); its parameters are differentiated")
@@ -107,11 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
 
     r = sub.add_parser("reproduce", help="run every experiments/*.toml and write results/",
-                       description="Regenerate every table in results/ from the experiment files.")
-    r.add_argument("experiments", type=Path, nargs="?", default=Path("experiments"))
-    r.add_argument("--out", type=Path, default=Path("results"))
+                       description="Regenerate every table and figure in results/ from the experiment files "
+                       "(one TOML file per table). All files are validated before anything runs; outputs are "
+                       "written atomically and are byte-for-byte reproducible.")
+    r.add_argument("experiments", type=Path, nargs="?", default=Path("experiments"),
+                   help="folder of experiment TOML files (default: ./experiments)")
+    r.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: ./results)")
 
-    sub.add_parser("estimators", help="list the registered estimators and what they target")
+    sub.add_parser("estimators", help="list the registered estimators and what they target",
+                   description="List every registered estimator: formula (r = π_ref/π_θ), the KL direction it "
+                   "targets, whether its value is an unbiased KL estimate, aliases and source.")
     return parser
 
 

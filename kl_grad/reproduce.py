@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import dtype_of, run_gradients
+from .analysis import dtype_of, run_gradients, true_gradients
 from .errors import KLGradError
 from tabulate import tabulate
 
@@ -108,7 +108,8 @@ def run_experiment(exp, progress=None) -> tuple[pd.DataFrame, dict[str, bytes]]:
         seed=exp.seed, sampler=parse_spec(exp.sampler, "sampler") if exp.sampler else None,
         pathwise=exp.pathwise, dtype=dtype_of(exp.dtype), progress=progress,
     )
-    figures = {"violin.png": violin_png(run.per_trial, run.table, run.params, exp.title)} if exp.violin else {}
+    truths = true_gradients(policy, ref) if exp.violin else {}
+    figures = {"violin.png": violin_png(run.per_trial, run.table, run.params, exp.title, truths)} if exp.violin else {}
     return run.table, figures
 
 

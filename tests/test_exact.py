@@ -41,9 +41,9 @@ def quad_moments(name, policy, ref):
     dens = lambda x: math.exp(-((x - m1) ** 2) / (2 * s1**2)) / (s1 * math.sqrt(2 * math.pi))  # noqa: E731
     lo, hi = m1 - 25 * s1, m1 + 25 * s1
     mean = [integrate.quad(lambda x: dens(x) * per_sample_grad(name, x, m1, s1, m2, s2)[j], lo, hi,
-                           epsabs=0, epsrel=1e-13, limit=400)[0] for j in range(2)]
+                           epsabs=1e-14, epsrel=1e-12, limit=400)[0] for j in range(2)]
     var = [integrate.quad(lambda x: dens(x) * (per_sample_grad(name, x, m1, s1, m2, s2)[j] - mean[j]) ** 2,
-                          lo, hi, epsabs=0, epsrel=1e-12, limit=400)[0] for j in range(2)]
+                          lo, hi, epsabs=0, epsrel=1e-10, limit=400)[0] for j in range(2)]  # 1e-10: tested at 1e-8
     return np.array(mean), np.array(var)
 
 

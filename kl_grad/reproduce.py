@@ -11,6 +11,7 @@ atomically, so a bad config or an interrupted run leaves no partial output.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -194,4 +195,13 @@ def reproduce(exp_dir: Path, out_dir: Path, echo=print) -> int:
         print(f"   ({time.perf_counter() - start:.1f} s; wrote {folder}/)", file=sys.stderr)
         entries.append((name, exp, table, figures))
     write_atomic(Path(out_dir) / "README.md", _index(entries))
+    _remove_stale(Path(out_dir), {name for name, *_ in entries}, echo)
     return len(entries)
+
+
+def _remove_stale(out_dir: Path, current: set[str], echo) -> None:
+    """Delete result folders whose experiment file is gone (only folders this tool wrote: they hold config.toml)."""
+    for folder in sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name not in current):
+        if (folder / "config.toml").is_file():
+            shutil.rmtree(folder)
+            echo(f"== removed stale {folder}/ (no experiments/{folder.name}.toml)")

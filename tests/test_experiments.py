@@ -78,3 +78,16 @@ def test_reproduce_is_byte_identical(tmp_path):
     names = {str(p) for p in snapshots[0]}
     assert names == {"README.md", "small/table.md", "small/table.csv", "small/table.json", "small/config.toml"}
     assert str(tmp_path) not in b"".join(snapshots[0].values()).decode()  # no machine paths inside
+
+
+def test_stale_results_are_removed_but_foreign_folders_kept(tmp_path):
+    exp_dir, out = tmp_path / "exp", tmp_path / "out"
+    exp_dir.mkdir()
+    (exp_dir / "a.toml").write_text('kind="gradients"\ntitle="a"\npolicy="normal:0,1"\nref="normal:1,1"\n'
+                                    'estimators=["k2"]\nmode="exact"\nsamples=50\n')
+    (out / "old").mkdir(parents=True)
+    (out / "old" / "config.toml").write_text("x")  # written by an earlier run of a since-deleted experiment
+    (out / "mine").mkdir()
+    (out / "mine" / "notes.txt").write_text("keep")  # not ours: never touched
+    reproduce(exp_dir, out, echo=lambda *_: None)
+    assert not (out / "old").exists() and (out / "mine" / "notes.txt").exists() and (out / "a").is_dir()

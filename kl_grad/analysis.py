@@ -22,13 +22,13 @@ import torch
 from torch.distributions import kl_divergence
 
 from .directions import POLICY_REF, REF_POLICY, resolve_direction
-from .errors import KLGradError
+from .errors import KLGradError, split_names
 from .estimators import get_estimator
 from .exact import exact_gradient_moments
 from .expectation import mc_batches
 from .families import DistSpec, as_spec
-from .gradients import Case, check_pathwise, row_gradients
-from .statistics import BIAS_SE, EXACT_UNBIASED, stdev_check, verdict
+from .gradients import Case, row_gradients
+from .statistics import matches, relative, stdev_check, verdict
 from .surrogates import get_placement
 
 COLUMNS = [
@@ -55,25 +55,13 @@ def _exact_note(warning: str) -> str:
     return f"exact counterpart: {warning}" if warning else ""
 
 
-def relative(mean: float, stdev: float, true: float, row: dict) -> dict:
-    """bias_rel and stdev_rel; NaN with a warning when the true value is 0 (relative error undefined)."""
-    if true == 0:
-        row["warning"] = "; ".join(filter(None, [row.get("warning", ""), "true value is 0: relative columns undefined"]))
-        return {"bias_rel": math.nan, "stdev_rel": math.nan}
-    return {"bias_rel": abs(mean - true) / abs(true), "stdev_rel": stdev / abs(true)}
-
-
-def _both_directions(mean: float, se: float, truth: dict, j: int, mode: str) -> dict:
-    """Relative bias against ∇KL in each direction, and which one(s) the mean gradient follows."""
-    out, follows = {}, []
+def _both_directions(mean: float, se: float, truth: dict, j: int, exact: bool) -> tuple[dict, set[str]]:
+    """Relative bias against ∇KL in each direction, and the directions the mean gradient follows."""
+    out, follows = {}, [d for d, grads in truth.items() if matches(mean, grads[j], se, exact)]
     for direction, grads in truth.items():
-        true = grads[j]
-        out[f"bias_vs_{direction}"] = abs(mean - true) / abs(true) if true != 0 else math.nan
-        tol = BIAS_SE * se if mode == "mc" else max(EXACT_UNBIASED * abs(true), 1e-12)
-        if abs(mean - true) <= tol:
-            follows.append(direction)
+        out[f"bias_vs_{direction}"] = abs(mean - grads[j]) / abs(grads[j]) if grads[j] != 0 else math.nan
     out["follows"] = " and ".join(follows) if follows else "neither"
-    return out
+    return out, set(follows)
 
 
 HIGHER_VARIANCE = 1.2  # an unbiased row whose stdev exceeds 1.2× the best unbiased row's
@@ -93,7 +81,7 @@ def _higher_variance(table: pd.DataFrame) -> pd.DataFrame:
 
 def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list[Case]:
     """Validated estimator × placement pairs (errors list the allowed names); "k1,k2" strings also work."""
-    estimators, placements = _names(estimators), _names(placements)
+    estimators, placements = split_names(estimators), split_names(placements)
     if not estimators:
         raise KLGradError("no estimators given; pass at least one, e.g. k1,k2,k3")
     if not placements:
@@ -106,11 +94,6 @@ def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list
         seen.add(c.key)
     return cases
 
-
-def _names(names) -> list[str]:
-    if isinstance(names, str):
-        names = names.split(",")
-    return [n.strip() for n in names if n.strip()]
 
 
 @dataclass
@@ -211,8 +194,6 @@ def run_gradients(
         raise KLGradError(f"unsupported dtype {dtype}; expected float32 or float64")
     check_counts(samples, trials)
     check_compatible(policy, ref, sampler)
-    if pathwise:
-        check_pathwise(policy, sampler)
     cases = make_cases(estimators, placements)
     chosen = resolve_direction(direction) if direction else None
     start = time.perf_counter()
@@ -233,8 +214,6 @@ def run_gradients(
                    "exact_grad": ex.mean[j], "warning": ex.warnings[j]}
             if mode == "exact":
                 row.update(mean_grad=ex.mean[j], stdev=math.sqrt(ex.var[j] / samples), se=ex.err[j], trials=pd.NA)
-                tol = max(EXACT_UNBIASED * abs(true), 1e-12)  # absolute floor: the quadrature error
-                row["verdict"] = verdict(abs(ex.mean[j] - true) > tol, ex.mean[j], exact=True)
             else:
                 g = per_trial[case.key][:, j]  # (trials,)
                 se = g.std(ddof=1) / math.sqrt(trials)
@@ -245,9 +224,9 @@ def run_gradients(
                            z_vs_exact=(g.mean() - ex.mean[j]) / se if se > 0 else math.nan,
                            clamped_frac=math.nan if frac is None else frac,
                            warning="; ".join(filter(None, [clamp_note, _exact_note(ex.warnings[j]), note])))
-                row["verdict"] = verdict(abs(g.mean() - true) > BIAS_SE * se, g.mean(), exact=False)
             row.update(relative(row["mean_grad"], row.pop("stdev"), true, row))
-            row.update(_both_directions(row["mean_grad"], row["se"], truth, j, mode))
+            columns, follows = _both_directions(row["mean_grad"], row["se"], truth, j, mode == "exact")
+            row.update(columns, verdict=verdict(target not in follows, row["mean_grad"], exact=mode == "exact"))
             rows.append(row)
     table = _higher_variance(pd.DataFrame(rows))
     table = table[[c for c in COLUMNS if c in table.columns]]

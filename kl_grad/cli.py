@@ -134,12 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_table(args) -> str:
-    from .analysis import MODES, check_compatible, check_counts, make_cases, run_gradients
+    from .analysis import MODES, check_compatible, check_counts, dtype_of, make_cases, run_gradients
     from .directions import resolve_direction
-    from .gradients import check_pathwise
     from .families import parse_spec
+    from .gradients import check_pathwise
     from .report import FORMATS, render
-    from .analysis import dtype_of
 
     # Validate everything before any work, so bad input never costs a run.
     policy, ref = parse_spec(args.policy, "policy"), parse_spec(args.ref, "ref")

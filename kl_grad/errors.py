@@ -12,3 +12,10 @@ def choose(kind: str, name: str, registry) -> object:
     except KeyError:
         allowed = ", ".join(registry)
         raise KLGradError(f"unknown {kind} {name!r}; expected one of {allowed}") from None
+
+
+def split_names(names) -> list[str]:
+    """A list of names from a list or a comma-separated string ("k1, k2"), blanks dropped."""
+    if isinstance(names, str):
+        names = names.split(",")
+    return [n.strip() for n in names if n.strip()]

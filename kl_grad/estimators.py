@@ -98,7 +98,8 @@ class Estimator:
     ``of_log_ratio(d)`` maps a tensor of d = log π_θ − log π_ref to per-sample
     values (same shape). ``direction`` is the KL direction whose value (or, for
     gradient surrogates, gradient) it targets. ``unbiased_value`` says whether
-    E_{π_θ}[k] equals that KL exactly. ``clamp_active(d)``, for clamped variants,
+    E_{π_θ}[k] equals that KL exactly; ``gradient_only`` marks surrogates whose value
+    is no KL estimate at all (r: E[r] = 1). ``clamp_active(d)``, for clamped variants,
     is True where a clamp zeroes the sample's gradient, so runs can report it.
     """
 
@@ -110,6 +111,7 @@ class Estimator:
     source: str
     aliases: tuple[str, ...] = field(default=())
     clamp_active: Callable[[Tensor], Tensor] | None = None
+    gradient_only: bool = False
 
     def __call__(self, logp: Tensor, ref_logp: Tensor) -> Tensor:
         """Per-sample estimate from policy and reference log-probs (broadcast)."""
@@ -141,7 +143,7 @@ k1 = register(Estimator("k1", "log(π_θ/π_ref)", POLICY_REF, True, _k1, "Schul
 k2 = register(Estimator("k2", "½·log(π_θ/π_ref)²", POLICY_REF, False, _k2, "Schulman 2020", ("mse",)))
 k3 = register(Estimator("k3", "r − 1 − log r", POLICY_REF, True, _k3, "Schulman 2020", ("low_var_kl",)))
 reverse_k1 = register(Estimator("reverse_k1", "r·log r", REF_POLICY, True, _reverse_k1, "seed 003"))
-reverse_k2 = register(Estimator("reverse_k2", "r", REF_POLICY, False, _reverse_k2, "seed 003"))
+reverse_k2 = register(Estimator("reverse_k2", "r", REF_POLICY, False, _reverse_k2, "seed 003", gradient_only=True))
 
 
 # --- Variants used by production trainers (issue: the whole design space) -------------------------

@@ -97,23 +97,18 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict:
     for n in NODE_LADDER:
         x, w = node_points(sampler, n)
         ladder.append({k: _weighted(g.detach(), w) for k, g in evaluate(x).items()})
-        if sampler.fam.discrete:  # enumeration is exact: the "previous" result is itself
-            ladder.append(ladder[-1])
+        if sampler.fam.discrete:  # enumeration is exact: nothing to compare with
             break
-        if len(ladder) >= 2 and all(_settled(ladder[-1][k], ladder[-2][k]) for k in ladder[-1]):
+        if len(ladder) >= 2 and all(np.all(c) for k in ladder[-1] for c in _converged(ladder[-1][k], ladder[-2][k])):
             break
-    current, prev = ladder[-1], ladder[-2]
+    current, prev = ladder[-1], ladder[-2 if len(ladder) > 1 else -1]
     out = {}
-    for key, (mean, var, m4) in current.items():
-        p_mean, p_var, p_m4 = prev[key]
-        err = np.abs(mean - p_mean)
-        with np.errstate(invalid="ignore"):  # inf − inf for infinite moments: judged by the tail test
-            ok = [np.abs(a - b) <= np.maximum(tol * np.abs(a), ABS_FLOOR) for a, b, tol in
-                  ((mean, p_mean, REL_TOL), (var, p_var, REL_TOL), (m4, p_m4, M4_REL_TOL))]
-        tail = tails[key] if tails else [dict.fromkeys(ORDERS, Tail("ok", 0.0))] * len(mean)
-        warnings, mean, var, m4 = _judge(tail, ok, mean.copy(), var.copy(), m4.copy(), err)
-        nodes = len(x) if sampler.fam.discrete else NODE_LADDER[len(ladder) - 1]
-        out[key] = Moments(mean, var, m4, err, nodes, warnings)
+    for key, moments in current.items():
+        ok = _converged(moments, prev[key])
+        err = np.abs(moments[0] - prev[key][0])
+        tail = tails[key] if tails else [dict.fromkeys(ORDERS, Tail("ok", 0.0))] * len(err)
+        warnings, mean, var, m4 = _judge(tail, ok, *(m.copy() for m in moments), err)
+        out[key] = Moments(mean, var, m4, err, len(x), warnings)
     return out
 
 
@@ -125,10 +120,11 @@ def exact_gradient_moments(
                          sampler or policy)
 
 
-def _settled(cur, prev) -> bool:
-    tols = (REL_TOL, REL_TOL, M4_REL_TOL)
-    with np.errstate(invalid="ignore"):
-        return all(np.all(np.abs(c - p) <= np.maximum(t * np.abs(c), ABS_FLOOR)) for c, p, t in zip(cur, prev, tols))
+def _converged(cur, prev) -> list[np.ndarray]:
+    """Per-moment (mean, var, m4) boolean arrays: did it change by less than its tolerance?"""
+    with np.errstate(invalid="ignore"):  # inf − inf for infinite moments: judged by the tail analysis
+        return [np.abs(c - p) <= np.maximum(t * np.abs(c), ABS_FLOOR)
+                for c, p, t in zip(cur, prev, (REL_TOL, REL_TOL, M4_REL_TOL))]
 
 
 def _judge(tails, ok, mean, var, m4, err):

@@ -8,7 +8,6 @@ in its title or legend and can be read without the code.
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
 import pandas as pd
@@ -104,5 +103,3 @@ def sweep_png(table: pd.DataFrame, title: str, xlabel: str) -> bytes:
     fig.tight_layout()
     return _png(fig)
 
-
-__all__ = ["violin_png", "sweep_png", "math"]

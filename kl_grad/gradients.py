@@ -70,14 +70,14 @@ def row_gradients(
     dtype = dtype or points.dtype
     leaves = policy.leaves((rows, 1), dtype)  # each (rows, 1)
     with torch.no_grad():
-        ref_logp = ref.build(dtype).log_prob(points)  # (rows, cols)
         sampler_logp = None if sampler is None else sampler.build(dtype).log_prob(points)
     if pathwise:
         check_pathwise(policy, sampler)
         loc0, scale0 = policy.values
         eps = (points - loc0) / scale0  # the standard-normal draws behind the points
         points = leaves["loc"] + leaves["scale"] * eps  # x(θ), as Normal.rsample: loc + eps * scale
-        ref_logp = ref.build(dtype).log_prob(points)  # now depends on θ through x
+    # Constant, except pathwise, where it depends on θ through x(θ): autograd handles both.
+    ref_logp = ref.build(dtype).log_prob(points)  # (rows, cols)
     logp = policy.build_from(leaves).log_prob(points)  # (rows, cols), carries grad
     log_ratio = logp - ref_logp  # d, shared by every case's graph
     out = {}

@@ -18,17 +18,17 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from tabulate import tabulate
 
 from .analysis import dtype_of, run_gradients, true_gradients
 from .errors import KLGradError
-from tabulate import tabulate
-
 from .experiments import GradientExperiment, SweepExperiment, ValueExperiment, load_experiment
 from .families import parse_spec
 from .figures import sweep_png, violin_png
 from .report import to_csv, to_grid, to_json, to_markdown
 from .sweeps import sweep
 from .values import run_values, values_markdown
+
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write via a temporary file in the same folder and rename it into place.
@@ -65,10 +65,8 @@ def _umask() -> int:
 
 def check(exp) -> None:
     """Validate every name and number in ``exp`` without running it."""
-    from .analysis import MODES, check_counts, make_cases
+    from .analysis import MODES, check_compatible, check_counts, make_cases
     from .values import _value_estimators
-
-    from .analysis import check_compatible
 
     policy, ref = parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref")
     check_compatible(policy, ref)

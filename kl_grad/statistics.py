@@ -1,4 +1,4 @@
-"""Small statistics shared by the tables: the uncertainty of an MC stdev, and verdicts.
+"""Small statistics shared by the tables: verdicts, relative columns, the uncertainty of an MC stdev.
 
 SE of an MC stdev: a mean of n draws with per-sample variance σ² and 4th
 central moment μ4 has variance σ_n² = σ²/n and 4th central moment
@@ -44,6 +44,21 @@ def stdev_check(stdev_mc: float, var: float, m4: float, samples: int, trials: in
         note = (f"heavy tail: per-sample kurtosis {m4 / var**2:.1e}, so this MC stdev has a relative SE of "
                 f"{rel_se:.0%}; the exact stdev_rel is {exact / scale:.6g}")
     return (stdev_mc - exact) / se, note
+
+
+def matches(mean: float, true: float, se: float, exact: bool) -> bool:
+    """Is ``mean`` indistinguishable from ``true``? MC: within BIAS_SE standard errors; exact: within
+    EXACT_UNBIASED relative, with an absolute floor of 1e-12 (the quadrature's own error)."""
+    tol = max(EXACT_UNBIASED * abs(true), 1e-12) if exact else BIAS_SE * se
+    return abs(mean - true) <= tol
+
+
+def relative(mean: float, stdev: float, true: float, row: dict) -> dict:
+    """bias_rel and stdev_rel; NaN with a warning in ``row`` when the true value is 0 (relative error undefined)."""
+    if true == 0:
+        row["warning"] = "; ".join(filter(None, [row.get("warning", ""), "true value is 0: relative columns undefined"]))
+        return {"bias_rel": math.nan, "stdev_rel": math.nan}
+    return {"bias_rel": abs(mean - true) / abs(true), "stdev_rel": stdev / abs(true)}
 
 
 def verdict(biased: bool, mean: float, exact: bool) -> str:

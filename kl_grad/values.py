@@ -14,30 +14,28 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.distributions import kl_divergence
 
+from .analysis import check_compatible
 from .directions import POLICY_REF, resolve_direction
-from .errors import KLGradError
+from .errors import KLGradError, split_names
 from .estimators import Estimator, get_estimator
 from .exact import exact_moments
 from .families import DistSpec, as_spec
-from .analysis import check_compatible, relative
-from .statistics import BIAS_SE, EXACT_UNBIASED, verdict
+from .statistics import matches, relative, verdict
 
 VALUE_COLUMNS = ["estimator", "direction", "true_kl", "mean", "bias_rel", "stdev_rel", "se", "samples", "mode",
                  "verdict", "exact_mean", "z_vs_exact", "warning", "policy", "ref"]
 
 
-def _value_estimators(names: list[str]) -> list[Estimator]:
-    if not names:
+def _value_estimators(names: list[str] | str) -> list[Estimator]:
+    if not split_names(names):
         raise KLGradError("no estimators given; pass at least one, e.g. k1,k2,k3")
-    ests = [get_estimator(n) for n in names]
+    ests = [get_estimator(n) for n in split_names(names)]
     for e in ests:
-        if not e.unbiased_value and e.name not in ("k2",) and e.direction != POLICY_REF:
-            # reverse_k2 = r has E[r] = 1 whatever the KL: a gradient surrogate, not a value estimator.
+        if e.gradient_only:
             raise KLGradError(f"{e.name} ({e.formula}) is a gradient surrogate, not a KL value estimator")
     return ests
 
@@ -65,8 +63,7 @@ def run_values(policy: DistSpec, ref: DistSpec, estimators: list[str], *, mode: 
         raise KLGradError(f"samples must be an integer >= 2, got {samples}")
     policy, ref = as_spec(policy, "policy"), as_spec(ref, "ref")
     check_compatible(policy, ref)
-    ests = _value_estimators([n.strip() for n in (estimators.split(",") if isinstance(estimators, str) else estimators)
-                              if n.strip()])
+    ests = _value_estimators(estimators)
     evaluate = _evaluate(policy, ref, ests)
     exact = exact_moments(evaluate, policy)
     if mode == "mc":
@@ -82,13 +79,12 @@ def run_values(policy: DistSpec, ref: DistSpec, estimators: list[str], *, mode: 
                "exact_mean": ex.mean[0], "warning": ex.warnings[0], "policy": policy.label, "ref": ref.label}
         if mode == "exact":
             row.update(mean=ex.mean[0], stdev=math.sqrt(ex.var[0]), se=ex.err[0])
-            biased = abs(ex.mean[0] - truth) > max(EXACT_UNBIASED * abs(truth), 1e-12)
         else:
             v = draws[e.name]
             se = v.std(ddof=1) / math.sqrt(samples)
             row.update(mean=v.mean(), stdev=v.std(), se=se, z_vs_exact=(v.mean() - ex.mean[0]) / se)
-            biased = abs(v.mean() - truth) > BIAS_SE * se
-        row["verdict"] = verdict(biased, row["mean"], exact=mode == "exact")
+        exact_mode = mode == "exact"
+        row["verdict"] = verdict(not matches(row["mean"], truth, row["se"], exact_mode), row["mean"], exact_mode)
         row.update(relative(row["mean"], row.pop("stdev"), truth, row))
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -103,5 +99,3 @@ def values_markdown(table: pd.DataFrame) -> str:
                         "verdict", "warning") if c in table.columns]
     return tabulate(table[cols], headers="keys", tablefmt="github", showindex=False, floatfmt=".6g") + "\n"
 
-
-__all__ = ["run_values", "values_markdown", "true_kl", "VALUE_COLUMNS", "np"]

@@ -27,7 +27,7 @@ from .estimators import get_estimator
 from .exact import exact_gradient_moments
 from .expectation import mc_batches
 from .families import DistSpec, as_spec
-from .gradients import Case, row_gradients
+from .gradients import Case, check_pathwise, row_gradients
 from .statistics import matches, relative, stdev_check, verdict
 from .surrogates import get_placement
 
@@ -133,6 +133,40 @@ def check_counts(samples: int, trials: int) -> None:
         raise KLGradError(f"trials must be an integer >= 2 (a standard deviation needs two), got {trials}")
 
 
+@dataclass(frozen=True)
+class GradientRequest:
+    """Validated, normalised arguments of a gradient run (see ``check_gradient_request``)."""
+
+    policy: DistSpec
+    ref: DistSpec
+    sampler: DistSpec | None
+    cases: list[Case]
+    direction: str | None
+    dtype: torch.dtype
+
+
+def check_gradient_request(policy, ref, estimators, placements=("loss",), *, mode="mc", samples=50_000,
+                           trials=1_000, sampler=None, direction=None, pathwise=False,
+                           dtype=torch.float32) -> GradientRequest:
+    """Validate every name and number of a gradient run without running it; errors list what is allowed.
+
+    The one place the CLI, ``make reproduce`` and the Python API check their input.
+    """
+    if mode not in MODES:
+        raise KLGradError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    policy, ref = as_spec(policy, "policy"), as_spec(ref, "ref")
+    sampler = None if sampler is None else as_spec(sampler, "sampler")
+    dtype = dtype_of(dtype) if isinstance(dtype, str) else dtype
+    if dtype not in (torch.float32, torch.float64):
+        raise KLGradError(f"unsupported dtype {dtype}; expected float32 or float64")
+    check_counts(samples, trials)
+    check_compatible(policy, ref, sampler)
+    if pathwise:
+        check_pathwise(policy, sampler)
+    cases = make_cases(estimators, placements)
+    return GradientRequest(policy, ref, sampler, cases, resolve_direction(direction) if direction else None, dtype)
+
+
 def _mc_gradients(policy, ref, cases, samples, trials, seed, sampler, dtype, progress, pathwise=False):
     """Per-trial gradients {case: (trials, P)} and, for clamped estimators, {name: fraction of samples clamped}."""
     # Preallocated (trials, P) buffers: keeping many tiny per-chunk tensors alive between the
@@ -185,17 +219,10 @@ def run_gradients(
     ``pathwise=True`` differentiates through reparameterised samples (``rsample``), the
     contrast to the score-function placements; column ``sampling`` says which.
     """
-    if mode not in MODES:
-        raise KLGradError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    policy, ref = as_spec(policy, "policy"), as_spec(ref, "ref")
-    sampler = None if sampler is None else as_spec(sampler, "sampler")
-    dtype = dtype_of(dtype) if isinstance(dtype, str) else dtype
-    if dtype not in (torch.float32, torch.float64):
-        raise KLGradError(f"unsupported dtype {dtype}; expected float32 or float64")
-    check_counts(samples, trials)
-    check_compatible(policy, ref, sampler)
-    cases = make_cases(estimators, placements)
-    chosen = resolve_direction(direction) if direction else None
+    req = check_gradient_request(policy, ref, estimators, placements, mode=mode, samples=samples, trials=trials,
+                                 sampler=sampler, direction=direction, pathwise=pathwise, dtype=dtype)
+    policy, ref, sampler, cases, chosen, dtype = (req.policy, req.ref, req.sampler, req.cases, req.direction,
+                                                  req.dtype)
     start = time.perf_counter()
     truth = true_gradients(policy, ref)
     exact = exact_gradient_moments(policy, ref, cases, sampler, pathwise)

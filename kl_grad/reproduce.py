@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from .analysis import dtype_of, run_gradients, true_gradients
+from .analysis import run_gradients, true_gradients
 from .errors import KLGradError
 from .experiments import GradientExperiment, SweepExperiment, ValueExperiment, load_experiment
 from .families import parse_spec
@@ -65,32 +65,23 @@ def _umask() -> int:
 
 def check(exp) -> None:
     """Validate every name and number in ``exp`` without running it."""
-    from .analysis import MODES, check_compatible, check_counts, make_cases
+    from .analysis import MODES, check_compatible, check_gradient_request
     from .values import _value_estimators
 
-    policy, ref = parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref")
-    check_compatible(policy, ref)
     if isinstance(exp, GradientExperiment):
-        if exp.sampler:
-            check_compatible(policy, ref, parse_spec(exp.sampler, "sampler"))
-        make_cases(exp.estimators, exp.placements)
-        check_counts(exp.samples, exp.trials)
-        dtype_of(exp.dtype)
-        if exp.mode not in MODES:
-            raise KLGradError(f"unknown mode {exp.mode!r}; expected one of {', '.join(MODES)}")
-        if exp.pathwise:
-            from .gradients import check_pathwise
-
-            check_pathwise(policy, parse_spec(exp.sampler, "sampler") if exp.sampler else None)
+        check_gradient_request(exp.policy, exp.ref, exp.estimators, exp.placements, mode=exp.mode,
+                               samples=exp.samples, trials=exp.trials, sampler=exp.sampler or None,
+                               pathwise=exp.pathwise, dtype=exp.dtype)
         if exp.violin and exp.mode != "mc":
             raise KLGradError("violin plots need mode = \"mc\" (exact mode has no trials)")
     elif isinstance(exp, ValueExperiment):
+        check_compatible(parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref"))
         _value_estimators(exp.estimators)
         if exp.mode not in MODES:
             raise KLGradError(f"unknown mode {exp.mode!r}; expected one of {', '.join(MODES)}")
     else:
-        sweep(parse_spec(exp.policy), parse_spec(exp.ref), exp.vary, exp.grid[:1], exp.estimators,
-              exp.quantity, exp.samples)  # one exact point: milliseconds, and it checks every name
+        sweep(parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref"), exp.vary, exp.grid[:1],
+              exp.estimators, exp.quantity, exp.samples)  # one exact point: milliseconds, and it checks every name
 
 
 def run_experiment(exp, progress=None) -> tuple[pd.DataFrame, dict[str, bytes]]:
@@ -104,8 +95,7 @@ def run_experiment(exp, progress=None) -> tuple[pd.DataFrame, dict[str, bytes]]:
         return table, {"sweep.png": sweep_png(table, exp.title, xlabel)}
     run = run_gradients(
         policy, ref, exp.estimators, exp.placements, mode=exp.mode, samples=exp.samples, trials=exp.trials,
-        seed=exp.seed, sampler=parse_spec(exp.sampler, "sampler") if exp.sampler else None,
-        pathwise=exp.pathwise, dtype=dtype_of(exp.dtype), progress=progress,
+        seed=exp.seed, sampler=exp.sampler or None, pathwise=exp.pathwise, dtype=exp.dtype, progress=progress,
     )
     truths = true_gradients(policy, ref) if exp.violin else {}
     figures = {"violin.png": violin_png(run.per_trial, run.table, run.params, exp.title, truths)} if exp.violin else {}

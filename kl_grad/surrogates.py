@@ -31,13 +31,14 @@ Tensor = torch.Tensor
 class Placement:
     name: str
     formula: str
-    fn: Callable[[Tensor, Tensor], Tensor]  # (k(d), w) -> per-sample surrogate
+    fn: Callable[[Tensor, Tensor | None], Tensor]  # (k(d), w) -> per-sample surrogate
+    weighted: bool = True  # False: fn ignores w, which is then not computed (a plain k(d) graph)
 
 
 PLACEMENTS: dict[str, Placement] = {
     p.name: p
     for p in (
-        Placement("loss", "k(d)", lambda k, w: k),
+        Placement("loss", "k(d)", lambda k, w: k, weighted=False),
         Placement("loss-sgw", "sg(w)·k(d)", lambda k, w: w.detach() * k),
         Placement("loss-w", "w·k(d)", lambda k, w: w * k),
         Placement("reward", "w·sg(k(d))", lambda k, w: w * k.detach()),
@@ -68,6 +69,4 @@ def surrogate(
     ``log_ratio`` may pass a precomputed ``logp - ref_logp`` (shared by several cases).
     """
     k = estimator.of_log_ratio(logp - ref_logp if log_ratio is None else log_ratio)
-    if placement.name == "loss":  # no weight at all: keep the graph identical to a plain k(d) loss
-        return k
-    return placement.fn(k, importance_weight(logp, sampler_logp))
+    return placement.fn(k, importance_weight(logp, sampler_logp) if placement.weighted else None)

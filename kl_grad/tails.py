@@ -62,7 +62,7 @@ def _classify(log_h: np.ndarray, z: np.ndarray) -> Tail:
     beyond = float(np.exp(np.logaddexp.reduce(log_h[far]) - np.logaddexp.reduce(log_h)))  # mass fraction
     for sign, edge in ((-1, 0), (1, -1)):  # a side still high at the edge: divergent, or just far?
         if log_h[edge] >= top - DROP:
-            i24, i32, i40 = (int(np.argmin(np.abs(z - sign * v))) for v in (24.0, 32.0, GRID_Z))
+            i24, i32, i40 = (int(np.argmin(np.abs(z - sign * v))) for v in (GRID_Z - 16, GRID_Z - 8, GRID_Z))
             if log_h[i40] - 2 * log_h[i32] + log_h[i24] > 0:  # 2c·(8σ)² > 0: exp(c·x²) with c > 0
                 return Tail("infinite", float(z[peak]), beyond)
             return Tail("far", float(z[peak]), beyond)

@@ -170,7 +170,7 @@ def check_gradient_request(policy, ref, estimators, placements=("loss",), *, mod
 def _mc_gradients(policy, ref, cases, samples, trials, seed, sampler, dtype, progress, pathwise=False):
     """Per-trial gradients {case: (trials, P)} and, for clamped estimators, {name: fraction of samples clamped}."""
     # Preallocated (trials, P) buffers: keeping many tiny per-chunk tensors alive between the
-    # freed ~1 MB sample buffers made glibc's heap grow with the trial count (6 GiB at 10k trials).
+    # freed MiB-sized sample buffers made glibc's heap grow with the trial count (6 GiB at 10k trials).
     out = {c.key: np.empty((trials, len(policy.params))) for c in cases}
     clamped = {c.estimator.name: c.estimator.clamp_active for c in cases if c.estimator.clamp_active}
     counts = dict.fromkeys(clamped, 0)

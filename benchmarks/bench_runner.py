@@ -7,11 +7,12 @@ Usage::
 
 (a) times ``run_gradients`` and (b) ``tests.oracles.seed_style_loop`` on the
 seed-003 workload (normal:0,1 vs normal:1,1.1; k1, k2, k3, reverse_k1,
-reverse_k2) in this process, checks that their mean gradients agree, then
-measures the peak resident-set growth of ``run_gradients`` for each trial count
-in ``--mem-trials``, each in a fresh subprocess so that every peak is its own
-(and, with ``--malloc-compare``, again with glibc's mmap threshold fixed, which
-separates allocator fragmentation from memory the runner really holds).
+reverse_k2) in this process, twice: first under glibc's default allocator
+settings (what a library import gets), then after ``keep_freed_memory()`` (what
+the ``kl-grad`` command runs under); both methods are timed under each. It
+checks that their mean gradients agree, then measures the peak resident-set
+growth of ``run_gradients`` for each trial count in ``--mem-trials``, each in a
+fresh subprocess so that every peak is its own, under both settings.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from kl_grad.allocator import keep_freed_memory  # noqa: E402
 from kl_grad.analysis import run_gradients  # noqa: E402
 from kl_grad.families import parse_spec  # noqa: E402
 from tests.oracles import seed_style_loop  # noqa: E402
@@ -48,8 +50,11 @@ _MEM_CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch
+from kl_grad.allocator import keep_freed_memory
 from kl_grad.analysis import run_gradients
 from kl_grad.families import parse_spec
+if {keep}:
+    keep_freed_memory()
 
 def hwm_kb():
     try:
@@ -72,21 +77,16 @@ secs = time.perf_counter() - t0
 print(json.dumps({{"base": base, "peak": {{"hwm": hwm_kb(), "maxrss": maxrss_kb()}}, "seconds": secs}}))
 """
 
-# glibc raises its mmap threshold after large frees; this pins it back (diagnostic column).
-_FIXED_MMAP_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
-
-
 def _time(fn):
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
 
 
-def _peak_memory(trials: int, samples: int, seed: int, extra_env: dict | None = None) -> dict:
+def _peak_memory(trials: int, samples: int, seed: int, keep: bool) -> dict:
     code = _MEM_CHILD.format(root=ROOT, policy=POLICY, ref=REF, names=NAMES, samples=samples, trials=trials,
-                             seed=seed)
-    env = {**os.environ, **(extra_env or {})}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+                             seed=seed, keep=keep)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     key = "hwm" if m["base"]["hwm"] is not None else "maxrss"
     return {"source": "VmHWM" if key == "hwm" else "ru_maxrss",
@@ -102,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--mem-trials", default="1000,10000", help="comma-separated trial counts ('' to skip)")
     ap.add_argument("--mem-samples", type=int, default=50_000)
-    ap.add_argument("--malloc-compare", action="store_true",
-                    help="also rerun each memory child with a fixed glibc mmap threshold (diagnostic, slow)")
     args = ap.parse_args(argv)
 
     policy, ref = parse_spec(POLICY), parse_spec(REF)
@@ -117,14 +115,25 @@ def main(argv: list[str] | None = None) -> int:
     run_gradients(policy, ref, NAMES, samples=100, trials=2, seed=0)
     seed_style_loop(POLICY, REF, NAMES, 100, 2, 0)
 
-    run, t_vec = _time(lambda: run_gradients(policy, ref, NAMES, samples=args.samples, trials=args.trials,
-                                             seed=args.seed))
-    loop, t_loop = _time(lambda: seed_style_loop(POLICY, REF, NAMES, args.samples, args.trials, args.seed))
-    print()
-    print(f"(a) run_gradients (vectorised): {t_vec:8.2f} s")
-    print(f"(b) seed-003's per-trial loop:  {t_loop:8.2f} s   (tests/oracles.py: seed's formulas, one trial at a time)")
-    print(f"speed ratio (b)/(a):            {t_loop / t_vec:8.2f} x")
+    def time_both():
+        run, t_vec = _time(lambda: run_gradients(policy, ref, NAMES, samples=args.samples, trials=args.trials,
+                                                 seed=args.seed))
+        loop, t_loop = _time(lambda: seed_style_loop(POLICY, REF, NAMES, args.samples, args.trials, args.seed))
+        print(f"  (a) run_gradients (vectorised): {t_vec:8.2f} s")
+        print(f"  (b) seed-003's per-trial loop:  {t_loop:8.2f} s   "
+              f"(tests/oracles.py: seed's formulas, one trial at a time)")
+        print(f"  speed ratio (b)/(a):            {t_loop / t_vec:8.2f} x")
+        return run, loop
 
+    print()
+    print("glibc's default allocator settings (what `import kl_grad` gets):")
+    run, loop = time_both()
+    print()
+    if keep_freed_memory():
+        print("after keep_freed_memory() (what the kl-grad command runs under; both methods):")
+        run, loop = time_both()
+    else:
+        print("keep_freed_memory() does not apply here (not glibc): the timings above are the only ones")
     print()
     print(f"mean gradient agreement (|mean_a - mean_b| <= {AGREE_ATOL:g}):")
     print(f"  {'estimator':<11} {'mean d/dloc':>13} {'mean d/dscale':>14} {'max |diff|':>11}  ok")
@@ -141,18 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"peak memory of run_gradients ({args.mem_samples} samples, 5 estimators, fresh process each):")
         print(f"  {'trials':>7} {'baseline MiB':>13} {'peak MiB':>9} {'growth MiB':>11} {'run s':>7}"
-              f"  {'ru_maxrss base/peak MiB':>24}  {'growth, fixed mmap threshold':>28}")
+              f"  {'ru_maxrss base/peak MiB':>24}  {'with keep_freed_memory(): peak MiB, run s':>42}")
         sources = set()
         for trials in mem_trials:
-            m = _peak_memory(trials, args.mem_samples, args.seed)
-            fixed = _peak_memory(trials, args.mem_samples, args.seed, _FIXED_MMAP_ENV) if args.malloc_compare else None
+            m = _peak_memory(trials, args.mem_samples, args.seed, keep=False)
+            k = _peak_memory(trials, args.mem_samples, args.seed, keep=True)
             sources.add(m["source"])
-            fixed_txt = f"{fixed['peak_mib'] - fixed['base_mib']:.1f} MiB ({fixed['seconds']:.2f} s)" if fixed else "-"
             print(f"  {trials:7d} {m['base_mib']:13.1f} {m['peak_mib']:9.1f} {m['peak_mib'] - m['base_mib']:11.1f}"
                   f" {m['seconds']:7.2f}  {m['maxrss_base_mib']:11.1f}/{m['maxrss_peak_mib']:<12.1f}"
-                  f"  {fixed_txt:>28}")
-        print(f"  (baseline/peak/growth from {', '.join(sorted(sources))}; the last column reruns the child with "
-              f"MALLOC_MMAP_THRESHOLD_={_FIXED_MMAP_ENV['MALLOC_MMAP_THRESHOLD_']})")
+                  f"  {k['peak_mib']:33.1f} {k['seconds']:7.2f}")
+        print(f"  (baseline/peak/growth from {', '.join(sorted(sources))})")
 
     print()
     print("agreement:", "OK" if all_ok else "FAILED")

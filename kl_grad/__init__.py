@@ -8,6 +8,7 @@ Import the estimators into training code::
 and measure them with :func:`run_gradients` or the ``kl-grad`` command.
 """
 
+from .allocator import keep_freed_memory
 from .analysis import GradientRun, run_gradients, true_gradients
 from .directions import POLICY_REF, REF_POLICY, resolve_direction
 from .errors import KLGradError
@@ -18,6 +19,6 @@ from .training import AGGREGATIONS, kl_loss
 
 __all__ = [
     "AGGREGATIONS", "kl_loss", "ESTIMATORS", "PLACEMENTS", "POLICY_REF", "REF_POLICY", "DistSpec", "Estimator", "GradientRun",
-    "KLGradError", "get_estimator", "get_placement", "k1", "k2", "k3", "parse_spec", "resolve_direction",
+    "KLGradError", "get_estimator", "get_placement", "keep_freed_memory", "k1", "k2", "k3", "parse_spec", "resolve_direction",
     "reverse_k1", "reverse_k2", "run_gradients", "surrogate", "true_gradients",
 ]

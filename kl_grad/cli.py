@@ -174,7 +174,7 @@ def _cmd_estimators(args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # a third faster on long runs; a command owns its process (see allocator.py)
+    keep_freed_memory()  # 20-36% off long runs; a command owns its process (see allocator.py)
     try:
         if args.command == "reproduce":
             from .reproduce import reproduce

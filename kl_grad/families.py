@@ -48,8 +48,8 @@ _POSITIVE = ("> 0 and finite", lambda v: v > 0 and math.isfinite(v))
 
 
 def _categorical(params: list[torch.Tensor]) -> Distribution:
-    # logits stacked on a trailing axis: leaves of shape (rows, 1) give batch shape (rows, 1), so
-    # log_prob broadcasts over (rows, cols) points exactly as the Normal's does.
+    # logits stacked on a trailing axis: leaves of any batch shape (e.g. (rows, 1)) give that batch
+    # shape, so log_prob broadcasts over (rows, cols) points exactly as the Normal's does.
     return Categorical(logits=torch.stack(params, dim=-1), validate_args=False)
 
 

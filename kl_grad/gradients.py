@@ -4,7 +4,7 @@ A row is one Monte-Carlo trial (its n samples) or one quadrature node (a single
 point); every row gets its own gradient of its row-mean surrogate, with no
 Python loop per row. Two ways to get it, both from ``torch.autograd``:
 
-Score function (the default; samples are constants). A surrogate depends on θ
+``split_gradients`` (score function, normal family). A surrogate depends on θ
 only through the policy log-probs ℓ_i = log π_θ(x_i), so its gradient is
 ∇θ L = Σ_i (∂L/∂ℓ_i) ∇θ ℓ_i (chain rule). That is also where a trainer's
 backward crosses from the KL term into the model: the estimator decides
@@ -13,13 +13,14 @@ case, through the surrogate's own graph (every detach, weight, clamp and
 straight-through), and ∇θ ℓ_i once per batch of points, through
 ``torch.distributions``' log_prob with one copy of θ per point; a row-wise
 sum contracts them. Backpropagating through log_prob once per batch instead of
-once per case takes ~15% off a seed-003 run (five cases; the saving grows with
-the number of cases). ``full_graph_gradients`` keeps the single-graph form
-(what ``loss.backward()`` builds), and tests/test_gradients.py checks that the
-two agree for every estimator and placement.
+once per case takes 10–18% off a seed-003 run; the saving is per case.
 
-Pathwise (``rsample``): the points themselves depend on θ, so the chain rule
-above does not hold and the single graph is used.
+``full_graph_gradients`` (one graph from θ to each loss, what ``loss.backward()``
+builds) serves the rest: pathwise (``rsample``) runs, where the points depend on
+θ and the chain rule above does not hold, and categorical policies, where one
+copy of K logits per point costs K times the memory and time (measured: 25%
+slower at K = 4, 4.7× slower and 5× the memory at K = 256). tests/test_gradients.py
+checks that the two agree for every estimator and placement, for both families.
 """
 
 from __future__ import annotations
@@ -81,9 +82,20 @@ def row_gradients(
         {case.key: (rows, n_params) gradients}, columns in ``policy`` parameter order.
     """
     dtype = dtype or points.dtype
-    if pathwise:
-        check_pathwise(policy, sampler)
-        return full_graph_gradients(policy, ref, points, cases, sampler, dtype, pathwise=True)
+    if pathwise or policy.fam.discrete:
+        return full_graph_gradients(policy, ref, points, cases, sampler, dtype, pathwise)
+    return split_gradients(policy, ref, points, cases, sampler, dtype)
+
+
+def split_gradients(
+    policy: DistSpec,
+    ref: DistSpec,
+    points: torch.Tensor,
+    cases: list[Case],
+    sampler: DistSpec | None,
+    dtype: torch.dtype,
+) -> dict[tuple[str, str], torch.Tensor]:
+    """``row_gradients`` through the chain rule at ℓ = log π_θ(x) (score function only; see the module doc)."""
     rows, cols = points.shape
     with torch.no_grad():
         ref_logp = ref.build(dtype).log_prob(points)  # (rows, cols)
@@ -100,11 +112,9 @@ def row_gradients(
         per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
         # Sum over rows of each row's mean; sum/cols equals mean() in value, with a cheaper backward.
         loss = per_sample.sum() / cols
-        (dl,) = torch.autograd.grad(loss, logp, retain_graph=i + 1 < len(cases), allow_unused=True)
-        if dl is None:  # a surrogate with no path to θ (fully detached) has gradient 0
-            out[case.key] = torch.zeros(rows, scores.shape[1], dtype=dtype)
-        else:  # Σ_i ∂L/∂ℓ_i · ∇θ ℓ_i within each row. sum() is pairwise; bmm's float32 dot was 100× less accurate
-            out[case.key] = (scores * dl.unsqueeze(1)).sum(dim=-1)  # (rows, P)
+        (dl,) = torch.autograd.grad(loss, logp, retain_graph=i + 1 < len(cases))
+        # Σ_i ∂L/∂ℓ_i · ∇θ ℓ_i within each row. sum() is pairwise; bmm's float32 dot was 100× less accurate.
+        out[case.key] = (scores * dl.unsqueeze(1)).sum(dim=-1)  # (rows, P)
     return out
 
 
@@ -121,8 +131,8 @@ def full_graph_gradients(
 
     The policy's parameters are leaves of shape (rows, 1), one copy per row; the loss
     is the sum over rows of the row-mean surrogate, so one ``torch.autograd.grad``
-    call per case returns every row's own gradient. Used for pathwise gradients
-    and, in the tests, as the oracle for the score-function split.
+    call per case returns every row's own gradient. Used for pathwise gradients,
+    categorical policies and, in the tests, as the oracle for ``split_gradients``.
     """
     rows, cols = points.shape
     dtype = dtype or points.dtype
@@ -130,6 +140,7 @@ def full_graph_gradients(
     with torch.no_grad():
         sampler_logp = None if sampler is None else sampler.build(dtype).log_prob(points)
     if pathwise:
+        check_pathwise(policy, sampler)
         loc0, scale0 = policy.values
         eps = (points - loc0) / scale0  # the standard-normal draws behind the points
         points = leaves["loc"] + leaves["scale"] * eps  # x(θ), as Normal.rsample: loc + eps * scale
@@ -142,6 +153,6 @@ def full_graph_gradients(
     for i, case in enumerate(cases):
         per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
         loss = per_sample.sum() / cols
-        grads = torch.autograd.grad(loss, params, retain_graph=i + 1 < len(cases), allow_unused=True)
-        out[case.key] = torch.cat([torch.zeros(rows, 1, dtype=dtype) if g is None else g for g in grads], dim=1)
+        grads = torch.autograd.grad(loss, params, retain_graph=i + 1 < len(cases))
+        out[case.key] = torch.cat(grads, dim=1)  # (rows, P)
     return out

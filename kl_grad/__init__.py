@@ -18,7 +18,8 @@ from .surrogates import PLACEMENTS, get_placement, surrogate
 from .training import AGGREGATIONS, kl_loss
 
 __all__ = [
-    "AGGREGATIONS", "kl_loss", "ESTIMATORS", "PLACEMENTS", "POLICY_REF", "REF_POLICY", "DistSpec", "Estimator", "GradientRun",
-    "KLGradError", "get_estimator", "get_placement", "keep_freed_memory", "k1", "k2", "k3", "parse_spec", "resolve_direction",
-    "reverse_k1", "reverse_k2", "run_gradients", "surrogate", "true_gradients",
+    "AGGREGATIONS", "ESTIMATORS", "PLACEMENTS", "POLICY_REF", "REF_POLICY", "DistSpec", "Estimator",
+    "GradientRun", "KLGradError", "get_estimator", "get_placement", "keep_freed_memory", "k1", "k2", "k3",
+    "kl_loss", "parse_spec", "resolve_direction", "reverse_k1", "reverse_k2", "run_gradients", "surrogate",
+    "true_gradients",
 ]

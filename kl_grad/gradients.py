@@ -4,7 +4,7 @@ A row is one Monte-Carlo trial (its n samples) or one quadrature node (a single
 point); every row gets its own gradient of its row-mean surrogate, with no
 Python loop per row. Two ways to get it, both from ``torch.autograd``:
 
-``split_gradients`` (score function, normal family). A surrogate depends on θ
+Split (score function, normal family). A surrogate depends on θ
 only through the policy log-probs ℓ_i = log π_θ(x_i), so its gradient is
 ∇θ L = Σ_i (∂L/∂ℓ_i) ∇θ ℓ_i (chain rule). That is also where a trainer's
 backward crosses from the KL term into the model: the estimator decides
@@ -15,7 +15,7 @@ straight-through), and ∇θ ℓ_i once per batch of points, through
 sum contracts them. Backpropagating through log_prob once per batch instead of
 once per case takes 10–18% off a seed-003 run; the saving is per case.
 
-``full_graph_gradients`` (one graph from θ to each loss, what ``loss.backward()``
+The single graph (one graph from θ to each loss, what ``loss.backward()``
 builds) serves the rest: pathwise (``rsample``) runs, where the points depend on
 θ and the chain rule above does not hold, and categorical policies, where one
 copy of K logits per point costs K times the memory and time (measured: 25%
@@ -63,6 +63,7 @@ def row_gradients(
     sampler: DistSpec | None = None,
     dtype: torch.dtype | None = None,
     pathwise: bool = False,
+    form: str | None = None,
 ) -> dict[tuple[str, str], torch.Tensor]:
     """Per-row autograd gradient of the row-mean surrogate for each case.
 
@@ -77,82 +78,59 @@ def row_gradients(
             points become x(θ) = loc + scale·ε (what ``Normal.rsample`` computes, with
             the ε that drew them), so autograd also differentiates through the sample
             and through log π_ref(x). On-policy Normal only.
+        form: "split" or "single" (see the module doc); default: "single" for pathwise
+            runs and discrete families, "split" otherwise. The tests set it to compare both.
 
     Returns:
         {case.key: (rows, n_params) gradients}, columns in ``policy`` parameter order.
     """
     dtype = dtype or points.dtype
-    if pathwise or policy.fam.discrete:
-        return full_graph_gradients(policy, ref, points, cases, sampler, dtype, pathwise)
-    return split_gradients(policy, ref, points, cases, sampler, dtype)
+    form = form or ("single" if pathwise or policy.fam.discrete else "split")
+    if pathwise:
+        check_pathwise(policy, sampler)
+        if form != "single":
+            raise ValueError("pathwise gradients need the single graph: the points depend on θ")
+    with torch.no_grad():
+        sampler_logp = None if sampler is None else sampler.build(dtype).log_prob(points)
+    build = {"split": _split_at_log_prob, "single": _single_graph}[form]
+    logp, ref_logp, wrt, finish = build(policy, ref, points, dtype, pathwise)
+    log_ratio = logp - ref_logp  # d, shared by every case's graph
+    cols = points.shape[1]
+    out = {}
+    for i, case in enumerate(cases):
+        per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
+        # Sum over rows of each row's mean; sum/cols equals mean() in value, with a cheaper backward.
+        loss = per_sample.sum() / cols
+        out[case.key] = finish(torch.autograd.grad(loss, wrt, retain_graph=i + 1 < len(cases)))  # (rows, P)
+    return out
 
 
-def split_gradients(
-    policy: DistSpec,
-    ref: DistSpec,
-    points: torch.Tensor,
-    cases: list[Case],
-    sampler: DistSpec | None,
-    dtype: torch.dtype,
-) -> dict[tuple[str, str], torch.Tensor]:
-    """``row_gradients`` through the chain rule at ℓ = log π_θ(x) (score function only; see the module doc)."""
+def _split_at_log_prob(policy, ref, points, dtype, pathwise):
+    """Graph roots at ℓ = log π_θ(x); ∇θ ℓ per point from one backward; finish contracts them."""
     rows, cols = points.shape
     with torch.no_grad():
         ref_logp = ref.build(dtype).log_prob(points)  # (rows, cols)
-        sampler_logp = None if sampler is None else sampler.build(dtype).log_prob(points)
     leaves = policy.leaves((rows, cols), dtype)  # one copy of θ per point
     logp = policy.build_from(leaves).log_prob(points)  # (rows, cols)
     ones = torch.ones((), dtype=dtype).expand(rows, cols)  # d(Σ ℓ)/dℓ, one per point
     scores = torch.autograd.grad(logp, list(leaves.values()), grad_outputs=ones)
     scores = torch.stack(scores, dim=1)  # (rows, P, cols): ∇θ log π_θ(x) per point
     logp = logp.detach().requires_grad_()  # ℓ: where each case's graph starts
-    log_ratio = logp - ref_logp  # d, shared by every case's graph
-    out = {}
-    for i, case in enumerate(cases):
-        per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
-        # Sum over rows of each row's mean; sum/cols equals mean() in value, with a cheaper backward.
-        loss = per_sample.sum() / cols
-        (dl,) = torch.autograd.grad(loss, logp, retain_graph=i + 1 < len(cases))
-        # Σ_i ∂L/∂ℓ_i · ∇θ ℓ_i within each row. sum() is pairwise; bmm's float32 dot was 100× less accurate.
-        out[case.key] = (scores * dl.unsqueeze(1)).sum(dim=-1)  # (rows, P)
-    return out
+
+    def finish(grads):  # Σ_i ∂L/∂ℓ_i · ∇θ ℓ_i per row; sum() is pairwise (bmm's float32 dot: 100× less accurate)
+        return (scores * grads[0].unsqueeze(1)).sum(dim=-1)
+
+    return logp, ref_logp, [logp], finish
 
 
-def full_graph_gradients(
-    policy: DistSpec,
-    ref: DistSpec,
-    points: torch.Tensor,
-    cases: list[Case],
-    sampler: DistSpec | None = None,
-    dtype: torch.dtype | None = None,
-    pathwise: bool = False,
-) -> dict[tuple[str, str], torch.Tensor]:
-    """``row_gradients`` as one graph from θ to each loss, as a trainer's ``loss.backward()`` runs it.
-
-    The policy's parameters are leaves of shape (rows, 1), one copy per row; the loss
-    is the sum over rows of the row-mean surrogate, so one ``torch.autograd.grad``
-    call per case returns every row's own gradient. Used for pathwise gradients,
-    categorical policies and, in the tests, as the oracle for ``split_gradients``.
-    """
-    rows, cols = points.shape
-    dtype = dtype or points.dtype
-    leaves = policy.leaves((rows, 1), dtype)  # each (rows, 1)
-    with torch.no_grad():
-        sampler_logp = None if sampler is None else sampler.build(dtype).log_prob(points)
+def _single_graph(policy, ref, points, dtype, pathwise):
+    """One graph from θ to each loss, as ``loss.backward()`` runs it: leaves (rows, 1), one copy per row."""
+    leaves = policy.leaves((points.shape[0], 1), dtype)
     if pathwise:
-        check_pathwise(policy, sampler)
         loc0, scale0 = policy.values
         eps = (points - loc0) / scale0  # the standard-normal draws behind the points
         points = leaves["loc"] + leaves["scale"] * eps  # x(θ), as Normal.rsample: loc + eps * scale
     # Constant, except pathwise, where it depends on θ through x(θ): autograd handles both.
     ref_logp = ref.build(dtype).log_prob(points)  # (rows, cols)
     logp = policy.build_from(leaves).log_prob(points)  # (rows, cols), carries grad
-    log_ratio = logp - ref_logp
-    out = {}
-    params = list(leaves.values())
-    for i, case in enumerate(cases):
-        per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
-        loss = per_sample.sum() / cols
-        grads = torch.autograd.grad(loss, params, retain_graph=i + 1 < len(cases))
-        out[case.key] = torch.cat(grads, dim=1)  # (rows, P)
-    return out
+    return logp, ref_logp, list(leaves.values()), lambda grads: torch.cat(grads, dim=1)

@@ -1,4 +1,4 @@
-"""``split_gradients`` (chain rule at log π) against ``full_graph_gradients`` (one graph from θ to each loss).
+"""``row_gradients``' split form (chain rule at log π) against its single graph (θ to each loss).
 
 The split contracts two autograd results, ∂L/∂log π per point and ∇θ log π per
 point (from per-point parameter copies); the single graph backpropagates each
@@ -15,7 +15,7 @@ import torch
 
 from kl_grad.estimators import ESTIMATORS
 from kl_grad.families import parse_spec
-from kl_grad.gradients import Case, full_graph_gradients, split_gradients
+from kl_grad.gradients import Case, row_gradients
 from kl_grad.surrogates import PLACEMENTS
 
 CASES = [Case(e, p) for e in ESTIMATORS.values() for p in PLACEMENTS.values()]
@@ -38,8 +38,8 @@ def _points(dist, dtype, shape=(6, 400)):
 def test_split_at_log_prob_equals_the_single_graph(setup, dtype):
     policy, ref, sampler = (parse_spec(s) if s else None for s in SETUPS[setup])
     points = _points(sampler or policy, dtype)
-    got = split_gradients(policy, ref, points, CASES, sampler, dtype)
-    want = full_graph_gradients(policy, ref, points, CASES, sampler, dtype)
+    got = row_gradients(policy, ref, points, CASES, sampler, dtype, form="split")
+    want = row_gradients(policy, ref, points, CASES, sampler, dtype, form="single")
     # float64: both are sums of the same 400 per-point terms in different orders (~1e-15 relative);
     # float32: ~1e-7 per term, summed; 1e-4 relative/1e-5 absolute is a 100x margin for that,
     # while a wrong score, a transposed contraction or a lost weight term is off by O(1).

@@ -82,7 +82,8 @@ def _check_type(name: str, value, annotation, where: str) -> None:
     item = typing.get_args(annotation)[0] if origin is list else None
     accepted = (float, int) if item is float else item  # TOML writes 2.0 as 2
     ok = (
-        all(isinstance(v, accepted) and not isinstance(v, bool) for v in value) if origin is list and isinstance(value, list)
+        all(isinstance(v, accepted) and not isinstance(v, bool) for v in value)
+        if origin is list and isinstance(value, list)
         else isinstance(value, float | int) and not isinstance(value, bool) if annotation is float
         else isinstance(value, int) and not isinstance(value, bool) if annotation is int
         else isinstance(value, annotation) if isinstance(annotation, type)

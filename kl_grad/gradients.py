@@ -117,7 +117,8 @@ def _split_at_log_prob(policy, ref, points, dtype, pathwise):
     scores = torch.stack(scores, dim=1)  # (rows, P, cols): ∇θ log π_θ(x) per point
     logp = logp.detach().requires_grad_()  # ℓ: where each case's graph starts
 
-    def finish(grads):  # Σ_i ∂L/∂ℓ_i · ∇θ ℓ_i per row; sum() is pairwise (bmm's float32 dot: 100× less accurate)
+    # Σ_i ∂L/∂ℓ_i · ∇θ ℓ_i per row; sum() is pairwise (bmm's float32 dot: 100× less accurate)
+    def finish(grads):
         return (scores * grads[0].unsqueeze(1)).sum(dim=-1)
 
     return logp, ref_logp, [logp], finish

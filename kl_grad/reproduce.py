@@ -142,7 +142,8 @@ def _index(entries: list[tuple[str, GradientExperiment, pd.DataFrame]]) -> str:
         "gradient; values: per sample); `se` = standard error of the mean (MC) or quadrature error estimate (exact);",
         "`z_vs_exact` = (MC mean − exact mean) / se; `verdict` is decided from these numbers: exact rows say",
         "biased / unbiased / unbiased, higher variance; MC rows say biased (bias > 4 se) or no bias detected.",
-        "Directions: `policy||ref` = KL(π_θ‖π_ref), `ref||policy` = KL(π_ref‖π_θ) (seed 003's \"reverse KL\").",
+        "Directions: `policy||ref` = KL(π_θ‖π_ref), `ref||policy` = KL(π_ref‖π_θ)",
+        "(seed 003's \"reverse KL\").",
         "",
     ]
     for name, exp, table, figures in entries:

@@ -56,7 +56,8 @@ def matches(mean: float, true: float, se: float, exact: bool) -> bool:
 def relative(mean: float, stdev: float, true: float, row: dict) -> dict:
     """bias_rel and stdev_rel; NaN with a warning in ``row`` when the true value is 0 (relative error undefined)."""
     if true == 0:
-        row["warning"] = "; ".join(filter(None, [row.get("warning", ""), "true value is 0: relative columns undefined"]))
+        note = "true value is 0: relative columns undefined"
+        row["warning"] = "; ".join(filter(None, [row.get("warning", ""), note]))
         return {"bias_rel": math.nan, "stdev_rel": math.nan}
     return {"bias_rel": abs(mean - true) / abs(true), "stdev_rel": stdev / abs(true)}
 

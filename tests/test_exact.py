@@ -78,7 +78,8 @@ def test_seed003_configuration_bias_is_exact():
     np.testing.assert_allclose(k3_loc["bias_rel"], 1.21 - 1.0, rtol=1e-12)
 
 
-@pytest.mark.parametrize("policy, ref, seed", [("normal:0,1", "normal:1,1.1", 1), ("normal:0.3,0.9", "normal:-0.5,1.1", 2),
+@pytest.mark.parametrize("policy, ref, seed", [("normal:0,1", "normal:1,1.1", 1),
+                                               ("normal:0.3,0.9", "normal:-0.5,1.1", 2),
                                                ("normal:0,1", "normal:0.5,0.9", 3)])
 def test_mc_agrees_with_exact_within_4_se(policy, ref, seed):
     run = run_gradients(parse_spec(policy), parse_spec(ref), ["k1", "k2", "k3", "reverse_k2"], samples=1000,
@@ -105,7 +106,8 @@ def test_infinite_variance_is_reported_not_printed_finite():
 
 
 def test_mc_rows_carry_the_heavy_tail_flag():
-    table = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:0,2"), ["k1", "k3"], samples=200, trials=20).table
+    table = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:0,2"), ["k1", "k3"],
+                          samples=200, trials=20).table
     assert table[table.estimator == "k3"]["warning"].str.contains("infinite variance").all()
     assert not table[table.estimator == "k1"]["warning"].str.contains("infinite").any()
 
@@ -130,7 +132,8 @@ def test_values_mc_agrees_with_exact():
 
 
 def test_far_mass_is_refused_never_settled_wrongly():
-    # π_ref = N(30,1): E[∇_loc k3] = ∇_loc KL(ref‖policy) = −30 lives at x ≈ 30σ of π_θ, beyond every node.
+    # π_ref = N(30,1): E[∇_loc k3] = ∇_loc KL(ref‖policy) = −30 lives at x ≈ 30σ of π_θ,
+    # beyond every node.
     # The quadrature alone converges to 0 there; the tail analysis must refuse instead.
     table = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:30,1"), ["k2", "k3"], mode="exact").table
     k3 = table[table.estimator == "k3"]

@@ -32,8 +32,11 @@ def _token_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def _seq_mean_token_mean(x: Tensor, mask: Tensor) -> Tensor:
-    per_seq = (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (batch,)
-    return per_seq.mean()
+    # A sequence with no unmasked token has no token mean: it is left out of the mean over sequences
+    # (counting it as 0 would shrink the loss with the number of empty rows); all empty gives 0.
+    tokens = mask.sum(-1)  # (batch, ...)
+    per_seq = (x * mask).sum(-1) / tokens.clamp(min=1)
+    return per_seq.sum() / (tokens > 0).sum().clamp(min=1)
 
 
 def _seq_mean_token_sum(x: Tensor, mask: Tensor) -> Tensor:
@@ -46,7 +49,7 @@ def _sum(x: Tensor, mask: Tensor) -> Tensor:
 
 AGGREGATIONS = {
     "token-mean": _token_mean,  # mean over all unmasked tokens in the batch
-    "seq-mean-token-mean": _seq_mean_token_mean,  # mean over tokens per sequence, then over sequences
+    "seq-mean-token-mean": _seq_mean_token_mean,  # mean over tokens per sequence, then over non-empty sequences
     "seq-mean-token-sum": _seq_mean_token_sum,  # sum over tokens per sequence, mean over sequences
     "sum": _sum,
 }
@@ -82,7 +85,9 @@ def kl_loss(
             off-policy weight w = π_θ/π_old. Default: on-policy, w = π_θ/sg(π_θ).
         estimator: registry name or alias (k1, k2, k3, k3+, low_var_kl, ...).
         placement: loss, loss-sgw, loss-w or reward (see ``kl_grad.surrogates``).
-        aggregation: one of token-mean, seq-mean-token-mean, seq-mean-token-sum, sum.
+        aggregation: one of token-mean, seq-mean-token-mean, seq-mean-token-sum, sum. In
+            seq-mean-token-mean, sequences with no unmasked token are left out of the mean over
+            sequences; seq-mean-token-sum counts them as 0 (their token sum).
 
     Returns:
         0-dim float32 (or float64) tensor; masked-out tokens get exactly zero gradient.
@@ -91,6 +96,9 @@ def kl_loss(
         raise KLGradError(f"logp must be a torch.Tensor, got {type(logp).__name__}")
     for name, t in (("ref_logp", ref_logp), ("mask", mask), ("old_logp", old_logp)):
         _check(name, t, logp.shape)
+    for name, t in (("logp", logp), ("ref_logp", ref_logp), ("old_logp", old_logp)):
+        if t is not None and not t.is_floating_point():
+            raise KLGradError(f"{name} must hold floating-point log-probabilities, got dtype {t.dtype}")
     est, place = get_estimator(estimator), get_placement(placement)
     agg = choose("aggregation", aggregation, AGGREGATIONS)
     if aggregation.startswith("seq") and logp.dim() < 2:

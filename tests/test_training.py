@@ -23,16 +23,22 @@ def loop_aggregate(per_token, mask, mode):
     if mode == "token-mean":
         flat = [v for s in seqs for v in s]
         return sum(flat) / len(flat)
-    if mode == "seq-mean-token-mean":
-        return sum(sum(s) / len(s) for s in seqs) / B
+    if mode == "seq-mean-token-mean":  # a sequence with no tokens has no mean: left out
+        nonempty = [s for s in seqs if s]
+        return sum(sum(s) / len(s) for s in nonempty) / len(nonempty)
     if mode == "seq-mean-token-sum":
         return sum(sum(s) for s in seqs) / B
     return sum(v for s in seqs for v in s)
 
 
+EMPTY_ROW = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 0, 1, 0, 0]], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("empty_row", [False, True])
 @pytest.mark.parametrize("mode", list(AGGREGATIONS))
-def test_aggregation_matches_plain_loop(mode):
+def test_aggregation_matches_plain_loop(mode, empty_row):
     logp, ref, _, mask = batch(dtype=torch.float64)
+    mask = EMPTY_ROW if empty_row else mask
     d = (logp - ref).detach()
     k3 = (torch.exp(-d) - 1 + d).tolist()  # hand formula, on-policy plain loss
     got = kl_loss(logp, ref, mask=mask, estimator="k3", placement="loss", aggregation=mode)
@@ -89,11 +95,18 @@ def test_any_shape_works_for_token_modes():
     ({"aggregation": "mean"}, "unknown aggregation 'mean'; expected one of token-mean"),
     ({"mask": torch.ones(B, T + 1)}, r"mask has shape \(3, 6\) but logp has shape \(3, 5\)"),
     ({"old_logp": torch.zeros(T)}, r"old_logp has shape \(5,\)"),
+    ({"ref_logp": torch.zeros(B, T, dtype=torch.int64)}, "ref_logp must hold floating-point log-probabilities"),
 ])
 def test_bad_arguments_have_clear_errors(kwargs, message):
     logp, ref, _, _ = batch()
+    ref = kwargs.pop("ref_logp", ref)
     with pytest.raises(KLGradError, match=message):
         kl_loss(logp, ref, **kwargs)
+
+
+def test_integer_logp_is_refused():
+    with pytest.raises(KLGradError, match="logp must hold floating-point log-probabilities, got dtype torch.int64"):
+        kl_loss(torch.zeros(B, T, dtype=torch.int64), torch.zeros(B, T))
 
 
 def test_sequence_modes_need_two_dimensions():

@@ -126,10 +126,11 @@ def dtype_of(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def check_counts(samples: int, trials: int) -> None:
+def check_counts(samples: int, trials: int, mode: str = "mc") -> None:
+    """samples >= 1; trials >= 2 in MC mode (exact mode draws no trials and ignores them)."""
     if samples < 1:
         raise KLGradError(f"samples must be a positive integer, got {samples}")
-    if trials < 2:
+    if mode == "mc" and trials < 2:
         raise KLGradError(f"trials must be an integer >= 2 (a standard deviation needs two), got {trials}")
 
 
@@ -159,7 +160,7 @@ def check_gradient_request(policy, ref, estimators, placements=("loss",), *, mod
     dtype = dtype_of(dtype) if isinstance(dtype, str) else dtype
     if dtype not in (torch.float32, torch.float64):
         raise KLGradError(f"unsupported dtype {dtype}; expected float32 or float64")
-    check_counts(samples, trials)
+    check_counts(samples, trials, mode)
     check_compatible(policy, ref, sampler)
     if pathwise:
         check_pathwise(policy, sampler)

@@ -38,7 +38,8 @@ reading the table:
   se          standard error of mean_grad (exact mode: the quadrature error estimate)
   follows     which KL's gradient the mean gradient equals (within 4 se, or 1e-8 exactly)
   verdict     exact: biased / unbiased / "unbiased, higher variance" (stdev > 1.2× the best
-              unbiased row of the same table and parameter); MC: biased (> 4 se) / no bias detected
+              unbiased row of the same table and parameter); MC: biased (> 4 se) / no bias detected;
+              unavailable: the mean was refused (NaN), see warning
   z_vs_exact  (MC mean − exact mean) / se; z_stdev_vs_exact does the same for the stdev
   warning     why a number is refused (NaN), infinite (inf) or unreliable; read it
 """
@@ -95,12 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "differentiated through x; normal policy, on-policy only (not available for discrete tokens)")
     t.add_argument("--samples", type=int, default=50_000, help="samples per trial (default 50000)")
     t.add_argument("--trials", type=int, default=1_000, help="trials, at least 2 (default 1000)")
-    t.add_argument("--seed", type=int, default=42, help="random seed (default 42, as seed 003)")
+    t.add_argument("--seed", type=int, default=42, help="random seed (default 42, as the seed-003 reference "
+                   "script, whose draws it repeats exactly)")
     t.add_argument("--mode", default="mc", help="mc (default: sampled trials) or exact (quadrature: noise-free "
                    "expected gradient and the exact stdev of a --samples mean, in milliseconds)")
     t.add_argument("--dtype", default="float32", help="float32 (default, as trainers) or float64")
-    t.add_argument("--format", default="markdown", help=f"one of {', '.join(FORMATS)} (default markdown)")
-    t.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    t.add_argument("--format", default=None, help=f"one of {', '.join(FORMATS)} (default: from the -o "
+                   "extension .md/.csv/.json, else markdown)")
+    t.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout (written whole or "
+                   "not at all; missing parent folders are created)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
     v = sub.add_parser("values", help="value table: mean(k) as an estimate of the KL (Schulman 2020)",
@@ -113,19 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--policy", required=True, help="q, the sampling distribution, e.g. normal:0,1")
     v.add_argument("--ref", required=True, help="p, e.g. normal:1,1")
     v.add_argument("--estimators", type=_csv_list, default=["k1", "k2", "k3"],
-                   help="comma list of value estimators: k1, k2, k3, reverse_k1, ... (default k1,k2,k3)")
+                   help="comma list from: " + ", ".join(n for n, e in ESTIMATORS.items() if not e.gradient_only)
+                   + " (default k1,k2,k3; reverse_k2 = r is a gradient surrogate with no KL value)")
     v.add_argument("--mode", default="exact", help="exact (default) or mc")
     v.add_argument("--samples", type=int, default=500_000, help="MC samples (default 500000, as Schulman)")
     v.add_argument("--seed", type=int, default=42, help="random seed for --mode mc (default 42)")
-    v.add_argument("--format", default="markdown", help="markdown (default), csv or json")
-    v.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    v.add_argument("--format", default=None, help="markdown, csv or json (default: from the -o extension "
+                   ".md/.csv/.json, else markdown)")
+    v.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout (written whole or "
+                   "not at all; missing parent folders are created)")
 
     r = sub.add_parser("reproduce", help="run every experiments/*.toml and write results/",
                        description="Regenerate every table and figure in results/ from the experiment files "
                        "(one TOML file per table). All files are validated before anything runs; outputs are "
                        "written atomically and are byte-for-byte reproducible.")
     r.add_argument("experiments", type=Path, nargs="?", default=Path("experiments"),
-                   help="folder of experiment TOML files (default: ./experiments)")
+                   help="folder of experiment TOML files (default: ./experiments), or one .toml file: then "
+                   "only its results folder is written")
     r.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: ./results)")
 
     sub.add_parser("estimators", help="list the registered estimators and what they target",
@@ -134,18 +142,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_EXTENSION_FORMATS = {".md": "markdown", ".csv": "csv", ".json": "json"}
+
+
+def _output_format(args, allowed) -> str:
+    """--format, else the one the -o extension names, else markdown; a clash between the two is an error."""
+    implied = _EXTENSION_FORMATS.get(args.output.suffix.lower()) if args.output else None
+    fmt = args.format or implied or "markdown"
+    if fmt not in allowed:
+        raise KLGradError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
+    if implied and fmt != implied:
+        raise KLGradError(f"--format {fmt} would write {fmt} into {args.output}, whose extension means {implied}; "
+                          f"drop --format or rename the file")
+    return fmt
+
+
 def _cmd_table(args) -> str:
     from .analysis import run_gradients
     from .report import FORMATS, render
 
-    if args.format not in FORMATS:  # checked before the run; run_gradients checks the rest before any work
-        raise KLGradError(f"unknown format {args.format!r}; expected one of {', '.join(FORMATS)}")
+    fmt = _output_format(args, FORMATS)  # checked before the run; run_gradients checks the rest before any work
     show = not args.quiet and sys.stderr.isatty()
     run = run_gradients(args.policy, args.ref, args.estimators, args.placements, mode=args.mode,
                         samples=args.samples, trials=args.trials, seed=args.seed, sampler=args.sampler,
                         direction=args.direction, pathwise=args.pathwise, dtype=args.dtype,
                         progress=_progress(show and args.mode == "mc"))
-    return render(run.table, args.format)
+    return render(run.table, fmt)
 
 
 def _cmd_values(args) -> str:
@@ -154,11 +176,10 @@ def _cmd_values(args) -> str:
     from .values import run_values, values_markdown
 
     views = {"markdown": values_markdown, "csv": to_csv, "json": to_json}
-    if args.format not in views:
-        raise KLGradError(f"unknown format {args.format!r}; expected one of {', '.join(views)}")
+    fmt = _output_format(args, views)
     table = run_values(parse_spec(args.policy, "policy"), parse_spec(args.ref, "ref"), args.estimators,
                        mode=args.mode, samples=args.samples, seed=args.seed)
-    return views[args.format](table)
+    return views[fmt](table)
 
 
 def _cmd_estimators(args) -> str:

@@ -21,7 +21,7 @@ from torch.distributions import kl_divergence
 from .analysis import check_compatible
 from .directions import POLICY_REF, resolve_direction
 from .errors import KLGradError, split_names
-from .estimators import Estimator, get_estimator
+from .estimators import ESTIMATORS, Estimator, get_estimator
 from .exact import exact_moments
 from .families import DistSpec, as_spec
 from .statistics import matches, relative, verdict
@@ -36,7 +36,9 @@ def _value_estimators(names: list[str] | str) -> list[Estimator]:
     ests = [get_estimator(n) for n in split_names(names)]
     for e in ests:
         if e.gradient_only:
-            raise KLGradError(f"{e.name} ({e.formula}) is a gradient surrogate, not a KL value estimator")
+            allowed = ", ".join(name for name, est in ESTIMATORS.items() if not est.gradient_only)
+            raise KLGradError(f"{e.name} ({e.formula}) is a gradient surrogate, not a KL value estimator; "
+                              f"value estimators: {allowed}")
     return ests
 
 
@@ -59,8 +61,8 @@ def run_values(policy: DistSpec, ref: DistSpec, estimators: list[str], *, mode: 
     """One row per estimator: its value as an estimate of the KL it targets."""
     if mode not in ("mc", "exact"):
         raise KLGradError(f"unknown mode {mode!r}; expected one of mc, exact")
-    if samples < 2:
-        raise KLGradError(f"samples must be an integer >= 2, got {samples}")
+    if samples < (2 if mode == "mc" else 1):  # MC needs two for a standard error; exact uses none
+        raise KLGradError(f"samples must be an integer >= {2 if mode == 'mc' else 1} in {mode} mode, got {samples}")
     policy, ref = as_spec(policy, "policy"), as_spec(ref, "ref")
     check_compatible(policy, ref)
     ests = _value_estimators(estimators)

@@ -90,6 +90,30 @@ def test_output_file_written_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]  # no temporary left behind
 
 
+@pytest.mark.parametrize("name, check", [("t.csv", lambda text: pd.read_csv(StringIO(text))),
+                                         ("t.json", json.loads), ("t.md", lambda text: text.index("| estimator"))])
+def test_output_extension_picks_the_format(tmp_path, name, check):
+    assert main(SMALL + ["-o", str(tmp_path / name)]) == 0
+    check((tmp_path / name).read_text())
+
+
+def test_format_clashing_with_the_extension_is_refused(tmp_path):
+    proc = run_cli(SMALL + ["--format", "markdown", "-o", str(tmp_path / "t.csv")])
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "whose extension means csv" in proc.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_trials_are_not_checked_in_exact_mode(capsys):
+    assert main(SMALL + ["--mode", "exact", "--trials", "1", "--format", "csv"]) == 0
+    assert len(pd.read_csv(StringIO(capsys.readouterr().out))) == 6
+
+
+def test_values_refuses_a_gradient_surrogate_and_lists_the_value_estimators():
+    proc = run_cli(["values", "--policy", "normal:0,1", "--ref", "normal:1,1", "--estimators", "reverse_k2"])
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "value estimators: k1, k2, k3, reverse_k1" in proc.stderr and "reverse_k2," not in proc.stderr
+
+
 def test_estimators_listing(capsys):
     assert main(["estimators"]) == 0
     out = capsys.readouterr().out

@@ -91,3 +91,22 @@ def test_stale_results_are_removed_but_foreign_folders_kept(tmp_path):
     (out / "mine" / "notes.txt").write_text("keep")  # not ours: never touched
     reproduce(exp_dir, out, echo=lambda *_: None)
     assert not (out / "old").exists() and (out / "mine" / "notes.txt").exists() and (out / "a").is_dir()
+
+
+def test_one_file_writes_only_its_folder(tmp_path):
+    exp_dir, out = tmp_path / "exp", tmp_path / "out"
+    exp_dir.mkdir()
+    (exp_dir / "a.toml").write_text('kind="gradients"\ntitle="a"\npolicy="normal:0,1"\nref="normal:1,1"\n'
+                                    'estimators=["k2"]\nmode="exact"\nsamples=50\n')
+    (out / "old").mkdir(parents=True)
+    (out / "old" / "config.toml").write_text("x")  # another experiment's results: a single file must keep them
+    assert reproduce(exp_dir / "a.toml", out, echo=lambda *_: None) == 1
+    assert (out / "a" / "table.csv").is_file() and (out / "old").is_dir() and not (out / "README.md").exists()
+
+
+@pytest.mark.parametrize("name, message", [("missing", "does not exist"), ("notes.txt", "is not a .toml file")])
+def test_reproduce_names_a_missing_or_wrong_path(tmp_path, name, message):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(KLGradError, match=message):
+        reproduce(tmp_path / name, tmp_path / "out", echo=lambda *_: None)
+    assert not (tmp_path / "out").exists()

@@ -90,7 +90,8 @@ def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list
     seen = set()
     for c in cases:
         if c.key in seen:
-            raise KLGradError(f"{c.key[0]} in placement {c.key[1]} is given twice")
+            raise KLGradError(f"{c.key[0]} in placement {c.key[1]} is given twice (aliases name the same estimator: "
+                              f"{', '.join(c.estimator.aliases) or 'none'} for {c.key[0]})")
         seen.add(c.key)
     return cases
 
@@ -98,7 +99,13 @@ def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list
 
 @dataclass
 class GradientRun:
-    """A run's tidy table plus the raw per-trial gradients it summarises (empty in exact mode)."""
+    """A run's tidy table plus the raw per-trial gradients it summarises.
+
+    ``table``: one row per (estimator, placement, param), the columns of ``COLUMNS``.
+    ``per_trial``: {(estimator, placement): (trials, P) float64 array}, column j the gradient
+    w.r.t. ``params[j]`` (e.g. ``per_trial[("k3", "loss")][:, 0]`` is every trial's d/dloc);
+    empty in exact mode. ``seconds``: wall time of the run.
+    """
 
     table: pd.DataFrame
     per_trial: dict[tuple[str, str], np.ndarray] = field(repr=False)  # (trials, P) per case

@@ -2,18 +2,21 @@
 
 Usage::
 
-    python benchmarks/bench_runner.py [--trials 1000 --samples 50000 --seed 42]
+    python benchmarks/bench_runner.py [--trials 1000 --samples 50000 --seed 42 --repeat 3]
                                       [--mem-trials 1000,10000] [--mem-samples 50000]
 
 (a) times ``run_gradients`` and (b) ``tests.oracles.seed_style_loop`` on the
 seed-003 workload (normal:0,1 vs normal:1,1.1; k1, k2, k3, reverse_k1,
-reverse_k2) in this process, twice: first under glibc's default allocator
-settings (what a library import gets), then after ``keep_freed_memory()`` (what
-the ``kl-grad`` command runs under); both methods are timed under each. The
-second timing runs in a process whose heap has already grown, so the cleaner
-comparison of the two settings is the memory table: for each trial count in
-``--mem-trials`` it runs ``run_gradients`` in a fresh subprocess per setting and
-reports peak resident set (and its growth, default setting) and run time.
+reverse_k2) in this process, ``--repeat`` times each, interleaved so both see
+the same machine load, and prints every run's ratio, their median and range
+(one run says little on a shared machine: single runs of (a) have varied by
+1.6x). It does so twice: first under glibc's default allocator settings (what
+a library import gets), then after ``keep_freed_memory()`` (what the
+``kl-grad`` command runs under). The second timing runs in a process whose
+heap has already grown, so the cleaner comparison of the two settings is the
+memory table: for each trial count in ``--mem-trials`` it runs
+``run_gradients`` in a fresh subprocess per setting and reports peak resident
+set (and its growth, default setting) and run time.
 It also checks that the two methods' mean gradients agree.
 """
 
@@ -102,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=50_000)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs of each method per allocator setting")
     ap.add_argument("--mem-trials", default="1000,10000", help="comma-separated trial counts ('' to skip)")
     ap.add_argument("--mem-samples", type=int, default=50_000)
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
 
     policy, ref = parse_spec(POLICY), parse_spec(REF)
     print(f"kl_grad runner benchmark: {POLICY} vs {REF}; estimators {','.join(NAMES)}; "
@@ -118,13 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     seed_style_loop(POLICY, REF, NAMES, 100, 2, 0)
 
     def time_both():
-        run, t_vec = _time(lambda: run_gradients(policy, ref, NAMES, samples=args.samples, trials=args.trials,
-                                                 seed=args.seed))
-        loop, t_loop = _time(lambda: seed_style_loop(POLICY, REF, NAMES, args.samples, args.trials, args.seed))
-        print(f"  (a) run_gradients (vectorised): {t_vec:8.2f} s")
-        print(f"  (b) seed-003's per-trial loop:  {t_loop:8.2f} s   "
-              f"(tests/oracles.py: seed's formulas, one trial at a time)")
-        print(f"  speed ratio (b)/(a):            {t_loop / t_vec:8.2f} x")
+        """Time (a) and (b) ``--repeat`` times, interleaved, so both see the same machine load."""
+        runs, loops = [], []
+        for i in range(args.repeat):
+            run, t_vec = _time(lambda: run_gradients(policy, ref, NAMES, samples=args.samples, trials=args.trials,
+                                                     seed=args.seed))
+            loop, t_loop = _time(lambda: seed_style_loop(POLICY, REF, NAMES, args.samples, args.trials, args.seed))
+            runs.append(t_vec)
+            loops.append(t_loop)
+            print(f"  run {i + 1}: (a) run_gradients {t_vec:6.2f} s   (b) seed-style loop {t_loop:6.2f} s   "
+                  f"ratio (b)/(a) {t_loop / t_vec:5.2f} x", flush=True)
+        ratios = [b / a for a, b in zip(runs, loops)]
+        print(f"  speed ratio (b)/(a): median {np.median(ratios):.2f} x, range {min(ratios):.2f}-{max(ratios):.2f} x; "
+              f"fastest (b) / fastest (a) {min(loops) / min(runs):.2f} x")
         return run, loop
 
     print()

@@ -80,13 +80,19 @@ def test_reproduce_is_byte_identical(tmp_path):
     assert str(tmp_path) not in b"".join(snapshots[0].values()).decode()  # no machine paths inside
 
 
-def test_stale_results_are_removed_but_foreign_folders_kept(tmp_path):
+def experiment_and_old_results(tmp_path):
+    """exp/a.toml (exact, fast) and out/old/, the results of an earlier run of another experiment."""
     exp_dir, out = tmp_path / "exp", tmp_path / "out"
     exp_dir.mkdir()
     (exp_dir / "a.toml").write_text('kind="gradients"\ntitle="a"\npolicy="normal:0,1"\nref="normal:1,1"\n'
                                     'estimators=["k2"]\nmode="exact"\nsamples=50\n')
     (out / "old").mkdir(parents=True)
-    (out / "old" / "config.toml").write_text("x")  # written by an earlier run of a since-deleted experiment
+    (out / "old" / "config.toml").write_text("x")
+    return exp_dir, out
+
+
+def test_stale_results_are_removed_but_foreign_folders_kept(tmp_path):
+    exp_dir, out = experiment_and_old_results(tmp_path)  # old/: its experiment file has since been deleted
     (out / "mine").mkdir()
     (out / "mine" / "notes.txt").write_text("keep")  # not ours: never touched
     reproduce(exp_dir, out, echo=lambda *_: None)
@@ -94,12 +100,7 @@ def test_stale_results_are_removed_but_foreign_folders_kept(tmp_path):
 
 
 def test_one_file_writes_only_its_folder(tmp_path):
-    exp_dir, out = tmp_path / "exp", tmp_path / "out"
-    exp_dir.mkdir()
-    (exp_dir / "a.toml").write_text('kind="gradients"\ntitle="a"\npolicy="normal:0,1"\nref="normal:1,1"\n'
-                                    'estimators=["k2"]\nmode="exact"\nsamples=50\n')
-    (out / "old").mkdir(parents=True)
-    (out / "old" / "config.toml").write_text("x")  # another experiment's results: a single file must keep them
+    exp_dir, out = experiment_and_old_results(tmp_path)  # a single file must keep old/ and the index as they are
     assert reproduce(exp_dir / "a.toml", out, echo=lambda *_: None) == 1
     assert (out / "a" / "table.csv").is_file() and (out / "old").is_dir() and not (out / "README.md").exists()
 

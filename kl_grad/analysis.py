@@ -86,13 +86,17 @@ def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list
         raise KLGradError("no estimators given; pass at least one, e.g. k1,k2,k3")
     if not placements:
         raise KLGradError("no placements given; pass at least one, e.g. loss")
-    cases = [Case(get_estimator(e), get_placement(p)) for e in estimators for p in placements]
-    seen = set()
-    for c in cases:
-        if c.key in seen:
-            raise KLGradError(f"{c.key[0]} in placement {c.key[1]} is given twice (aliases name the same estimator: "
-                              f"{', '.join(c.estimator.aliases) or 'none'} for {c.key[0]})")
-        seen.add(c.key)
+    cases, spelled = [], {}
+    for e in estimators:
+        for p in placements:
+            case = Case(get_estimator(e), get_placement(p))
+            if case.key in spelled:
+                first = spelled[case.key]
+                alias = f" ({first} and {e} are the same estimator)" if first != e.strip() else ""
+                where = f" in placement {case.key[1]}" if len(placements) > 1 else ""
+                raise KLGradError(f"{case.key[0]}{where} is given twice{alias}")
+            spelled[case.key] = e.strip()
+            cases.append(case)
     return cases
 
 

@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pathwise", action="store_true", help="contrast: reparameterised samples (rsample), "
                    "differentiated through x; normal policy, on-policy only (not available for discrete tokens)")
     t.add_argument("--samples", type=int, default=50_000, help="samples per trial (default 50000)")
-    t.add_argument("--trials", type=int, default=1_000, help="trials, at least 2 (default 1000)")
+    t.add_argument("--trials", type=int, default=1_000, help="trials, at least 2 (default 1000; "
+                   "exact mode draws none and ignores it)")
     t.add_argument("--seed", type=int, default=42, help="random seed (default 42, as the seed-003 reference "
                    "script, whose draws it repeats exactly)")
     t.add_argument("--mode", default="mc", help="mc (default: sampled trials) or exact (quadrature: noise-free "
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout (written whole or "
                    "not at all; missing parent folders are created)")
 
-    r = sub.add_parser("reproduce", help="run every experiments/*.toml and write results/",
+    r = sub.add_parser("reproduce", help="run every experiments/*.toml (or one file) and write results/",
                        description="Regenerate every table and figure in results/ from the experiment files "
                        "(one TOML file per table). All files are validated before anything runs; outputs are "
                        "written atomically and are byte-for-byte reproducible.")
@@ -148,7 +149,7 @@ _EXTENSION_FORMATS = {".md": "markdown", ".csv": "csv", ".json": "json"}
 def _output_format(args, allowed) -> str:
     """--format, else the one the -o extension names, else markdown; a clash between the two is an error."""
     implied = _EXTENSION_FORMATS.get(args.output.suffix.lower()) if args.output else None
-    fmt = args.format or implied or "markdown"
+    fmt = args.format if args.format is not None else implied or "markdown"
     if fmt not in allowed:
         raise KLGradError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
     if implied and fmt != implied:

@@ -139,7 +139,7 @@ def _judge(tails, ok, mean, var, m4, err):
         elif not ok_mean[j]:
             mean[j] = math.nan
             notes.append(f"quadrature did not converge for the mean (change {err[j]:.1e} at {NODE_LADDER[-1]} nodes; "
-                         f"a kink such as a clamp does this: use --mode mc)")
+                         f"a kink such as a clamp does this; MC mode still measures it)")
         if t[2].kind != "ok":
             var[j] = m4[j] = math.inf if t[2].kind == "infinite" else math.nan
             notes.append(t[2].describe("variance"))

@@ -168,9 +168,9 @@ def reproduce(exp_dir: Path, out_dir: Path, echo=print) -> int:
     if not exp_dir.exists():
         raise KLGradError(f"{exp_dir} does not exist; expected a folder of experiment files (*.toml) or one .toml file")
     whole = exp_dir.is_dir()
-    if not whole and exp_dir.suffix != ".toml":
+    if not whole and exp_dir.suffix.lower() != ".toml":
         raise KLGradError(f"{exp_dir} is not a .toml file; expected a folder of experiment files or one .toml file")
-    paths = sorted(exp_dir.glob("*.toml")) if whole else [exp_dir]
+    paths = sorted(p for p in exp_dir.glob("*.toml") if p.is_file()) if whole else [exp_dir]
     if not paths:
         raise KLGradError(f"no experiment files (*.toml) in {exp_dir}")
     experiments = [(p, load_experiment(p)) for p in paths]

@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 from torch.distributions import kl_divergence
 
-from .analysis import check_compatible
+from .analysis import check_compatible, make_cases
 from .directions import POLICY_REF, resolve_direction
-from .errors import KLGradError, split_names
-from .estimators import ESTIMATORS, Estimator, get_estimator
+from .errors import KLGradError
+from .estimators import ESTIMATORS, Estimator
 from .exact import exact_moments
 from .families import DistSpec, as_spec
 from .statistics import matches, relative, verdict
@@ -31,9 +31,7 @@ VALUE_COLUMNS = ["estimator", "direction", "true_kl", "mean", "bias_rel", "stdev
 
 
 def _value_estimators(names: list[str] | str) -> list[Estimator]:
-    if not split_names(names):
-        raise KLGradError("no estimators given; pass at least one, e.g. k1,k2,k3")
-    ests = [get_estimator(n) for n in split_names(names)]
+    ests = [case.estimator for case in make_cases(names, "loss")]  # names, emptiness and duplicates checked there
     for e in ests:
         if e.gradient_only:
             allowed = ", ".join(name for name, est in ESTIMATORS.items() if not est.gradient_only)

@@ -108,6 +108,14 @@ def test_trials_are_not_checked_in_exact_mode(capsys):
     assert len(pd.read_csv(StringIO(capsys.readouterr().out))) == 6
 
 
+@pytest.mark.parametrize("names, message", [("k1,k1", "k1 is given twice"),
+                                            ("k3,low_var_kl", "k3 is given twice (k3 and low_var_kl are the same estimator)")])
+def test_duplicates_say_whether_an_alias_is_involved(names, message, capsys):
+    assert main(["values", "--policy", "normal:0,1", "--ref", "normal:1,1", "--estimators", names]) == 2
+    err = capsys.readouterr().err
+    assert err == f"kl-grad: error: {message}\n"  # one line; an alias is mentioned only when one was used
+
+
 def test_values_refuses_a_gradient_surrogate_and_lists_the_value_estimators():
     proc = run_cli(["values", "--policy", "normal:0,1", "--ref", "normal:1,1", "--estimators", "reverse_k2"])
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

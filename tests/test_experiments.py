@@ -111,3 +111,11 @@ def test_reproduce_names_a_missing_or_wrong_path(tmp_path, name, message):
     with pytest.raises(KLGradError, match=message):
         reproduce(tmp_path / name, tmp_path / "out", echo=lambda *_: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_folders_named_like_experiment_files_are_skipped_and_suffixes_ignore_case(tmp_path):
+    exp_dir, out = experiment_and_old_results(tmp_path)
+    (exp_dir / "sub.toml").mkdir()  # a folder, not an experiment file
+    assert reproduce(exp_dir, out, echo=lambda *_: None) == 1
+    (exp_dir / "a.toml").rename(exp_dir / "B.TOML")
+    assert reproduce(exp_dir / "B.TOML", out, echo=lambda *_: None) == 1 and (out / "B").is_dir()

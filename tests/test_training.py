@@ -99,6 +99,7 @@ def test_any_shape_works_for_token_modes():
 ])
 def test_bad_arguments_have_clear_errors(kwargs, message):
     logp, ref, _, _ = batch()
+    kwargs = dict(kwargs)  # the parametrize dict is shared between runs: do not pop from it
     ref = kwargs.pop("ref_logp", ref)
     with pytest.raises(KLGradError, match=message):
         kl_loss(logp, ref, **kwargs)
@@ -119,3 +120,25 @@ def test_aliases_resolve():
     a = kl_loss(logp, ref, estimator="low_var_kl", placement="loss")
     b = kl_loss(logp, ref, estimator="k3", placement="loss")
     assert a.item() == b.item()
+
+
+def test_seq_mean_token_mean_with_every_sequence_empty_is_zero_with_zero_gradient():
+    logp, ref, _, _ = batch()
+    kl = kl_loss(logp, ref, mask=torch.zeros(B, T), placement="loss", aggregation="seq-mean-token-mean")
+    kl.backward()
+    assert kl.item() == 0.0 and torch.count_nonzero(logp.grad) == 0
+
+
+def test_seq_mean_token_mean_on_three_dimensions_matches_a_loop():
+    # (groups, sequences, tokens): every sequence with a token counts once, whatever its group.
+    g = torch.Generator().manual_seed(3)
+    logp = (-3 * torch.rand(2, 3, T, generator=g, dtype=torch.float64)).requires_grad_()
+    ref = -3 * torch.rand(2, 3, T, generator=g, dtype=torch.float64)
+    mask = (torch.rand(2, 3, T, generator=g) < 0.5).double()
+    mask[0, 1] = 0  # one empty sequence
+    d = (logp - ref).detach()
+    k2 = 0.5 * d * d
+    means = [float((k2[i, j] * mask[i, j]).sum() / mask[i, j].sum())
+             for i in range(2) for j in range(3) if mask[i, j].sum() > 0]
+    got = kl_loss(logp, ref, mask=mask, estimator="k2", placement="loss", aggregation="seq-mean-token-mean")
+    assert got.item() == pytest.approx(sum(means) / len(means), rel=1e-12)

@@ -100,7 +100,6 @@ def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list
     return cases
 
 
-
 @dataclass
 class GradientRun:
     """A run's tidy table plus the raw per-trial gradients it summarises.

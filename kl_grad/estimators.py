@@ -179,6 +179,8 @@ k1_st = register(Estimator("k1+", "value k1, gradient k2 (straight-through)", PO
                            straight_through(_k1), "verl 'k1+'"))
 k3_st = register(Estimator("k3+", "value k3, gradient k2 (straight-through)", POLICY_REF, True,
                            straight_through(_k3), "verl 'k3+'"))
+
+
 def _k3_clamp_active(d: Tensor) -> Tensor:
     inside = d.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     return (d.abs() > LOG_RATIO_CLAMP) | (_k3(inside) > VALUE_CLAMP)

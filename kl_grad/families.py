@@ -37,10 +37,8 @@ class Family:
     rules: Callable[[str], tuple[str, Callable[[float], bool]]]  # param name -> (rule text, check)
     build: Callable[[list[torch.Tensor]], Distribution]
     example: str
+    valid_count: Callable[[int], bool]  # does a spec with k values name a member of the family?
     discrete: bool = False
-
-    def valid_count(self, k: int) -> bool:
-        return k == 2 if self.name == "normal" else k >= 2
 
 
 _FINITE = ("finite", math.isfinite)
@@ -61,6 +59,7 @@ FAMILIES: dict[str, Family] = {
         rules=lambda name: _POSITIVE if name == "scale" else _FINITE,
         build=lambda params: Normal(*params, validate_args=False),
         example="normal:0,1",
+        valid_count=lambda k: k == 2,
     ),
     "categorical": Family(
         name="categorical",
@@ -69,6 +68,7 @@ FAMILIES: dict[str, Family] = {
         rules=lambda name: _FINITE,
         build=_categorical,
         example="categorical:0,0.5,-1",
+        valid_count=lambda k: k >= 2,
         discrete=True,
     ),
 }

@@ -16,11 +16,10 @@ Example (``experiments/seed003_forward.toml``)::
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import tomllib
 
 from .errors import KLGradError
 

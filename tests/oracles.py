@@ -143,12 +143,6 @@ def grad_kl_ref_policy(m1: float, s1: float, m2: float, s2: float) -> np.ndarray
     return np.array([(m1 - m2) / (s1 * s1), 1.0 / s1 - (s2 * s2 + (m2 - m1) ** 2) / s1**3])
 
 
-def closed_form_kl(policy, ref) -> dict[str, float]:
-    m1, s1 = _normal_values(policy)
-    m2, s2 = _normal_values(ref)
-    return {POLICY_REF: kl_policy_ref(m1, s1, m2, s2), REF_POLICY: kl_ref_policy(m1, s1, m2, s2)}
-
-
 def closed_form_grads(policy, ref) -> dict[str, np.ndarray]:
     """Hand-derived ∇_(m1, s1) KL in both directions, keyed like kl_grad's directions."""
     m1, s1 = _normal_values(policy)

@@ -16,11 +16,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["table", "--policy", "normal:0,1", "--ref", "normal:1,1.1", "--samples", "200", "--trials", "5", "-q"]
 
 
-def run_cli(args):
+def run_subprocess(args):
     """Run ``python -m kl_grad`` in a subprocess (what users run); returns the CompletedProcess."""
     env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", "kl_grad", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120)
+
+
+def run_cli(args, capsys):
+    """``main(args)`` in this process (milliseconds instead of a 2 s interpreter start): (status, stdout, stderr).
+
+    argparse's errors exit through SystemExit; any other exception escapes and fails the test, which is how
+    "no traceback" is checked here. test_entry_point_errors_are_one_line checks the real ``python -m``.
+    """
+    try:
+        status = main(args)
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, out, err)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -65,10 +79,10 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("extra, message", BAD_INPUTS)
-def test_bad_input_one_line_exit_2_no_file(extra, message, tmp_path):
+def test_bad_input_one_line_exit_2_no_file(extra, message, tmp_path, capsys):
     out_file = tmp_path / "out.csv"
     # Later flags override the defaults in SMALL, so each case changes exactly one input.
-    proc = run_cli(SMALL + extra + ["-o", str(out_file)])
+    proc = run_cli(SMALL + extra + ["-o", str(out_file)], capsys)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr  # one line, no traceback
@@ -77,8 +91,8 @@ def test_bad_input_one_line_exit_2_no_file(extra, message, tmp_path):
     assert not out_file.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_missing_required_distribution_is_one_line():
-    proc = run_cli(["table", "--policy", "normal:0,1"])
+def test_missing_required_distribution_is_one_line(capsys):
+    proc = run_cli(["table", "--policy", "normal:0,1"], capsys)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "--ref" in proc.stderr
 
@@ -97,8 +111,8 @@ def test_output_extension_picks_the_format(tmp_path, name, check):
     check((tmp_path / name).read_text())
 
 
-def test_format_clashing_with_the_extension_is_refused(tmp_path):
-    proc = run_cli(SMALL + ["--format", "markdown", "-o", str(tmp_path / "t.csv")])
+def test_format_clashing_with_the_extension_is_refused(tmp_path, capsys):
+    proc = run_cli(SMALL + ["--format", "markdown", "-o", str(tmp_path / "t.csv")], capsys)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "whose extension means csv" in proc.stderr and list(tmp_path.iterdir()) == []
 
@@ -108,18 +122,28 @@ def test_trials_are_not_checked_in_exact_mode(capsys):
     assert len(pd.read_csv(StringIO(capsys.readouterr().out))) == 6
 
 
-@pytest.mark.parametrize("names, message", [("k1,k1", "k1 is given twice"),
-                                            ("k3,low_var_kl", "k3 is given twice (k3 and low_var_kl are the same estimator)")])
+@pytest.mark.parametrize("names, message", [
+    ("k1,k1", "k1 is given twice"),
+    ("k3,low_var_kl", "k3 is given twice (k3 and low_var_kl are the same estimator)"),
+])
 def test_duplicates_say_whether_an_alias_is_involved(names, message, capsys):
     assert main(["values", "--policy", "normal:0,1", "--ref", "normal:1,1", "--estimators", names]) == 2
     err = capsys.readouterr().err
     assert err == f"kl-grad: error: {message}\n"  # one line; an alias is mentioned only when one was used
 
 
-def test_values_refuses_a_gradient_surrogate_and_lists_the_value_estimators():
-    proc = run_cli(["values", "--policy", "normal:0,1", "--ref", "normal:1,1", "--estimators", "reverse_k2"])
+def test_values_refuses_a_gradient_surrogate_and_lists_the_value_estimators(capsys):
+    proc = run_cli(["values", "--policy", "normal:0,1", "--ref", "normal:1,1", "--estimators", "reverse_k2"], capsys)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "value estimators: k1, k2, k3, reverse_k1" in proc.stderr and "reverse_k2," not in proc.stderr
+
+
+def test_seed_chooses_the_draws(capsys):
+    means = []
+    for seed in ("1", "1", "2"):
+        assert main(SMALL + ["--seed", seed, "--format", "csv"]) == 0
+        means.append(pd.read_csv(StringIO(capsys.readouterr().out))["mean_grad"].tolist())
+    assert means[0] == means[1] and means[0] != means[2]
 
 
 def test_estimators_listing(capsys):
@@ -143,14 +167,15 @@ def test_direction_aliases_follow_the_papers_convention(capsys):
     assert (tables["reverse"]["verdict"] == "biased").all()
 
 
-def test_unknown_direction_lists_allowed_names():
-    proc = run_cli(SMALL + ["--direction", "backward"])
+@pytest.mark.parametrize("args", [SMALL + ["--policy", "normal:0,-1"], ["table", "--trials", "x"]])
+def test_entry_point_errors_are_one_line(args):
+    proc = run_subprocess(args)  # the real `python -m kl_grad`: a library error and an argparse error
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "expected one of policy||ref, ref||policy, reverse, forward" in proc.stderr
+    assert proc.stderr.startswith("kl-grad: error: ") and "Traceback" not in proc.stderr and proc.stdout == ""
 
 
-def test_mismatched_families_are_rejected():
-    proc = run_cli(SMALL + ["--ref", "categorical:0,1"])
+def test_mismatched_families_are_rejected(capsys):
+    proc = run_cli(SMALL + ["--ref", "categorical:0,1"], capsys)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "does not match policy normal:0,1" in proc.stderr
 
@@ -159,8 +184,8 @@ def test_mismatched_families_are_rejected():
     (["-o", "/"], "it is a directory"),
     (["-o", "/proc/no/such.md"], "cannot write /proc/no/such.md"),
 ])
-def test_unwritable_output_is_one_line(extra, message):
-    proc = run_cli(SMALL + extra)
+def test_unwritable_output_is_one_line(extra, message, capsys):
+    proc = run_cli(SMALL + extra, capsys)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert message in proc.stderr and "Traceback" not in proc.stderr
 

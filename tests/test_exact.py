@@ -166,3 +166,38 @@ def test_seed003_configuration_has_no_tail_refusals():
                           mode="exact").table
     assert table["mean_grad"].notna().all() and np.isfinite(table["stdev_rel"]).all()
     assert not table["warning"].str.contains("mean|variance carried|infinite variance").any()
+
+
+def test_exact_stdev_is_that_of_an_n_sample_mean():
+    # k1 as loss: the per-sample gradient is the score s. For N(0,1): s_loc = x with variance 1 and
+    # s_scale = x² − 1 with variance 2, so the stdev of an n-sample mean is √(1/n) and √(2/n) (closed form).
+    n = 400
+    table = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:1,1.1"), ["k1"], mode="exact",
+                          samples=n).table
+    stdev = table["stdev_rel"] * table["true_grad"].abs()
+    np.testing.assert_allclose(stdev, [math.sqrt(1 / n), math.sqrt(2 / n)], rtol=1e-12)
+
+
+def test_a_mean_the_quadrature_cannot_settle_is_refused():
+    # verl's clamps put kinks in k3_clamped's gradient where they bite (here 0.64% of samples):
+    # Gauss–Hermite does not converge to 1e-10 on a kink, so the mean must come back NaN with a reason.
+    table = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:3.5,1.2"), ["k3_clamped"], ["loss-w"],
+                          mode="exact").table
+    assert table["mean_grad"].isna().all() and (table["verdict"] == "unavailable").all()
+    assert table["warning"].str.contains("did not converge for the mean").all()
+
+
+def test_values_mc_statistics_of_the_same_draws():
+    # The value table's MC columns recomputed from the same draws (seeded as run_values documents) with the
+    # hand-written log-ratio: mean, stdev with ddof = 0 (Schulman's and seed 003's), se with ddof = 1.
+    n, seed, mu = 5, 11, 0.7
+    table = run_values(parse_spec("normal:0,1"), parse_spec(f"normal:{mu},1"), ["k1"], mode="mc", samples=n,
+                       seed=seed).set_index("estimator")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        x = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0).sample((n,)).numpy()
+    k1 = -x**2 / 2 + (x - mu) ** 2 / 2  # log N(x; 0, 1) − log N(x; μ, 1)
+    kl = mu**2 / 2
+    row = table.loc["k1"]
+    np.testing.assert_allclose([row["mean"], row["stdev_rel"], row["se"]],
+                               [k1.mean(), k1.std() / kl, k1.std(ddof=1) / math.sqrt(n)], rtol=1e-12)

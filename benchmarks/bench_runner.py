@@ -10,7 +10,7 @@ seed-003 workload (normal:0,1 vs normal:1,1.1; k1, k2, k3, reverse_k1,
 reverse_k2) in this process, ``--repeat`` times each, interleaved so both see
 the same machine load, and prints every run's ratio, their median and range
 (one run says little on a shared machine: single runs of (a) have varied by
-1.6x). It does so twice: first under glibc's default allocator settings (what
+1.9x). It does so twice: first under glibc's default allocator settings (what
 a library import gets), then after ``keep_freed_memory()`` (what the
 ``kl-grad`` command runs under). The second timing runs in a process whose
 heap has already grown, so the cleaner comparison of the two settings is the

@@ -37,9 +37,9 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from kl_grad.allocator import keep_freed_memory  # noqa: E402
-from kl_grad.analysis import run_gradients  # noqa: E402
-from kl_grad.families import parse_spec  # noqa: E402
+from kl_grad.lab import run_gradients  # noqa: E402
+from kl_grad.lab.allocator import keep_freed_memory  # noqa: E402
+from kl_grad.lab.families import parse_spec  # noqa: E402
 from tests.oracles import seed_style_loop  # noqa: E402
 
 POLICY, REF = "normal:0,1", "normal:1,1.1"
@@ -55,9 +55,9 @@ _MEM_CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch
-from kl_grad.allocator import keep_freed_memory
-from kl_grad.analysis import run_gradients
-from kl_grad.families import parse_spec
+from kl_grad.lab.allocator import keep_freed_memory
+from kl_grad.lab import run_gradients
+from kl_grad.lab.families import parse_spec
 if {keep}:
     keep_freed_memory()
 

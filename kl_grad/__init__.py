@@ -1,25 +1,39 @@
 """kl_grad: is the autograd gradient of your KL loss an unbiased estimate of the KL gradient you meant?
 
-Import the estimators into training code::
+The top level is what training code imports, and it loads torch only::
 
-    from kl_grad import k3
+    from kl_grad import k3, kl_loss
     per_token_kl = k3(logp, ref_logp)     # any shape; differentiable in logp
+    loss = kl_loss(logp, ref_logp, mask=mask, estimator="k3", placement="loss-w")
 
-and measure them with :func:`run_gradients` or the ``kl-grad`` command.
+The measurement lab (``kl_grad.lab``: problems, Monte-Carlo and exact
+expectations, gradient and value tables, reports, the ``kl-grad`` command) needs
+pandas and friends; its main names are reachable from here too
+(``kl_grad.run_gradients``), loaded on first use.
 """
 
-from .allocator import keep_freed_memory
-from .analysis import GradientRun, run_gradients, true_gradients
-from .directions import POLICY_REF, REF_POLICY, resolve_direction
+from .aggregations import AGGREGATIONS
+from .directions import POLICY_REF, REF_POLICY, kl, resolve_direction
 from .errors import KLGradError
 from .estimators import ESTIMATORS, Estimator, get_estimator, k1, k2, k3, reverse_k1, reverse_k2
-from .families import DistSpec, parse_spec
-from .surrogates import PLACEMENTS, get_placement, surrogate
-from .training import AGGREGATIONS, kl_loss
+from .loss import kl_loss
+from .placements import PLACEMENTS, Placement, get_placement, surrogate
+
+# Lab names kept at the top level for code written against earlier releases; imported on first access.
+_LAB = {"GradientRun", "run_gradients", "true_gradients", "run_values", "sweep", "Problem", "DistSpec",
+        "parse_spec", "keep_freed_memory"}
+
+
+def __getattr__(name: str):
+    if name in _LAB:
+        from . import lab
+
+        return getattr(lab, name)
+    raise AttributeError(f"module 'kl_grad' has no attribute {name!r}")
+
 
 __all__ = [
-    "AGGREGATIONS", "ESTIMATORS", "PLACEMENTS", "POLICY_REF", "REF_POLICY", "DistSpec", "Estimator",
-    "GradientRun", "KLGradError", "get_estimator", "get_placement", "keep_freed_memory", "k1", "k2", "k3",
-    "kl_loss", "parse_spec", "resolve_direction", "reverse_k1", "reverse_k2", "run_gradients", "surrogate",
-    "true_gradients",
+    "AGGREGATIONS", "ESTIMATORS", "PLACEMENTS", "POLICY_REF", "REF_POLICY", "Estimator", "KLGradError",
+    "Placement", "get_estimator", "get_placement", "k1", "k2", "k3", "kl", "kl_loss", "resolve_direction",
+    "reverse_k1", "reverse_k2", "surrogate", *sorted(_LAB),
 ]

@@ -1,16 +1,26 @@
-"""The one exception type for bad input; the CLI turns it into a one-line error, exit 2."""
+"""The one exception type for bad input, and the one lookup that names what is allowed.
+
+The CLI turns ``KLGradError`` into a one-line error with exit status 2. Every
+lookup of a user-supplied name in a closed set goes through ``choose``, so
+every "unknown X; expected one of ..." message is written here and only here.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
 
 
 class KLGradError(ValueError):
     """Invalid user input (unknown name, malformed spec, out-of-range number)."""
 
 
-def choose(kind: str, name: str, registry) -> object:
-    """Look ``name`` up in ``registry`` or raise an error listing the allowed keys."""
+def choose(kind: str, name: str, registry: Mapping, aliases: Mapping[str, str] | None = None) -> object:
+    """``registry[name]`` (or ``registry[aliases[name]]``), else an error listing the allowed keys and aliases."""
+    key = (aliases or {}).get(name, name)
     try:
-        return registry[name]
-    except KeyError:
-        allowed = ", ".join(registry)
+        return registry[key]
+    except (KeyError, TypeError):
+        allowed = ", ".join([*registry, *(aliases or {})])
         raise KLGradError(f"unknown {kind} {name!r}; expected one of {allowed}") from None
 
 

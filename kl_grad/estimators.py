@@ -8,9 +8,9 @@ tensor shape: a (batch, tokens) tensor of token log-probs as well as the
     k1 = d                    Schulman (2020); E_{π_θ}[k1] = KL(policy‖ref)
     k2 = d²/2                 Schulman (2020); biased value, unbiased gradient
     k3 = (r − 1) − log r      Schulman (2020); unbiased, low-variance value
-    reverse_k1 = r log r      seed 003; E_{π_θ}[r log r] = KL(ref‖policy)
-    reverse_k2 = r            seed 003; not a KL value (E[r] = 1), but its
-                              autograd gradient is unbiased for ∇KL(ref‖policy)
+    reverse_k1 = r log r      importance sampling: E_{π_θ}[r log r] = E_{π_ref}[log r] = KL(ref‖policy)
+    reverse_k2 = r            not a KL value (E[r] = 1), but its autograd gradient
+                              E_{π_θ}[∇r] = −E_{π_ref}[∇log π_θ] = ∇KL(ref‖policy)
 
 Usage in training code (one line)::
 
@@ -134,19 +134,19 @@ def register(est: Estimator) -> Estimator:
 
 def get_estimator(name: str) -> Estimator:
     """Look an estimator up by name or alias; unknown names list the allowed ones."""
-    key = name.strip()
-    key = _ALIASES.get(key, key)
-    return choose("estimator", key, ESTIMATORS)  # type: ignore[return-value]
+    return choose("estimator", name.strip(), ESTIMATORS, _ALIASES)  # type: ignore[return-value]
 
 
 k1 = register(Estimator("k1", "log(π_θ/π_ref)", POLICY_REF, True, _k1, "Schulman 2020", ("kl",)))
 k2 = register(Estimator("k2", "½·log(π_θ/π_ref)²", POLICY_REF, False, _k2, "Schulman 2020", ("mse",)))
 k3 = register(Estimator("k3", "r − 1 − log r", POLICY_REF, True, _k3, "Schulman 2020", ("low_var_kl",)))
-reverse_k1 = register(Estimator("reverse_k1", "r·log r", REF_POLICY, True, _reverse_k1, "seed 003"))
-reverse_k2 = register(Estimator("reverse_k2", "r", REF_POLICY, False, _reverse_k2, "seed 003", gradient_only=True))
+reverse_k1 = register(Estimator("reverse_k1", "r·log r", REF_POLICY, True, _reverse_k1,
+                                "importance-sampled KL(ref‖policy) (Schulman 2020)"))
+reverse_k2 = register(Estimator("reverse_k2", "r", REF_POLICY, False, _reverse_k2,
+                                "∇E_q[r] = ∇KL(ref‖policy) (importance sampling)", gradient_only=True))
 
 
-# --- Variants used by production trainers (issue: the whole design space) -------------------------
+# --- Variants used by production trainers ------------------------------------------------------
 
 # r·log r − (r − 1) = u e^u − (e^u − 1) with u = −d: the control-variate form of reverse_k1 (value ≥ 0).
 _U_EXP_MINUS_EXPM1 = [(k - 1) / math.factorial(k) for k in range(2, 2 + _SERIES_TERMS)]
@@ -174,7 +174,7 @@ def _k3_clamped(d: Tensor) -> Tensor:
 
 
 reverse_k1_cv = register(Estimator("reverse_k1_cv", "r·log r − (r − 1)", REF_POLICY, True, _reverse_k1_cv,
-                                   "control variate of r·log r (E_q[r − 1] = 0)"))
+                                   "Schulman 2020 (r·log r with control variate r − 1)"))
 k1_st = register(Estimator("k1+", "value k1, gradient k2 (straight-through)", POLICY_REF, True,
                            straight_through(_k1), "verl 'k1+'"))
 k3_st = register(Estimator("k3+", "value k3, gradient k2 (straight-through)", POLICY_REF, True,

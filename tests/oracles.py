@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.distributions import Normal
 
-from kl_grad.families import DistSpec, parse_spec
+from kl_grad.lab.families import DistSpec, parse_spec
 
 POLICY_REF = "policy||ref"
 REF_POLICY = "ref||policy"

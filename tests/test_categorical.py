@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from kl_grad.analysis import make_cases, run_gradients, true_gradients
 from kl_grad.directions import POLICY_REF, REF_POLICY
 from kl_grad.errors import KLGradError
-from kl_grad.exact import exact_gradient_moments
-from kl_grad.families import parse_spec
-from kl_grad.values import run_values
+from kl_grad.lab import make_cases, run_gradients, run_values, true_gradients
+from kl_grad.lab.families import parse_spec
+from kl_grad.lab.gradient_table import exact_gradient_moments
+from kl_grad.lab.problem import Problem
 
 POLICY, REF = "categorical:0,0.5,-1,0.2", "categorical:0.3,-0.2,0.4,0"
 NAMES = ["k1", "k2", "k3", "reverse_k1", "reverse_k2"]
@@ -45,7 +45,7 @@ def loop_moments(name, policy_logits, ref_logits):
 @pytest.mark.parametrize("name", NAMES)
 def test_enumeration_matches_plain_loop(name):
     policy, ref = parse_spec(POLICY), parse_spec(REF)
-    got = exact_gradient_moments(policy, ref, make_cases([name], ["loss"]))[(name, "loss")]
+    got = exact_gradient_moments(Problem(policy, ref), make_cases([name], ["loss"]))[(name, "loss")]
     mean, var = loop_moments(name, policy.values, ref.values)
     np.testing.assert_allclose(got.mean, mean, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(got.var, var, rtol=1e-12, atol=1e-15)
@@ -54,7 +54,7 @@ def test_enumeration_matches_plain_loop(name):
 
 def test_directional_findings_hold_for_tokens():
     policy, ref = parse_spec(POLICY), parse_spec(REF)
-    m = exact_gradient_moments(policy, ref, make_cases(["k1", "k2", "k3", "reverse_k2"], ["loss"]))
+    m = exact_gradient_moments(Problem(policy, ref), make_cases(["k1", "k2", "k3", "reverse_k2"], ["loss"]))
     truth = true_gradients(policy, ref)
     np.testing.assert_allclose(m[("k1", "loss")].mean, 0.0, atol=1e-15)
     np.testing.assert_allclose(m[("k2", "loss")].mean, truth[POLICY_REF], rtol=1e-12)

@@ -9,8 +9,8 @@ from io import StringIO
 import pandas as pd
 import pytest
 
-from kl_grad.analysis import COLUMNS
-from kl_grad.cli import main
+from kl_grad.lab.cli import main
+from kl_grad.lab.gradient_table import COLUMNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["table", "--policy", "normal:0,1", "--ref", "normal:1,1.1", "--samples", "200", "--trials", "5", "-q"]

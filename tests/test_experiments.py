@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from kl_grad.errors import KLGradError
-from kl_grad.experiments import load_experiment, parse_experiment
-from kl_grad.reproduce import check, reproduce, run_experiment
+from kl_grad.lab.experiments import KINDS, load_experiment, parse_experiment
+from kl_grad.lab.reproduce import reproduce
 
 EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.toml"))
 TINY = {"samples": 64, "trials": 3}
@@ -20,9 +20,10 @@ def test_there_are_experiments():
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_shipped_experiment_runs_at_tiny_budget(path):
     exp = load_experiment(path)
-    check(exp)
+    kind = KINDS[exp.kind]
+    kind.check(exp)
     tiny = dataclasses.replace(exp, **{k: v for k, v in TINY.items() if hasattr(exp, k)})
-    table, figures = run_experiment(tiny)
+    table, figures = kind.run(tiny)
     assert len(table) > 0
     # A number is either present or refused with a reason (e.g. exact mode on clamped estimators).
     means = table["mean_grad"] if "mean_grad" in table else table["mean"]
@@ -35,7 +36,7 @@ GOOD = {"kind": "gradients", "title": "t", "policy": "normal:0,1", "ref": "norma
 
 @pytest.mark.parametrize("change, message", [
     ({"trails": 5}, "unknown key(s) trails; allowed: kind, title"),
-    ({"kind": "grads"}, "kind must be one of gradients"),
+    ({"kind": "grads"}, "unknown experiment kind 'grads'; expected one of gradients, values, sweep"),
     ({"samples": "100"}, "samples must be a int"),
     ({"samples": 1.5}, "samples must be a int"),
     ({"estimators": "k1"}, "estimators must be a list of strings"),
@@ -124,9 +125,8 @@ def test_folders_named_like_experiment_files_are_skipped_and_suffixes_ignore_cas
 def test_sweep_moves_the_reference_to_each_grid_value():
     # Each block must be the table at its own reference: its true gradients are autograd of the closed form
     # there, and k2 (unbiased for ∇KL(policy‖ref)) must equal them.
-    from kl_grad.analysis import true_gradients
-    from kl_grad.families import parse_spec
-    from kl_grad.sweeps import sweep
+    from kl_grad.lab import sweep, true_gradients
+    from kl_grad.lab.families import parse_spec
 
     policy = parse_spec("normal:0,1")
     table = sweep(policy, parse_spec("normal:1,1.1"), "loc", [0.5, 2.0], ["k2"])

@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from kl_grad.estimators import ESTIMATORS
-from kl_grad.families import parse_spec
-from kl_grad.gradients import Case, row_gradients
-from kl_grad.surrogates import PLACEMENTS
+from kl_grad.lab.families import parse_spec
+from kl_grad.lab.gradients import row_gradients
+from kl_grad.lab.problem import Problem
+from kl_grad.lab.terms import Case
+from kl_grad.placements import PLACEMENTS
 
 CASES = [Case(e, p) for e in ESTIMATORS.values() for p in PLACEMENTS.values()]
 SETUPS = {
@@ -38,8 +40,9 @@ def _points(dist, dtype, shape=(6, 400)):
 def test_split_at_log_prob_equals_the_single_graph(setup, dtype):
     policy, ref, sampler = (parse_spec(s) if s else None for s in SETUPS[setup])
     points = _points(sampler or policy, dtype)
-    got = row_gradients(policy, ref, points, CASES, sampler, dtype, form="split")
-    want = row_gradients(policy, ref, points, CASES, sampler, dtype, form="single")
+    problem = Problem(policy, ref, sampler, dtype)
+    got = row_gradients(problem, points, CASES, form="split")
+    want = row_gradients(problem, points, CASES, form="single")
     # Both are sums of the same 400 per-point terms in different orders. Measured worst cases:
     # float64 5.7e-14 absolute, float32 9e-6 relative (1.5e-5 absolute on O(1) gradients), so these
     # tolerances leave ~10x; a wrong score, a transposed contraction or a lost weight term is off by O(1).

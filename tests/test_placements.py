@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from kl_grad.analysis import make_cases
-from kl_grad.exact import exact_gradient_moments
-from kl_grad.families import parse_spec
+from kl_grad.lab import make_cases
+from kl_grad.lab.families import parse_spec
+from kl_grad.lab.gradient_table import exact_gradient_moments
+from kl_grad.lab.problem import Problem
 
 POLICY, REF = (0.0, 1.0), (1.0, 1.1)
 SAMPLERS = [None, (0.3, 1.2)]  # on-policy, and an off-policy behaviour distribution
@@ -50,13 +51,13 @@ def scipy_expectation(name, placement, sampler):
 @pytest.mark.parametrize("name", ["k1", "k2", "k3"])
 def test_exact_placement_gradient_matches_hand_derivation(name, placement, sampler):
     spec = None if sampler is None else parse_spec(f"normal:{sampler[0]},{sampler[1]}")
-    got = exact_gradient_moments(parse_spec("normal:0,1"), parse_spec("normal:1,1.1"),
-                                 make_cases([name], [placement]), spec)[(name, placement)]
+    problem = Problem(parse_spec("normal:0,1"), parse_spec("normal:1,1.1"), spec)
+    got = exact_gradient_moments(problem, make_cases([name], [placement]))[(name, placement)]
     np.testing.assert_allclose(got.mean, scipy_expectation(name, placement, sampler), rtol=1e-8, atol=1e-10)
 
 
 def test_seed001_verdicts_follow_from_the_numbers():
-    from kl_grad.analysis import run_gradients
+    from kl_grad.lab import run_gradients
 
     table = run_gradients(parse_spec("normal:0,1"), parse_spec("normal:1,1.1"), ["k1", "k2", "k3"],
                           ["loss", "loss-w", "reward"], mode="exact").table
@@ -74,8 +75,8 @@ def test_seed001_verdicts_follow_from_the_numbers():
 def test_clamp_activity_is_reported_and_biases_the_gradient():
     import torch
 
-    from kl_grad.analysis import run_gradients
-    from kl_grad.expectation import mc_batches
+    from kl_grad.lab import run_gradients
+    from kl_grad.lab.montecarlo import mc_points
 
     policy, ref = parse_spec("normal:0,1"), parse_spec("normal:3.5,1.2")
     run = run_gradients(policy, ref, ["k3", "k3_clamped"], ["loss-w"], samples=4000, trials=60, seed=9,
@@ -83,7 +84,7 @@ def test_clamp_activity_is_reported_and_biases_the_gradient():
     table = run.table.set_index(["estimator", "param"])
     # Independent count on the same samples: verl's clamps act where |d| > 20 or k3(d) > 10.
     active = 0
-    for x in mc_batches(policy, 60, 4000, 9, torch.float64):
+    for x in (p.x for p in mc_points(policy, 60, 4000, 9, torch.float64)):
         d = policy.build(torch.float64).log_prob(x) - ref.build(torch.float64).log_prob(x)
         active += int(((d.abs() > 20) | (torch.expm1(-d) + d > 10)).sum())
     assert table.loc[("k3_clamped", "loc"), "clamped_frac"] == active / (60 * 4000)
@@ -97,7 +98,7 @@ def test_clamp_activity_is_reported_and_biases_the_gradient():
 
 def test_pathwise_rsample_contrast():
     """Reparameterised samples: value-unbiased k1, k3 give ∇KL; k2 gives ∇E[k2], checked by finite differences."""
-    from kl_grad.analysis import run_gradients, true_gradients
+    from kl_grad.lab import run_gradients, true_gradients
 
     policy, ref = parse_spec("normal:0,1"), parse_spec("normal:1,1.1")
     table = run_gradients(policy, ref, ["k1", "k2", "k3"], mode="exact", pathwise=True).table
@@ -125,8 +126,8 @@ def test_pathwise_rsample_contrast():
     ("normal:0,1", "normal:1,1", "normal:0,2", "on-policy only"),
 ])
 def test_pathwise_refuses_what_it_cannot_do(policy, ref, sampler, message):
-    from kl_grad.analysis import run_gradients
     from kl_grad.errors import KLGradError
+    from kl_grad.lab import run_gradients
 
     with pytest.raises(KLGradError, match=message):
         run_gradients(parse_spec(policy), parse_spec(ref), ["k1"], mode="exact", pathwise=True,

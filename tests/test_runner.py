@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import kl_grad.analysis as analysis
-from kl_grad.analysis import run_gradients
-from kl_grad.expectation import mc_batches
-from kl_grad.families import parse_spec
+import kl_grad.lab.gradient_table as analysis
+from kl_grad.lab import run_gradients
+from kl_grad.lab.families import parse_spec
+from kl_grad.lab.montecarlo import mc_points
 from tests.oracles import POLICY_REF, REF_POLICY, closed_form_grads, expected_grad_quad, seed_style_loop
 
 NAMES = ["k1", "k2", "k3", "reverse_k1", "reverse_k2"]
@@ -28,7 +28,7 @@ def test_runner_matches_seed_style_loop(samples):
     trials, seed = 7, 3
     loop, drawn = seed_style_loop(POLICY, REF, NAMES, samples, trials, seed, return_samples=True)
 
-    batches = list(mc_batches(parse_spec(POLICY), trials, samples, seed, torch.float32))
+    batches = [p.x for p in mc_points(parse_spec(POLICY), trials, samples, seed, torch.float32)]
     points = torch.cat(batches)
     assert points.shape == (trials, samples) and points.dtype == torch.float32
     assert torch.equal(points, torch.stack(drawn))  # bitwise the same draws
@@ -45,9 +45,9 @@ def test_runner_matches_seed_style_loop(samples):
 
 def test_runner_matches_loop_across_chunks(monkeypatch):
     # Force several chunks (2 trials each, last one partial) to check trial order across chunk boundaries.
-    monkeypatch.setattr(analysis, "mc_batches", functools.partial(mc_batches, chunk_elements=100))
+    monkeypatch.setattr(analysis, "mc_points", functools.partial(mc_points, chunk_elements=100))
     samples, trials, seed = 50, 7, 11
-    sizes = [b.shape[0] for b in mc_batches(parse_spec(POLICY), trials, samples, seed, chunk_elements=100)]
+    sizes = [b.rows for b in mc_points(parse_spec(POLICY), trials, samples, seed, chunk_elements=100)]
     assert sizes == [2, 2, 2, 1]
     loop = seed_style_loop(POLICY, REF, ["k2", "k3"], samples, trials, seed)
     run = analysis.run_gradients(parse_spec(POLICY), parse_spec(REF), ["k2", "k3"], samples=samples,

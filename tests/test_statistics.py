@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from kl_grad.analysis import run_gradients
-from kl_grad.families import parse_spec
-from kl_grad.statistics import BIAS_SE, matches, stdev_se
+from kl_grad.lab import run_gradients
+from kl_grad.lab.families import parse_spec
+from kl_grad.lab.statistics import BIAS_SE, matches, stdev_se
 
 
 def test_stdev_se_matches_a_simulation():

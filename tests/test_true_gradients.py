@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kl_grad.analysis import true_gradients
-from kl_grad.families import parse_spec
+from kl_grad.lab import true_gradients
+from kl_grad.lab.families import parse_spec
 from tests.oracles import (
     POLICY_REF,
     REF_POLICY,

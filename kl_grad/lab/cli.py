@@ -12,8 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import KLGradError, choose
 from .allocator import keep_freed_memory
-from .errors import KLGradError
+from .config import DEFAULT_ESTIMATORS, DEFAULT_PLACEMENTS, GradientExperiment, ValueExperiment
 
 EPILOG_TABLE = """\
 examples:
@@ -68,9 +69,11 @@ def _progress(enabled: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .estimators import ESTIMATORS
-    from .report import FORMATS
-    from .surrogates import PLACEMENTS
+    from ..estimators import ESTIMATORS
+    from ..placements import PLACEMENTS
+    from .report import VIEWS
+
+    g, v_ = GradientExperiment, ValueExperiment  # the run defaults, declared once there
 
     parser = _Parser(prog="kl-grad", description="Measure whether autograd gradients of KL-estimator losses are "
                      "unbiased for the KL gradient you meant, and at what variance.")
@@ -84,25 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--policy", required=True, help="π_θ as FAMILY:PARAMS, e.g. normal:0,1 (LOC,SCALE) or "
                    "categorical:0,0.5,-1 (logits, a token-like policy); its parameters are differentiated")
     t.add_argument("--ref", required=True, help="π_ref, e.g. normal:1,1.1")
-    t.add_argument("--estimators", type=_csv_list, default=["k1", "k2", "k3"],
-                   help=f"comma list from: {', '.join(ESTIMATORS)} (default k1,k2,k3)")
-    t.add_argument("--placements", type=_csv_list, default=["loss"],
-                   help=f"comma list from: {', '.join(PLACEMENTS)} (default loss)")
+    t.add_argument("--estimators", type=_csv_list, default=list(DEFAULT_ESTIMATORS),
+                   help=f"comma list from: {', '.join(ESTIMATORS)} (default {','.join(DEFAULT_ESTIMATORS)})")
+    t.add_argument("--placements", type=_csv_list, default=list(DEFAULT_PLACEMENTS),
+                   help=f"comma list from: {', '.join(PLACEMENTS)} (default {','.join(DEFAULT_PLACEMENTS)})")
     t.add_argument("--sampler", default=None, help="off-policy sampling distribution (default: the policy)")
     t.add_argument("--direction", default=None, help="compare every row with this KL's gradient: policy||ref or "
                    "ref||policy (aliases: reverse = policy||ref, forward = ref||policy, the RLHF papers' usage); "
                    "default: each estimator's own target")
     t.add_argument("--pathwise", action="store_true", help="contrast: reparameterised samples (rsample), "
                    "differentiated through x; normal policy, on-policy only (not available for discrete tokens)")
-    t.add_argument("--samples", type=int, default=50_000, help="samples per trial (default 50000)")
-    t.add_argument("--trials", type=int, default=1_000, help="trials, at least 2 (default 1000; "
+    t.add_argument("--samples", type=int, default=g.samples, help=f"samples per trial (default {g.samples})")
+    t.add_argument("--trials", type=int, default=g.trials, help=f"trials, at least 2 (default {g.trials}; "
                    "exact mode draws none and ignores it)")
-    t.add_argument("--seed", type=int, default=42, help="random seed (default 42, as the seed-003 reference "
-                   "script, whose draws it repeats exactly)")
-    t.add_argument("--mode", default="mc", help="mc (default: sampled trials) or exact (quadrature: noise-free "
-                   "expected gradient and the exact stdev of a --samples mean, in milliseconds)")
-    t.add_argument("--dtype", default="float32", help="float32 (default, as trainers) or float64")
-    t.add_argument("--format", default=None, help=f"one of {', '.join(FORMATS)} (default: from the -o "
+    t.add_argument("--seed", type=int, default=g.seed, help=f"random seed (default {g.seed}, as the seed-003 "
+                   "reference script, whose draws it repeats exactly)")
+    t.add_argument("--mode", default=g.mode, help=f"mc (sampled trials) or exact (quadrature: noise-free "
+                   f"expected gradient and the exact stdev of a --samples mean, in milliseconds); default {g.mode}")
+    t.add_argument("--dtype", default=g.dtype, help=f"float32 (as trainers) or float64; default {g.dtype}")
+    t.add_argument("--format", default=None, help=f"one of {', '.join(VIEWS['gradients'])} (default: from the -o "
                    "extension .md/.csv/.json, else markdown)")
     t.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout (written whole or "
                    "not at all; missing parent folders are created)")
@@ -117,14 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("--policy", required=True, help="q, the sampling distribution, e.g. normal:0,1")
     v.add_argument("--ref", required=True, help="p, e.g. normal:1,1")
-    v.add_argument("--estimators", type=_csv_list, default=["k1", "k2", "k3"],
+    v.add_argument("--estimators", type=_csv_list, default=list(DEFAULT_ESTIMATORS),
                    help="comma list from: " + ", ".join(n for n, e in ESTIMATORS.items() if not e.gradient_only)
-                   + " (default k1,k2,k3; reverse_k2 = r is a gradient surrogate with no KL value)")
-    v.add_argument("--mode", default="exact", help="exact (default) or mc")
-    v.add_argument("--samples", type=int, default=500_000, help="MC samples (default 500000, as Schulman)")
-    v.add_argument("--seed", type=int, default=42, help="random seed for --mode mc (default 42)")
-    v.add_argument("--format", default=None, help="markdown, csv or json (default: from the -o extension "
-                   ".md/.csv/.json, else markdown)")
+                   + f" (default {','.join(DEFAULT_ESTIMATORS)}; reverse_k2 = r is a gradient surrogate with no KL "
+                   "value)")
+    v.add_argument("--mode", default=v_.mode, help=f"exact or mc (default {v_.mode})")
+    v.add_argument("--samples", type=int, default=v_.samples, help=f"MC samples (default {v_.samples}, as "
+                   "Schulman)")
+    v.add_argument("--seed", type=int, default=v_.seed, help=f"random seed for --mode mc (default {v_.seed})")
+    v.add_argument("--format", default=None, help=f"{', '.join(VIEWS['values'])} (default: from the -o "
+                   "extension .md/.csv/.json, else markdown)")
     v.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout (written whole or "
                    "not at all; missing parent folders are created)")
 
@@ -146,12 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTENSION_FORMATS = {".md": "markdown", ".csv": "csv", ".json": "json"}
 
 
-def _output_format(args, allowed) -> str:
+def _output_format(args, kind: str) -> str:
     """--format, else the one the -o extension names, else markdown; a clash between the two is an error."""
+    from .report import formats
+
     implied = _EXTENSION_FORMATS.get(args.output.suffix.lower()) if args.output else None
     fmt = args.format if args.format is not None else implied or "markdown"
-    if fmt not in allowed:
-        raise KLGradError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
+    choose("format", fmt, formats(kind))
     if implied and fmt != implied:
         raise KLGradError(f"--format {fmt} would write {fmt} into {args.output}, whose extension means {implied}; "
                           f"drop --format or rename the file")
@@ -159,39 +165,31 @@ def _output_format(args, allowed) -> str:
 
 
 def _cmd_table(args) -> str:
-    from .analysis import run_gradients
-    from .report import FORMATS, render
+    from .gradient_table import run_gradients
+    from .report import render
 
-    fmt = _output_format(args, FORMATS)  # checked before the run; run_gradients checks the rest before any work
+    fmt = _output_format(args, "gradients")  # checked before the run; run_gradients checks the rest before any work
     show = not args.quiet and sys.stderr.isatty()
     run = run_gradients(args.policy, args.ref, args.estimators, args.placements, mode=args.mode,
                         samples=args.samples, trials=args.trials, seed=args.seed, sampler=args.sampler,
                         direction=args.direction, pathwise=args.pathwise, dtype=args.dtype,
                         progress=_progress(show and args.mode == "mc"))
-    return render(run.table, fmt)
+    return render(run.table, fmt, "gradients")
 
 
 def _cmd_values(args) -> str:
-    from .families import parse_spec
-    from .report import to_csv, to_json
-    from .values import run_values, values_markdown
+    from .report import render
+    from .value_table import run_values
 
-    views = {"markdown": values_markdown, "csv": to_csv, "json": to_json}
-    fmt = _output_format(args, views)
-    table = run_values(parse_spec(args.policy, "policy"), parse_spec(args.ref, "ref"), args.estimators,
-                       mode=args.mode, samples=args.samples, seed=args.seed)
-    return views[fmt](table)
+    fmt = _output_format(args, "values")
+    table = run_values(args.policy, args.ref, args.estimators, mode=args.mode, samples=args.samples, seed=args.seed)
+    return render(table, fmt, "values")
 
 
 def _cmd_estimators(args) -> str:
-    from tabulate import tabulate
+    from .report import estimators_table, render
 
-    from .estimators import ESTIMATORS
-
-    rows = [(e.name, e.formula, e.direction, "yes" if e.unbiased_value else "no", ", ".join(e.aliases), e.source)
-            for e in ESTIMATORS.values()]
-    headers = ["name", "formula (r = π_ref/π_θ)", "targets", "unbiased value", "aliases", "source"]
-    return tabulate(rows, headers=headers, tablefmt="github") + "\n"
+    return render(estimators_table(), "markdown", "estimators")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"table": _cmd_table, "values": _cmd_values, "estimators": _cmd_estimators}
         text = commands[args.command](args)
         if getattr(args, "output", None):
-            from .reproduce import write_atomic
+            from .output import write_atomic
 
             write_atomic(args.output, text)
         else:

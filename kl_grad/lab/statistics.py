@@ -1,4 +1,9 @@
-"""Small statistics shared by the tables: verdicts, relative columns, the uncertainty of an MC stdev.
+"""Statistics for every table: weighted per-point gradients or values → mean, se, stdev, verdicts.
+
+One module for gradient and value tables alike. Monte-Carlo rows are equally
+weighted trials (numpy's mean; stdev with ddof=0 as the reference tables; se
+with ddof=1); exact rows are weighted nodes (``weighted_moments``).
+Relative columns: bias_rel = |mean − true| / |true|, stdev_rel = stdev / |true|.
 
 SE of an MC stdev: a mean of n draws with per-sample variance σ² and 4th
 central moment μ4 has variance σ_n² = σ²/n and 4th central moment
@@ -10,9 +15,24 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
+
 BIAS_SE = 4.0  # MC verdict: |mean − true| > 4 SE is a bias, not noise (two-sided false alarm 6e-5)
 EXACT_UNBIASED = 1e-8  # exact verdict: bias_rel below this is unbiased (quadrature error is ~1e-12)
 UNRELIABLE_STDEV = 0.25  # an MC stdev whose own relative SE exceeds this is flagged
+
+
+def weighted_moments(g: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, variance and 4th central moment of per-point values g (N, P) under weights w (N,)."""
+    mean = w @ g
+    with np.errstate(over="ignore", invalid="ignore"):  # infinite moments are judged by the tail test
+        return mean, w @ (g - mean) ** 2, w @ (g - mean) ** 4
+
+
+def mc_summary(g: np.ndarray) -> tuple[float, float, float]:
+    """(mean, stdev, se) of equally weighted draws g (T,): stdev with ddof=0, se = std(ddof=1)/√T."""
+    return g.mean(), g.std(), g.std(ddof=1) / math.sqrt(len(g))
 
 
 def stdev_se(var: float, m4: float, samples: int, trials: int) -> float:
@@ -60,6 +80,32 @@ def relative(mean: float, stdev: float, true: float, row: dict) -> dict:
         row["warning"] = "; ".join(filter(None, [row.get("warning", ""), note]))
         return {"bias_rel": math.nan, "stdev_rel": math.nan}
     return {"bias_rel": abs(mean - true) / abs(true), "stdev_rel": stdev / abs(true)}
+
+
+def both_directions(mean: float, se: float, truth: dict[str, np.ndarray], j: int,
+                    exact: bool) -> tuple[dict, set[str]]:
+    """Relative bias against ∇KL in each direction (``truth``: {direction: (P,)}, column j), and the
+    set of directions the mean gradient follows."""
+    out, follows = {}, [d for d, grads in truth.items() if matches(mean, grads[j], se, exact)]
+    for direction, grads in truth.items():
+        out[f"bias_vs_{direction}"] = abs(mean - grads[j]) / abs(grads[j]) if grads[j] != 0 else math.nan
+    out["follows"] = " and ".join(follows) if follows else "neither"
+    return out, set(follows)
+
+
+HIGHER_VARIANCE = 1.2  # an unbiased row whose stdev exceeds 1.2× the best unbiased row's
+
+
+def mark_higher_variance(table: pd.DataFrame) -> pd.DataFrame:
+    """Mark unbiased rows that are noisier than the best unbiased row for the same direction and parameter.
+
+    Exact rows only ("unbiased" is an exact verdict); MC rows say "no bias detected".
+    """
+    unbiased = table["verdict"] == "unbiased"
+    best = table[unbiased].groupby(["direction", "param"])["stdev_rel"].transform("min")
+    noisy = unbiased & (table["stdev_rel"] > HIGHER_VARIANCE * best.reindex(table.index))
+    table.loc[noisy, "verdict"] = "unbiased, higher variance"
+    return table
 
 
 def verdict(biased: bool, mean: float, exact: bool) -> str:

@@ -1,6 +1,9 @@
-"""Views of a tidy result table: markdown, the seed-003 ``fancy_grid`` look, CSV, JSON.
+"""Every view of every kind of result: gradient tables, value tables, sweeps, the estimator list.
 
-Every view is a pure function of the DataFrame, so files written from it are
+``VIEWS[kind][format]`` is the one registry of output formats; ``render`` looks
+formats up there (unknown ones list the allowed). Formats: markdown (GitHub
+tables), grid (the ``fancy_grid`` layout of the reference script's tables),
+CSV and JSON (every column). Every view is a pure function of the DataFrame, so files written from it are
 byte-for-byte reproducible (no timestamps, no paths). Floats are written with
 10 significant digits: more than float32 runs carry, few enough to keep files
 stable.
@@ -14,7 +17,7 @@ import math
 import pandas as pd
 from tabulate import tabulate
 
-from .errors import KLGradError
+from ..errors import choose
 
 FLOAT_FORMAT = "%.10g"
 # Columns shown in human-readable tables (CSV/JSON carry every column).
@@ -26,10 +29,13 @@ def _display_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in _DISPLAY if c in table.columns] + extra
 
 
+def _github(table: pd.DataFrame, floatfmt: str = ".6g") -> str:
+    return tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=floatfmt) + "\n"
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """GitHub markdown table of the display columns (6 significant digits)."""
-    shown = table[_display_columns(table)]
-    return tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".6g") + "\n"
+    return _github(table[_display_columns(table)])
 
 
 def to_csv(table: pd.DataFrame) -> str:
@@ -58,7 +64,7 @@ def _direction_title(direction: str) -> str:
 
 
 def to_grid(table: pd.DataFrame) -> str:
-    """Seed-003 look: mean gradients to 6 decimals, then bias/true and stdev/true to 4 in fancy_grid tables.
+    """The reference script's look: mean gradients to 6 decimals, then bias/true and stdev/true to 4 (fancy_grid).
 
     One block per (direction, placement, param), in the order rows first appear.
     """
@@ -85,10 +91,48 @@ def to_grid(table: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-FORMATS = {"markdown": to_markdown, "grid": to_grid, "csv": to_csv, "json": to_json}
+def values_markdown(table: pd.DataFrame) -> str:
+    """Schulman's layout: bias/true and stdev/true per estimator."""
+    cols = [c for c in ("estimator", "direction", "true_kl", "mean", "bias_rel", "stdev_rel", "se", "z_vs_exact",
+                        "verdict", "warning") if c in table.columns]
+    return _github(table[cols])
 
 
-def render(table: pd.DataFrame, fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise KLGradError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    return FORMATS[fmt](table)
+def sweep_markdown(table: pd.DataFrame) -> str:
+    cols = [c for c in ("x", "estimator", "direction", "param", "bias_rel", "stdev_rel", "warning") if c in table]
+    return _github(table[cols], floatfmt=".4g")
+
+
+def sweep_summary(table: pd.DataFrame) -> str:
+    return f"{len(table)} rows; see sweep.png\n"
+
+
+def estimators_table() -> pd.DataFrame:
+    """The estimator registry as a table: formula, target direction, unbiased value, aliases, source."""
+    from ..estimators import ESTIMATORS
+
+    rows = [(e.name, e.formula, e.direction, "yes" if e.unbiased_value else "no", ", ".join(e.aliases), e.source)
+            for e in ESTIMATORS.values()]
+    return pd.DataFrame(rows, columns=["name", "formula (r = π_ref/π_θ)", "targets", "unbiased value", "aliases",
+                                       "source"])
+
+
+# kind -> format -> view. The first format of a kind is its default; "text" is what ``reproduce`` echoes.
+VIEWS = {
+    "gradients": {"markdown": to_markdown, "grid": to_grid, "csv": to_csv, "json": to_json},
+    "values": {"markdown": values_markdown, "csv": to_csv, "json": to_json},
+    "sweep": {"markdown": sweep_markdown, "csv": to_csv, "json": to_json},
+    "estimators": {"markdown": _github},
+}
+TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary}
+FORMATS = VIEWS["gradients"]  # the gradient table's formats (``kl-grad table --format``)
+
+
+def formats(kind: str) -> dict:
+    """{format name: view} for results of ``kind``."""
+    return choose("result kind", kind, VIEWS)  # type: ignore[return-value]
+
+
+def render(table: pd.DataFrame, fmt: str, kind: str = "gradients") -> str:
+    """``table`` (a result of ``kind``) in format ``fmt``; unknown formats list the allowed ones."""
+    return choose("format", fmt, formats(kind))(table)  # type: ignore[operator]

@@ -1,13 +1,13 @@
 """Exact (noise-free) expectations: quadrature nodes (or enumeration) instead of samples, autograd unchanged.
 
-Discrete families (categorical) enumerate their support: every category is a node
+Enumerable families (categorical) enumerate their support: every category is a node
 weighted by its probability, which is exact with no error estimate needed.
 
-E_m[g(x)] = ∫ m(x) g(x) dx ≈ Σ_i w_i g(x_i) with Gauss–Hermite nodes for the
-Normal sampling distribution m: x_i = loc + √2·scale·t_i, w_i = ω_i/√π
-(numpy ``hermgauss``). Here g(x) is the per-sample autograd gradient, obtained by
-the same engine as Monte Carlo (``row_gradients``) with one node per row, so the
-weights are constants to autograd exactly as samples are. The per-sample
+E_m[g(x)] = ∫ m(x) g(x) dx ≈ Σ_i w_i g(x_i) with the family's quadrature nodes for the
+sampling distribution m (Gauss–Hermite for the Normal, ``families/normal.py``). Here
+g(x) is the per-sample autograd gradient, obtained by the same engine as Monte Carlo
+(``gradients.row_gradients``) with one node per row, so the weights are constants to
+autograd exactly as samples are. The per-sample
 variance Σ_i w_i (g_i − mean)² gives the stdev of an n-sample mean, √(var/n),
 for any n without sampling.
 
@@ -16,7 +16,7 @@ change by less than ``REL_TOL`` (relative, floor 1e-12 absolute). The last chang
 reported as the error estimate, and a moment that never settles is refused: it
 is returned as NaN with a warning, never as a number.
 
-Heavy and far tails (``tails.py``): before trusting a moment we locate its mass on a dense
+Heavy and far tails (``tails.py``, continuous families): before trusting a moment we locate its mass on a dense
 grid. A mean or variance carried beyond the nodes' reach is refused (NaN). A diverging
 variance is reported as ``inf``, and the warning says which case applies. k = 4
 concerns the 4th moment: when it is infinite or far, a Monte-Carlo stdev cannot be
@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .errors import KLGradError
+from .expectation import Points
 from .families import DistSpec
-from .gradients import Case, row_gradients
+from .statistics import weighted_moments
 from .tails import ORDERS, Tail, tail_report
 
 NODE_LADDER = (32, 64, 128, 256)  # hermgauss is unreliable beyond ~300 nodes
@@ -44,32 +43,9 @@ M4_REL_TOL = 1e-4  # the 4th moment only sizes the uncertainty of MC stdevs; it 
 ABS_FLOOR = 1e-12
 
 
-@lru_cache(maxsize=None)
-def hermite_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Standard-normal nodes z_i and weights (sum 1): E[f(Z)] ≈ Σ w_i f(z_i)."""
-    t, w = np.polynomial.hermite.hermgauss(n)
-    return math.sqrt(2.0) * t, w / math.sqrt(math.pi)
-
-
-def node_points(sampler: DistSpec, n: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Nodes for E_sampler[·]: points (n, 1) and weights (n,) summing to 1.
-
-    Discrete families enumerate their support (n is ignored): every category is a
-    node, weighted by its probability, so the expectation is exact.
-    """
-    if sampler.fam.discrete:
-        probs = sampler.build(torch.float64).probs.numpy()
-        return torch.arange(len(probs)).reshape(-1, 1), probs
-    if sampler.family != "normal":
-        raise KLGradError(f"exact mode supports normal and categorical families, not {sampler.family!r}")
-    z, w = hermite_rule(n)
-    loc, scale = sampler.values
-    return torch.tensor(loc + scale * z, dtype=torch.float64).reshape(-1, 1), w
-
-
 @dataclass
 class Moments:
-    """Exact per-sample moments of a case's gradient, one entry per parameter."""
+    """Exact per-sample moments of one evaluated quantity, one entry per parameter (column)."""
 
     mean: np.ndarray  # E_m[g], (P,)
     var: np.ndarray  # Var_m[g] per sample, (P,)
@@ -79,26 +55,22 @@ class Moments:
     warnings: list[str]  # one string per parameter, "" when all is well
 
 
-def _weighted(grads: torch.Tensor, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, variance and 4th central moment of the node gradients (N, P) under weights w."""
-    g = grads.numpy()
-    mean = w @ g
-    with np.errstate(over="ignore", invalid="ignore"):  # infinite moments are judged by the tail test
-        return mean, w @ (g - mean) ** 2, w @ (g - mean) ** 4
-
-
 Evaluate = Callable[[torch.Tensor], dict]  # points (N, 1) float64 -> {key: (N, P) tensor}
 
 
-def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict:
+def node_ladder(sampler: DistSpec):
+    """Weighted points for successive node counts: one exact enumeration, or the quadrature ladder."""
+    for n in NODE_LADDER[:1] if sampler.fam.enumerable else NODE_LADDER:
+        yield Points(*sampler.fam.nodes(sampler, n))
+
+
+def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict[object, Moments]:
     """Exact mean, variance and 4th central moment under ``sampler`` of each evaluated quantity (float64)."""
-    tails = None if sampler.fam.discrete else tail_report(evaluate, sampler)  # finite support: all moments finite
+    tails = None if sampler.fam.enumerable else tail_report(evaluate, sampler)  # finite sums: all moments finite
     ladder = []  # results for successive node counts
-    for n in NODE_LADDER:
-        x, w = node_points(sampler, n)
-        ladder.append({k: _weighted(g.detach(), w) for k, g in evaluate(x).items()})
-        if sampler.fam.discrete:  # enumeration is exact: nothing to compare with
-            break
+    for points in node_ladder(sampler):
+        ladder.append({k: weighted_moments(g.detach().numpy(), points.weights)
+                       for k, g in evaluate(points.x).items()})
         if len(ladder) >= 2 and all(np.all(c) for k in ladder[-1] for c in _converged(ladder[-1][k], ladder[-2][k])):
             break
     current, prev = ladder[-1], ladder[-2 if len(ladder) > 1 else -1]
@@ -108,16 +80,8 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict:
         err = np.abs(moments[0] - prev[key][0])
         tail = tails[key] if tails else [dict.fromkeys(ORDERS, Tail("ok", 0.0))] * len(err)
         warnings, mean, var, m4 = _judge(tail, ok, *(m.copy() for m in moments), err)
-        out[key] = Moments(mean, var, m4, err, len(x), warnings)
+        out[key] = Moments(mean, var, m4, err, points.rows, warnings)
     return out
-
-
-def exact_gradient_moments(
-    policy: DistSpec, ref: DistSpec, cases: list[Case], sampler: DistSpec | None = None, pathwise: bool = False
-) -> dict[tuple[str, str], Moments]:
-    """Exact E_m[g] and moments of each case's per-sample autograd gradient g (float64)."""
-    return exact_moments(lambda x: row_gradients(policy, ref, x, cases, sampler, torch.float64, pathwise),
-                         sampler or policy)
 
 
 def _converged(cur, prev) -> list[np.ndarray]:

@@ -15,7 +15,7 @@ deviations of m (the same autograd engine, 1601 points, a few ms) and classify:
               24σ, 32σ, 40σ): for Gaussian integrands, exp(c·x²)·poly with c ≥ 0, the moment diverges
     overflow  g itself overflows float64 on the grid: treated as not estimable
 
-Finite supports (categorical) need none of this: every moment is a finite sum.
+Enumerable families (categorical) need none of this: every moment is a finite sum.
 """
 
 from __future__ import annotations
@@ -71,9 +71,8 @@ def _classify(log_h: np.ndarray, z: np.ndarray) -> Tail:
 
 def tail_report(evaluate, sampler: DistSpec) -> dict:
     """{key: [ {k: Tail} per parameter ]} for each quantity ``evaluate`` returns."""
-    loc, scale = sampler.values
     z = np.linspace(-GRID_Z, GRID_Z, GRID_POINTS)
-    x = torch.tensor(loc + scale * z, dtype=torch.float64).reshape(-1, 1)
+    x = sampler.fam.tail_grid(sampler, z)  # (N, 1) float64
     log_m = sampler.build(torch.float64).log_prob(x).numpy()[:, 0]  # (N,)
     out = {}
     for key, g in evaluate(x).items():

@@ -12,7 +12,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from .errors import KLGradError
+from ..errors import KLGradError
 
 FLOOR = 1e-12  # log axes cannot show 0: exactly unbiased rows are drawn at this floor
 MARKERS = ("o", "s", "^", "D", "v", "P")

@@ -1,0 +1,172 @@
+"""Parametric families: parse ``normal:LOC,SCALE`` or ``categorical:L0,L1,...`` into a validated ``DistSpec``.
+
+A family is asked what it can do, never what it is called: its parameter names
+(in torch's vocabulary, ``loc``, ``scale``, ``logits``) and the rule for each,
+checked once when a spec is made; whether its support can be enumerated
+(exact expectations by enumeration) or needs quadrature nodes; whether it can
+be reparameterised (pathwise gradients). Log-probs, sampling and the
+closed-form KL come from ``torch.distributions``; a family only turns numbers
+into distributions, either fixed (reference, sampler) or with trainable leaves
+batched over rows (trials or nodes). Parameters are checked here, once, so the
+distributions are built with ``validate_args=False``: torch's per-call support
+check of every sample tensor cost ~10% of a Monte-Carlo run.
+
+Adding a family: a module beside this one with a ``Family`` subclass, registered
+in ``FAMILIES`` below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.distributions import Distribution
+
+from ...errors import KLGradError, choose
+
+Rule = tuple[str, Callable[[float], bool]]  # (rule text for errors, check)
+FINITE: Rule = ("finite", math.isfinite)
+POSITIVE: Rule = ("> 0 and finite", lambda v: v > 0 and math.isfinite(v))
+
+
+class Family:
+    """What the lab asks of a family. Subclasses set the class attributes and implement the methods.
+
+    ``enumerable``: finite support, so ``nodes`` enumerates it and expectations are exact sums.
+    ``reparameterisable``: points can be written x(θ), so pathwise gradients exist.
+    """
+
+    name: str
+    arity: str  # how many values a spec takes, for error messages
+    example: str
+    enumerable = False
+    reparameterisable = False
+
+    def param_names(self, k: int) -> tuple[str, ...]:
+        """Names of the parameters of a spec with k values."""
+        raise NotImplementedError
+
+    def valid_count(self, k: int) -> bool:
+        """Does a spec with k values name a member of the family?"""
+        raise NotImplementedError
+
+    def rule(self, param: str) -> Rule:
+        return FINITE
+
+    def build(self, params: list[torch.Tensor]) -> Distribution:
+        """The torch distribution with these parameters (one tensor each, all the same shape)."""
+        raise NotImplementedError
+
+    def nodes(self, spec: DistSpec, n: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Points (N, 1) and weights (N,) summing to 1 with E_spec[f] ≈ Σ w_i f(x_i): the enumerated
+        support (exact; n ignored) or an n-node quadrature rule."""
+        raise NotImplementedError
+
+    def tail_grid(self, spec: DistSpec, z: np.ndarray) -> torch.Tensor:
+        """Points (N, 1) float64 at z standard deviations of ``spec`` (continuous families only)."""
+        raise NotImplementedError(f"{self.name} has no tails to analyse")
+
+    def reparameterise(self, spec: DistSpec, leaves: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
+        """x(θ) for points drawn from ``spec`` at θ0 (reparameterisable families only)."""
+        raise NotImplementedError(f"{self.name} cannot be reparameterised")
+
+
+@dataclass(frozen=True)
+class DistSpec:
+    """A family and parameter values, e.g. ``DistSpec("normal", (0.0, 1.0))``; validated on construction."""
+
+    family: str
+    values: tuple[float, ...]
+
+    def __post_init__(self):  # DistSpec("normal", (0, -1)) fails here, not as NaN rows later
+        fam = choose("family", self.family, FAMILIES)
+        if not fam.valid_count(len(self.values)):
+            raise KLGradError(f"{self.family} takes {fam.arity}, got {len(self.values)} values")
+        for name, value in zip(fam.param_names(len(self.values)), self.values):
+            rule, check = fam.rule(name)
+            if not check(float(value)):
+                raise KLGradError(f"invalid {self.family} distribution: {name} must be {rule}, got {value:g}")
+        object.__setattr__(self, "values", tuple(float(v) for v in self.values))
+
+    @property
+    def fam(self) -> Family:
+        return FAMILIES[self.family]
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Parameter names in torch's vocabulary, e.g. ("loc", "scale") or ("logits[0]", ...)."""
+        return self.fam.param_names(len(self.values))
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Deprecated name of ``param_names`` (kept for this release)."""
+        return self.param_names
+
+    @property
+    def label(self) -> str:
+        return f"{self.family}:" + ",".join(f"{v:g}" for v in self.values)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.param_names, self.values))
+
+    def build(self, dtype: torch.dtype = torch.float32) -> Distribution:
+        """The fixed distribution (no grad): reference, sampler, or policy at θ0."""
+        return self.fam.build([torch.tensor(v, dtype=dtype) for v in self.values])
+
+    def leaves(self, batch_shape: tuple[int, ...], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Trainable copies of the parameters, one per batch element, all equal to θ0.
+
+        Shape of each leaf: ``batch_shape`` (e.g. (rows, 1) to broadcast over
+        (rows, cols) points). Autograd of a sum over rows then yields each row's
+        own gradient, which is how trials are vectorised. The copies are an
+        expanded view of one number (no memory per element; autograd still gives
+        every element its own gradient): measured 4% faster than materialised ones.
+        """
+        return {
+            name: torch.tensor(value, dtype=dtype).expand(batch_shape).requires_grad_()
+            for name, value in self.as_dict().items()
+        }
+
+    def build_from(self, leaves: dict[str, torch.Tensor]) -> Distribution:
+        """The distribution whose parameters are ``leaves`` (differentiable)."""
+        return self.fam.build([leaves[name] for name in self.param_names])
+
+
+def parse_spec(text: str, what: str = "distribution") -> DistSpec:
+    """Parse ``FAMILY:V1,V2,...`` (e.g. ``normal:0,1``) and check every parameter rule."""
+    fam_name, sep, rest = text.strip().partition(":")
+    if not sep:
+        raise KLGradError(f"malformed {what} {text!r}; expected FAMILY:PARAMS such as {FAMILIES['normal'].example}")
+    fam = choose("family", fam_name.strip().lower(), FAMILIES)
+    parts = [p.strip() for p in rest.split(",")]
+    if not fam.valid_count(len(parts)):
+        raise KLGradError(f"malformed {what} {text!r}; expected {fam.arity} such as {fam.example}")
+    values = []
+    for name, part in zip(fam.param_names(len(parts)), parts):
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise KLGradError(f"malformed {what} {text!r}: {name} {part!r} is not a number") from None
+    return make_spec(fam.name, values, f"{what} {text!r}")
+
+
+def make_spec(family: str, values, what: str = "distribution") -> DistSpec:
+    """A DistSpec from numbers; errors name ``what`` and the broken rule."""
+    try:
+        return DistSpec(family, tuple(values))
+    except KLGradError as exc:
+        raise KLGradError(f"invalid {what}: {str(exc).split(': ', 1)[-1]}") from None
+
+
+def as_spec(spec: DistSpec | str, what: str = "distribution") -> DistSpec:
+    """Accept a DistSpec or its text form (``"normal:0,1"``) wherever a distribution is expected."""
+    return spec if isinstance(spec, DistSpec) else parse_spec(spec, what)
+
+
+from .categorical import Categorical  # noqa: E402  (the families need Family, defined above)
+from .normal import Normal  # noqa: E402
+
+FAMILIES: dict[str, Family] = {fam.name: fam for fam in (Normal(), Categorical())}

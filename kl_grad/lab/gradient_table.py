@@ -1,0 +1,224 @@
+"""The gradient-table runner: problem × KL terms → expected autograd gradients → one tidy table.
+
+Stages: ``Problem`` (what is measured) and ``Case`` s (which surrogates) → weighted
+points (``montecarlo`` or ``quadrature``) → per-row autograd gradients
+(``gradients``) → statistics (``statistics``) → a pandas DataFrame, one row per
+(estimator, placement, param). True gradients are autograd of the closed-form KL
+in both directions (``Problem.true_gradients``). Columns follow Schulman-style
+reference tables: bias_rel = |mean_grad − true_grad| / |true_grad| and stdev_rel
+= std over trials (ddof=0) / |true_grad|. ``se`` is the standard error of
+mean_grad (ddof=1 std / √trials) in MC mode and the quadrature error estimate in
+exact mode, where stdev_rel is the exact stdev of a ``samples``-sample mean.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..directions import resolve_direction
+from ..errors import KLGradError
+from .config import DEFAULT_PLACEMENTS, GradientExperiment, Mode
+from .families import DistSpec
+from .gradients import row_gradients
+from .montecarlo import mc_points
+from .problem import Problem
+from .quadrature import Moments, exact_moments
+from .statistics import both_directions, mark_higher_variance, mc_summary, relative, stdev_check, verdict
+from .terms import Case, make_cases
+
+COLUMNS = [
+    "estimator", "placement", "direction", "param", "true_grad", "mean_grad", "bias_rel", "stdev_rel", "se",
+    "bias_vs_policy||ref", "bias_vs_ref||policy", "follows",
+    "trials", "samples", "mode", "verdict", "exact_grad", "z_vs_exact", "z_stdev_vs_exact", "clamped_frac",
+    "warning", "policy", "ref", "sampler", "sampling",
+]
+_DEFAULTS = GradientExperiment  # the one source of run defaults
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How the expectation is formed: ``mode``, ``samples`` per trial (exact: n of the stdev of an
+    n-sample mean), ``trials`` and ``seed`` (MC only). Validated on construction."""
+
+    mode: Mode
+    samples: int
+    trials: int
+    seed: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "mode", Mode.of(self.mode))
+        if self.samples < 1:
+            raise KLGradError(f"samples must be a positive integer, got {self.samples}")
+        if self.mode is Mode.MC and self.trials < 2:
+            raise KLGradError(f"trials must be an integer >= 2 (a standard deviation needs two), got {self.trials}")
+
+
+@dataclass(frozen=True)
+class GradientJob:
+    """A validated gradient run: what to measure, with which terms, on which budget, against which KL
+    (``direction`` None: each estimator's own target)."""
+
+    problem: Problem
+    cases: list[Case]
+    budget: Budget
+    direction: str | None = None
+
+
+def check_gradient_request(policy, ref, estimators, placements=DEFAULT_PLACEMENTS, *, mode=_DEFAULTS.mode,
+                           samples=_DEFAULTS.samples, trials=_DEFAULTS.trials, seed=_DEFAULTS.seed, sampler=None,
+                           direction=None, pathwise=False, dtype=_DEFAULTS.dtype) -> GradientJob:
+    """Validate every name and number of a gradient run without running it; errors list what is allowed.
+
+    The one place the CLI, ``make reproduce`` and the Python API check their input.
+    """
+    budget = Budget(mode, samples, trials, seed)
+    problem = Problem(policy, ref, sampler, dtype, pathwise)
+    cases = make_cases(estimators, placements)
+    return GradientJob(problem, cases, budget, resolve_direction(direction) if direction else None)
+
+
+@dataclass
+class GradientRun:
+    """A run's tidy table plus the raw per-trial gradients it summarises.
+
+    ``table``: one row per (estimator, placement, param), the columns of ``COLUMNS``.
+    ``per_trial``: {(estimator, placement): (trials, P) float64 array}, column j the gradient
+    w.r.t. ``params[j]`` (e.g. ``per_trial[("k3", "loss")][:, 0]`` is every trial's d/dloc);
+    empty in exact mode. ``seconds``: wall time of the run.
+    """
+
+    table: pd.DataFrame
+    per_trial: dict[tuple[str, str], np.ndarray] = field(repr=False)  # (trials, P) per case
+    params: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+def run_gradients(
+    policy: DistSpec | str,
+    ref: DistSpec | str,
+    estimators: list[str] | str,
+    placements: list[str] | str = DEFAULT_PLACEMENTS,
+    *,
+    mode: str = _DEFAULTS.mode,
+    samples: int = _DEFAULTS.samples,
+    trials: int = _DEFAULTS.trials,
+    seed: int = _DEFAULTS.seed,
+    sampler: DistSpec | str | None = None,
+    direction: str | None = None,
+    pathwise: bool = False,
+    dtype: torch.dtype | str = _DEFAULTS.dtype,
+    progress: Callable[[int, int], None] | None = None,
+) -> GradientRun:
+    """Gradient table, one row per (estimator, placement, param).
+
+    ``mode="mc"``: ``trials`` trials of ``samples`` samples drawn from ``sampler``
+    (default: the policy, on-policy) without reparameterisation; each trial's
+    gradient is autograd of its mean surrogate. ``mode="exact"``: the same
+    autograd gradients at quadrature nodes give E[grad] and the stdev of an
+    ``samples``-sample mean with no sampling noise. MC rows also carry the exact
+    counterpart's z-score (``z_vs_exact``) and its tail warnings.
+    ``direction`` (``policy||ref``, ``ref||policy`` or the aliases ``reverse``/``forward``)
+    compares every row with that KL's gradient; by default each estimator's own target.
+    ``pathwise=True`` differentiates through reparameterised samples (``rsample``), the
+    contrast to the score-function placements; column ``sampling`` says which.
+    ``progress(done, total)`` is called after each chunk of MC trials.
+    """
+    job = check_gradient_request(policy, ref, estimators, placements, mode=mode, samples=samples, trials=trials,
+                                 seed=seed, sampler=sampler, direction=direction, pathwise=pathwise, dtype=dtype)
+    return gradient_table(job, progress)
+
+
+def true_gradients(policy: DistSpec | str, ref: DistSpec | str) -> dict[str, np.ndarray]:
+    """∇_θ KL for both directions at θ0, by autograd of torch's closed form (float64)."""
+    return Problem(policy, ref).true_gradients()
+
+
+def exact_gradient_moments(problem: Problem, cases: list[Case]) -> dict[tuple[str, str], Moments]:
+    """Exact E_m[g] and moments of each case's per-sample autograd gradient g (float64)."""
+    problem64 = problem.in_float64()
+    return exact_moments(lambda x: row_gradients(problem64, x, cases), problem.sampling)
+
+
+def mc_gradients(problem: Problem, cases: list[Case], budget: Budget, progress=None):
+    """Per-trial gradients {case: (trials, P)} and, for clamped estimators, {name: fraction of samples clamped}."""
+    # Preallocated (trials, P) buffers: keeping many tiny per-chunk tensors alive between the
+    # freed MiB-sized sample buffers made glibc's heap grow with the trial count (6 GiB at 10k trials).
+    trials, samples = budget.trials, budget.samples
+    out = {c.key: np.empty((trials, len(problem.param_names))) for c in cases}
+    clamped = {c.estimator.name: c.estimator.clamp_active for c in cases if c.estimator.clamp_active}
+    counts = dict.fromkeys(clamped, 0)
+    done = 0
+    for points in mc_points(problem.sampling, trials, samples, budget.seed, problem.dtype):
+        for key, grads in row_gradients(problem, points.x, cases).items():
+            out[key][done:done + points.rows] = grads.double().numpy()
+        if clamped:
+            with torch.no_grad():
+                d = (problem.policy.build(problem.dtype).log_prob(points.x)
+                     - problem.ref.build(problem.dtype).log_prob(points.x))
+            for name, active in clamped.items():
+                counts[name] += int(active(d).sum())
+        done += points.rows
+        if progress:
+            progress(done, trials)
+    return out, {name: n / (trials * samples) for name, n in counts.items()}
+
+
+def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None = None) -> GradientRun:
+    """Run a validated job: exact moments always (they are the MC rows' reference), MC trials in MC mode."""
+    problem, budget = job.problem, job.budget
+    start = time.perf_counter()
+    truth = problem.true_gradients()
+    exact = exact_gradient_moments(problem, job.cases)
+    per_trial, clamped = ({}, {}) if budget.mode is Mode.EXACT else mc_gradients(problem, job.cases, budget, progress)
+    rows = []
+    for case in job.cases:
+        target = job.direction or case.estimator.direction
+        for j, param in enumerate(problem.param_names):
+            row = {"estimator": case.estimator.name, "placement": case.placement.name, "direction": target,
+                   "param": param, "true_grad": truth[target][j], "samples": budget.samples,
+                   "mode": budget.mode.value, "policy": problem.policy.label, "ref": problem.ref.label,
+                   "sampler": problem.sampler_label, "sampling": "rsample" if problem.pathwise else "sample",
+                   "exact_grad": exact[case.key].mean[j], "warning": exact[case.key].warnings[j]}
+            if budget.mode is Mode.EXACT:
+                _exact_columns(row, exact[case.key], j, budget)
+            else:
+                _mc_columns(row, per_trial[case.key][:, j], exact[case.key], j, budget)
+                _clamp_columns(row, clamped.get(case.estimator.name))
+            row.update(relative(row["mean_grad"], row.pop("stdev"), row["true_grad"], row))
+            exact_mode = budget.mode is Mode.EXACT
+            columns, follows = both_directions(row["mean_grad"], row["se"], truth, j, exact_mode)
+            row.update(columns, verdict=verdict(target not in follows, row["mean_grad"], exact=exact_mode))
+            rows.append(row)
+    table = mark_higher_variance(pd.DataFrame(rows))
+    table = table[[c for c in COLUMNS if c in table.columns]]
+    table["trials"] = table["trials"].astype("Int64")
+    return GradientRun(table, per_trial, problem.param_names, time.perf_counter() - start)
+
+
+def _exact_columns(row: dict, ex: Moments, j: int, budget: Budget) -> None:
+    row.update(mean_grad=ex.mean[j], stdev=math.sqrt(ex.var[j] / budget.samples), se=ex.err[j], trials=pd.NA)
+
+
+def _mc_columns(row: dict, g: np.ndarray, ex: Moments, j: int, budget: Budget) -> None:
+    """MC mean, stdev and se of the per-trial gradients g (trials,), and how they compare with exact."""
+    mean, stdev, se = mc_summary(g)
+    z_std, note = stdev_check(stdev, ex.var[j], ex.m4[j], budget.samples, budget.trials, abs(row["true_grad"]) or 1.0)
+    exact_note = f"exact counterpart: {ex.warnings[j]}" if ex.warnings[j] else ""
+    row.update(mean_grad=mean, stdev=stdev, se=se, trials=budget.trials, z_stdev_vs_exact=z_std,
+               z_vs_exact=(mean - ex.mean[j]) / se if se > 0 else math.nan,
+               warning="; ".join(filter(None, [exact_note, note])))
+
+
+def _clamp_columns(row: dict, frac: float | None) -> None:
+    """clamped_frac (NaN for unclamped estimators), and a warning first when a clamp zeroed gradients."""
+    row["clamped_frac"] = math.nan if frac is None else frac
+    if frac:
+        row["warning"] = "; ".join(filter(None, [f"clamp active on {frac:.2%} of samples: their gradient is zeroed",
+                                                 row["warning"]]))

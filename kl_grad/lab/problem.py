@@ -1,0 +1,97 @@
+"""A measurement problem: policy π_θ, reference π_ref, sampling distribution, precision, sampling kind.
+
+Every runner takes a ``Problem``; it is validated once, here, at construction
+(text specs are parsed, dtype names resolved, families must match, pathwise
+needs a reparameterisable on-policy sampler). The truth it carries is the
+gradient of the closed-form KL at θ0 in both directions, by autograd of
+``torch.distributions.kl_divergence`` in float64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..directions import DIRECTIONS, kl
+from ..errors import KLGradError, choose
+from .families import DistSpec, as_spec
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def dtype_of(dtype: str | torch.dtype) -> torch.dtype:
+    """A torch dtype from its name (``float32``, ``float64``) or itself; other dtypes are refused."""
+    if isinstance(dtype, str):
+        return choose("dtype", dtype, DTYPES)  # type: ignore[return-value]
+    if dtype not in DTYPES.values():
+        raise KLGradError(f"unsupported dtype {dtype}; expected float32 or float64")
+    return dtype
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is measured: ``policy`` (its parameters are differentiated), ``ref``, and the samples' origin.
+
+    ``sampler``: the off-policy sampling distribution m, or None for on-policy (m = π_θ).
+    ``dtype``: precision of Monte-Carlo points, parameters and log-probs (exact mode always uses float64).
+    ``pathwise``: reparameterised samples x(θ) (``rsample``) instead of score-function sampling.
+    Text specs (``"normal:0,1"``) and dtype names are accepted and normalised.
+    """
+
+    policy: DistSpec
+    ref: DistSpec
+    sampler: DistSpec | None = None
+    dtype: torch.dtype = torch.float32
+    pathwise: bool = False
+
+    def __post_init__(self):
+        set_ = object.__setattr__.__get__(self)
+        set_("policy", as_spec(self.policy, "policy"))
+        set_("ref", as_spec(self.ref, "ref"))
+        set_("sampler", None if self.sampler is None else as_spec(self.sampler, "sampler"))
+        set_("dtype", dtype_of(self.dtype))
+        for role, other in (("ref", self.ref), ("sampler", self.sampler)):
+            if other is not None and (other.family != self.policy.family
+                                      or len(other.values) != len(self.policy.values)):
+                raise KLGradError(f"{role} {other.label} does not match policy {self.policy.label}: "
+                                  f"expected the same family with {len(self.policy.values)} parameters")
+        if self.pathwise:
+            if not self.policy.fam.reparameterisable:
+                raise KLGradError(f"pathwise (rsample) gradients need a continuous reparameterisable policy "
+                                  f"(normal); {self.policy.family} samples are discrete tokens, which cannot be "
+                                  "reparameterised")
+            if self.sampler is not None:
+                raise KLGradError("pathwise (rsample) gradients are on-policy only: drop the sampler")
+
+    @property
+    def sampling(self) -> DistSpec:
+        """The distribution the samples come from: the sampler, or the policy on-policy."""
+        return self.sampler or self.policy
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return self.policy.param_names
+
+    @property
+    def sampler_label(self) -> str:
+        return self.sampler.label if self.sampler else "policy"
+
+    def in_float64(self) -> Problem:
+        """The same problem in float64 (exact mode's precision)."""
+        return dataclasses.replace(self, dtype=torch.float64)
+
+    def true_kl(self, direction: str) -> float:
+        """Closed-form KL in ``direction`` (a canonical name), float64."""
+        return float(kl(direction, self.policy.build(torch.float64), self.ref.build(torch.float64)))
+
+    def true_gradients(self) -> dict[str, np.ndarray]:
+        """{direction: (P,) ∇_θ KL at θ0}, by autograd of torch's closed form (float64)."""
+        out = {}
+        for direction in DIRECTIONS:
+            leaves = self.policy.leaves((), torch.float64)
+            value = kl(direction, self.policy.build_from(leaves), self.ref.build(torch.float64))
+            out[direction] = torch.stack(torch.autograd.grad(value, list(leaves.values()))).numpy()
+        return out

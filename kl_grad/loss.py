@@ -1,0 +1,89 @@
+"""A KL term to paste into a PPO/GRPO step: per-token log-probs in, one scalar loss out.
+
+Example, a GRPO loss whose KL gradient is an unbiased estimate of ∇KL(π_θ‖π_ref)
+(on-policy, k3 with the differentiable importance weight, or k2 as a plain loss;
+see README "Which KL term should I use?")::
+
+    from kl_grad import kl_loss
+
+    # logp, ref_logp, old_logp, mask: (batch, tokens); logp carries grad
+    pg_loss = ...                                             # your clipped policy-gradient loss
+    kl = kl_loss(logp, ref_logp, mask=mask, estimator="k3", placement="loss-w",
+                 old_logp=old_logp, aggregation="token-mean")
+    (pg_loss + beta * kl).backward()
+
+Inputs in bf16/fp16 are computed in float32. Placements follow ``kl_grad.placements``:
+w = π_θ/sg(π_old) when ``old_logp`` is given (off-policy), else sg(π_θ).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .aggregations import AGGREGATIONS
+from .errors import KLGradError, choose
+from .estimators import get_estimator
+from .placements import get_placement, surrogate
+
+Tensor = torch.Tensor
+
+
+def _check(name: str, t: Tensor | None, shape: torch.Size) -> None:
+    if t is None:
+        return
+    if not isinstance(t, Tensor):
+        raise KLGradError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.shape != shape:
+        raise KLGradError(f"{name} has shape {tuple(t.shape)} but logp has shape {tuple(shape)}; they must match")
+
+
+def kl_loss(
+    logp: Tensor,
+    ref_logp: Tensor,
+    *,
+    mask: Tensor | None = None,
+    old_logp: Tensor | None = None,
+    estimator: str = "k3",
+    placement: str = "loss-w",
+    aggregation: str = "token-mean",
+) -> Tensor:
+    """Scalar KL loss from per-token log-probs.
+
+    Args:
+        logp: (batch, tokens) log π_θ of the sampled tokens, with grad (any shape works; the
+            sequence modes need at least 2 dimensions, tokens last).
+        ref_logp: same shape, log π_ref (treated as a constant).
+        mask: same shape, 1 for tokens that count, 0 for padding (default: all count).
+        old_logp: same shape, log-probs of the policy that sampled the tokens (π_old); enables the
+            off-policy weight w = π_θ/π_old. Default: on-policy, w = π_θ/sg(π_θ).
+        estimator: registry name or alias (k1, k2, k3, k3+, low_var_kl, ...).
+        placement: loss, loss-sgw, loss-w or reward (see ``kl_grad.placements``).
+        aggregation: one of token-mean, seq-mean-token-mean, seq-mean-token-sum, sum. In
+            seq-mean-token-mean, sequences with no unmasked token are left out of the mean over
+            sequences; seq-mean-token-sum counts them as 0 (their token sum).
+
+    Returns:
+        0-dim float32 (or float64) tensor; masked-out tokens get exactly zero gradient.
+    """
+    if not isinstance(logp, Tensor):
+        raise KLGradError(f"logp must be a torch.Tensor, got {type(logp).__name__}")
+    for name, t in (("ref_logp", ref_logp), ("mask", mask), ("old_logp", old_logp)):
+        _check(name, t, logp.shape)
+    for name, t in (("logp", logp), ("ref_logp", ref_logp), ("old_logp", old_logp)):
+        if t is not None and not t.is_floating_point():
+            raise KLGradError(f"{name} must hold floating-point log-probabilities, got dtype {t.dtype}")
+    est, place = get_estimator(estimator), get_placement(placement)
+    agg = choose("aggregation", aggregation, AGGREGATIONS)
+    if aggregation.startswith("seq") and logp.dim() < 2:
+        raise KLGradError(f"aggregation {aggregation!r} needs (batch, tokens) inputs, got shape {tuple(logp.shape)}")
+    dtype = torch.float64 if logp.dtype == torch.float64 else torch.float32  # bf16/fp16 -> float32
+    lp, ref = logp.to(dtype), ref_logp.detach().to(dtype)
+    old = None if old_logp is None else old_logp.detach().to(dtype)
+    m = torch.ones_like(lp) if mask is None else mask.to(dtype)
+    # Padding may hold garbage log-probs (even inf): zero them first so no NaN reaches the gradient.
+    keep = m != 0
+    lp = torch.where(keep, lp, torch.zeros_like(lp))
+    ref = torch.where(keep, ref, torch.zeros_like(ref))
+    old = None if old is None else torch.where(keep, old, torch.zeros_like(old))
+    per_token = surrogate(est, place, lp, ref, old)
+    return agg(per_token, m)  # type: ignore[operator]

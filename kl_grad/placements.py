@@ -1,0 +1,76 @@
+"""Placements: how a per-sample estimator becomes the differentiable surrogate a trainer backpropagates.
+
+Samples x come from a sampling distribution m (m = π_θ on-policy, a fixed
+behaviour policy off-policy); autograd never differentiates through m. With
+d = log π_θ(x) − log π_ref(x), w = π_θ(x)/sg(m(x)) (value 1 on-policy, gradient
+the score s = ∇ log π_θ) and sg = ``.detach()``:
+
+    loss      k(d)            what GRPO-style code does
+    loss-sgw  sg(w)·k(d)      importance-corrected value, no score term
+    loss-w    w·k(d)          differentiable weight: adds the score term
+    reward    w·sg(k(d))      KL as a reward penalty under REINFORCE
+
+Each function takes tensors of one shape (any shape) and returns per-sample
+surrogate values of that shape; the caller averages them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .errors import choose
+from .estimators import Estimator
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A registered placement: ``fn(k, w)`` maps per-sample estimator values k(d) and weights w
+    (same shape, any shape) to per-sample surrogate values; ``weighted=False`` means w is never used."""
+
+    name: str
+    formula: str
+    fn: Callable[[Tensor, Tensor | None], Tensor]  # (k(d), w) -> per-sample surrogate
+    weighted: bool = True  # False: fn ignores w, which is then not computed (a plain k(d) graph)
+
+
+PLACEMENTS: dict[str, Placement] = {
+    p.name: p
+    for p in (
+        Placement("loss", "k(d)", lambda k, w: k, weighted=False),
+        Placement("loss-sgw", "sg(w)·k(d)", lambda k, w: w.detach() * k),
+        Placement("loss-w", "w·k(d)", lambda k, w: w * k),
+        Placement("reward", "w·sg(k(d))", lambda k, w: w * k.detach()),
+    )
+}
+
+
+def get_placement(name: str) -> Placement:
+    """Look a placement up by name; unknown names list the allowed ones."""
+    return choose("placement", name.strip(), PLACEMENTS)  # type: ignore[return-value]
+
+
+def importance_weight(logp: Tensor, sampler_logp: Tensor | None) -> Tensor:
+    """w = exp(logp − sg(log m)); on-policy (``sampler_logp`` None) m = sg(π_θ), so w ≡ 1 with gradient s."""
+    base = logp.detach() if sampler_logp is None else sampler_logp.detach()
+    return torch.exp(logp - base)
+
+
+def surrogate(
+    estimator: Estimator,
+    placement: Placement,
+    logp: Tensor,
+    ref_logp: Tensor,
+    sampler_logp: Tensor | None = None,
+    log_ratio: Tensor | None = None,
+) -> Tensor:
+    """Per-sample differentiable surrogate; ``logp`` carries grad, the others are constants.
+
+    ``log_ratio`` may pass a precomputed ``logp - ref_logp`` (shared by several cases).
+    """
+    k = estimator.of_log_ratio(logp - ref_logp if log_ratio is None else log_ratio)
+    return placement.fn(k, importance_weight(logp, sampler_logp) if placement.weighted else None)

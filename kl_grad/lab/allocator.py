@@ -4,8 +4,8 @@ A Monte-Carlo run allocates and frees MiB-sized tensors tens of thousands of tim
 Under glibc's default, dynamic thresholds the top of the heap is trimmed between
 chunks, so the kernel has to fault in (and zero) fresh pages for the next chunk's
 tensors. ``keep_freed_memory`` fixes the thresholds with ``mallopt`` so that freed
-memory is reused: 20–36% off seed-003 runs of 1 000 and 10 000 trials (three
-measurements, same ~380 MiB peak; ``make bench`` measures it). The setting is process-wide, so
+memory is reused, at the same peak memory (``make bench`` measures the saving; the README's
+Performance section has the figures). The setting is process-wide, so
 importing kl_grad never applies it: the ``kl-grad`` command does, and a script
 or notebook may call it. The process keeps its peak memory until it exits.
 """

@@ -173,7 +173,7 @@ def _cmd_table(args) -> str:
     run = run_gradients(args.policy, args.ref, args.estimators, args.placements, mode=args.mode,
                         samples=args.samples, trials=args.trials, seed=args.seed, sampler=args.sampler,
                         direction=args.direction, pathwise=args.pathwise, dtype=args.dtype,
-                        progress=_progress(show and args.mode == "mc"))
+                        progress=_progress(show))  # called by MC runs only
     return render(run.table, fmt, "gradients")
 
 

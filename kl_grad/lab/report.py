@@ -18,6 +18,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from ..errors import choose
+from ..estimators import ESTIMATORS
+from .config import Mode
 
 FLOAT_FORMAT = "%.10g"
 # Columns shown in human-readable tables (CSV/JSON carry every column).
@@ -71,9 +73,9 @@ def to_grid(table: pd.DataFrame) -> str:
     out: list[str] = []
     groups = table.groupby(["direction", "placement", "param"], sort=False)
     for (direction, placement, param), block in groups:
-        mode = block["mode"].iloc[0] if "mode" in block else "mc"
+        mode = Mode.of(block["mode"].iloc[0]) if "mode" in block else Mode.MC
         n = int(block["samples"].iloc[0]) if "samples" in block else 0
-        how = f"exact, n = {n}" if mode == "exact" else f"MC, {int(block['trials'].iloc[0])} trials × {n} samples"
+        how = f"exact, n = {n}" if mode is Mode.EXACT else f"MC, {int(block['trials'].iloc[0])} trials × {n} samples"
         title = f"∇{_direction_title(direction)} w.r.t. {param}, placement '{placement}', {how}"
         out.append(f"Average gradient ({title}):")
         out.append(f"  true gradient: {block['true_grad'].iloc[0]:.6f}")
@@ -109,8 +111,6 @@ def sweep_summary(table: pd.DataFrame) -> str:
 
 def estimators_table() -> pd.DataFrame:
     """The estimator registry as a table: formula, target direction, unbiased value, aliases, source."""
-    from ..estimators import ESTIMATORS
-
     rows = [(e.name, e.formula, e.direction, "yes" if e.unbiased_value else "no", ", ".join(e.aliases), e.source)
             for e in ESTIMATORS.values()]
     return pd.DataFrame(rows, columns=["name", "formula (r = π_ref/π_θ)", "targets", "unbiased value", "aliases",

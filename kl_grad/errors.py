@@ -16,10 +16,9 @@ class KLGradError(ValueError):
 
 def choose(kind: str, name: str, registry: Mapping, aliases: Mapping[str, str] | None = None) -> object:
     """``registry[name]`` (or ``registry[aliases[name]]``), else an error listing the allowed keys and aliases."""
-    key = (aliases or {}).get(name, name)
     try:
-        return registry[key]
-    except (KeyError, TypeError):
+        return registry[(aliases or {}).get(name, name)]
+    except (KeyError, TypeError):  # TypeError: an unhashable name, e.g. a TOML list
         allowed = ", ".join([*registry, *(aliases or {})])
         raise KLGradError(f"unknown {kind} {name!r}; expected one of {allowed}") from None
 

@@ -68,8 +68,39 @@ def _cancelling(u: Tensor, coeffs: list[float], direct) -> Tensor:
 _EXPM1_MINUS_U = [1.0 / math.factorial(k) for k in range(2, 2 + _SERIES_TERMS)]
 
 
+class _Smooth(torch.autograd.Function):
+    """k(d) whose derivative is the stated k'(d), evaluated in float64 and rounded to d's dtype.
+
+    Autograd of a careful value formula is not always careful: torch's ``expm1`` backward
+    multiplies by (result + 1), which is 0 in float64 once e^u < 1e-16, so the derivative of
+    u·e^u − expm1(u) came out (1 + u)·e^u instead of u·e^u (off by 1/u for d ≳ 37). The
+    derivative here is its own closed form, finite wherever its limit is (d = +inf: ref prob 0).
+    """
+
+    @staticmethod
+    def forward(ctx, d, value, derivative):
+        ctx.save_for_backward(d)
+        ctx.derivative = derivative
+        return value(d)  # the value functions are careful in any dtype (``_cancelling``)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (d,) = ctx.saved_tensors
+        return (grad.to(torch.float64) * ctx.derivative(d.to(torch.float64))).to(grad.dtype), None, None
+
+
+def smooth(value: Callable[[Tensor], Tensor], derivative: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """The differentiable estimator d ↦ value(d) (d's dtype) with gradient derivative(d) (given float64)."""
+    return lambda d: _Smooth.apply(d, value, derivative)
+
+
+def _r_log_r(u: Tensor) -> Tensor:
+    """r·log r = u·e^u with r = e^u, and its limit 0 at r = 0 (u = −inf), where u·e^u is −inf·0 = NaN."""
+    return torch.where(torch.isneginf(u), torch.zeros_like(u), u * torch.exp(u))
+
+
 def _k1(d: Tensor) -> Tensor:
-    return d
+    return d.clone()
 
 
 def _k2(d: Tensor) -> Tensor:
@@ -82,13 +113,22 @@ def _k3(d: Tensor) -> Tensor:
 
 
 def _reverse_k1(d: Tensor) -> Tensor:
-    # r log r = u e^u with u = −d.
-    u = -d
-    return u * torch.exp(u)
+    return _r_log_r(-d)  # r log r = u e^u with u = −d
 
 
 def _reverse_k2(d: Tensor) -> Tensor:
     return torch.exp(-d)
+
+
+# k'(d) in closed form, and c(d) = k(d) + k'(d), the on-policy score coefficient of w·k (placement loss-w),
+# in forms that do not cancel (k3: (e^{−d} − 1 + d) + (1 − e^{−d}) = d exactly).
+_DERIVATIVES = {
+    "k1": (torch.ones_like, lambda d: d + 1),
+    "k2": (lambda d: d.clone(), lambda d: d * (0.5 * d + 1)),
+    "k3": (lambda d: -torch.expm1(-d), lambda d: d.clone()),
+    "reverse_k1": (lambda d: -(torch.exp(-d) + _r_log_r(-d)), lambda d: -torch.exp(-d)),
+    "reverse_k2": (lambda d: -torch.exp(-d), torch.zeros_like),
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +141,8 @@ class Estimator:
     E_{π_θ}[k] equals that KL exactly; ``gradient_only`` marks surrogates whose value
     is no KL estimate at all (r: E[r] = 1). ``clamp_active(d)``, for clamped variants,
     is True where a clamp zeroes the sample's gradient, so runs can report it.
+    ``derivative`` k'(d) and ``score_coefficient`` k + k' are closed forms (see ``smooth``),
+    given for every estimator except the clamped one; placement loss-w uses them (placements.py).
     """
 
     name: str
@@ -112,6 +154,8 @@ class Estimator:
     aliases: tuple[str, ...] = field(default=())
     clamp_active: Callable[[Tensor], Tensor] | None = None
     gradient_only: bool = False
+    derivative: Callable[[Tensor], Tensor] | None = None  # k'(d), float64 in and out
+    score_coefficient: Callable[[Tensor], Tensor] | None = None  # k(d) + k'(d), float64 in and out
 
     def __call__(self, logp: Tensor, ref_logp: Tensor) -> Tensor:
         """Per-sample estimate from policy and reference log-probs (broadcast)."""
@@ -137,13 +181,23 @@ def get_estimator(name: str) -> Estimator:
     return choose("estimator", name.strip(), ESTIMATORS, _ALIASES)  # type: ignore[return-value]
 
 
-k1 = register(Estimator("k1", "log(π_θ/π_ref)", POLICY_REF, True, _k1, "Schulman 2020", ("kl",)))
-k2 = register(Estimator("k2", "½·log(π_θ/π_ref)²", POLICY_REF, False, _k2, "Schulman 2020", ("mse",)))
-k3 = register(Estimator("k3", "r − 1 − log r", POLICY_REF, True, _k3, "Schulman 2020", ("low_var_kl",)))
-reverse_k1 = register(Estimator("reverse_k1", "r·log r", REF_POLICY, True, _reverse_k1,
-                                "importance-sampled KL(ref‖policy) (Schulman 2020)"))
-reverse_k2 = register(Estimator("reverse_k2", "r", REF_POLICY, False, _reverse_k2,
-                                "∇E_q[r] = ∇KL(ref‖policy) (importance sampling)", gradient_only=True))
+def _smooth_kwargs(name: str, value: Callable[[Tensor], Tensor]) -> dict:
+    derivative, coefficient = _DERIVATIVES[name]
+    return dict(of_log_ratio=smooth(value, derivative), derivative=derivative, score_coefficient=coefficient)
+
+
+k1 = register(Estimator("k1", "log(π_θ/π_ref)", POLICY_REF, True, source="Schulman 2020", aliases=("kl",),
+                        **_smooth_kwargs("k1", _k1)))
+k2 = register(Estimator("k2", "½·log(π_θ/π_ref)²", POLICY_REF, False, source="Schulman 2020", aliases=("mse",),
+                        **_smooth_kwargs("k2", _k2)))
+k3 = register(Estimator("k3", "r − 1 − log r", POLICY_REF, True, source="Schulman 2020", aliases=("low_var_kl",),
+                        **_smooth_kwargs("k3", _k3)))
+reverse_k1 = register(Estimator("reverse_k1", "r·log r", REF_POLICY, True,
+                                source="importance-sampled KL(ref‖policy) (Schulman 2020)",
+                                **_smooth_kwargs("reverse_k1", _reverse_k1)))
+reverse_k2 = register(Estimator("reverse_k2", "r", REF_POLICY, False,
+                                source="∇E_q[r] = ∇KL(ref‖policy) (importance sampling)", gradient_only=True,
+                                **_smooth_kwargs("reverse_k2", _reverse_k2)))
 
 
 # --- Variants used by production trainers ------------------------------------------------------
@@ -153,15 +207,17 @@ _U_EXP_MINUS_EXPM1 = [(k - 1) / math.factorial(k) for k in range(2, 2 + _SERIES_
 
 
 def _reverse_k1_cv(d: Tensor) -> Tensor:
-    return _cancelling(-d, _U_EXP_MINUS_EXPM1, lambda u: u * torch.exp(u) - torch.expm1(u))
+    return _cancelling(-d, _U_EXP_MINUS_EXPM1, lambda u: _r_log_r(u) - torch.expm1(u))
 
 
-def straight_through(value_of: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """Value of ``value_of`` with the gradient of k2: b − sg(b) + sg(f), b = k2 (verl's ``kX+``)."""
-    def fn(d: Tensor) -> Tensor:
-        grad_part = _k2(d)
-        return grad_part - grad_part.detach() + value_of(d).detach()
-    return fn
+_DERIVATIVES["reverse_k1_cv"] = (lambda d: -_r_log_r(-d), lambda d: -torch.expm1(-d))  # k' = −r log r; c = 1 − r
+
+
+def straight_through(value_of: Callable[[Tensor], Tensor]) -> dict:
+    """Value of ``value_of`` with the gradient of k2 (verl's ``kX+``: b − sg(b) + sg(f), b = k2): the
+    derivative is d, and the loss-w coefficient is f(d) + d."""
+    return dict(of_log_ratio=smooth(value_of, lambda d: d.clone()), derivative=lambda d: d.clone(),
+                score_coefficient=lambda d: value_of(d) + d)
 
 
 LOG_RATIO_CLAMP = 20.0  # |log r| clamp applied before exp, as verl's low_var_kl does
@@ -173,12 +229,13 @@ def _k3_clamped(d: Tensor) -> Tensor:
     return _k3(d.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)).clamp(-VALUE_CLAMP, VALUE_CLAMP)
 
 
-reverse_k1_cv = register(Estimator("reverse_k1_cv", "r·log r − (r − 1)", REF_POLICY, True, _reverse_k1_cv,
-                                   "Schulman 2020 (r·log r with control variate r − 1)"))
-k1_st = register(Estimator("k1+", "value k1, gradient k2 (straight-through)", POLICY_REF, True,
-                           straight_through(_k1), "verl 'k1+'"))
-k3_st = register(Estimator("k3+", "value k3, gradient k2 (straight-through)", POLICY_REF, True,
-                           straight_through(_k3), "verl 'k3+'"))
+reverse_k1_cv = register(Estimator("reverse_k1_cv", "r·log r − (r − 1)", REF_POLICY, True,
+                                   source="Schulman 2020 (r·log r with control variate r − 1)",
+                                   **_smooth_kwargs("reverse_k1_cv", _reverse_k1_cv)))
+k1_st = register(Estimator("k1+", "value k1, gradient k2 (straight-through)", POLICY_REF, True, source="verl 'k1+'",
+                           **straight_through(_k1)))
+k3_st = register(Estimator("k3+", "value k3, gradient k2 (straight-through)", POLICY_REF, True, source="verl 'k3+'",
+                           **straight_through(_k3)))
 
 
 def _k3_clamp_active(d: Tensor) -> Tensor:
@@ -187,4 +244,5 @@ def _k3_clamp_active(d: Tensor) -> Tensor:
 
 
 k3_clamped = register(Estimator("k3_clamped", "k3 of clamp(d, ±20), clamped to ±10", POLICY_REF, False,
-                                _k3_clamped, "verl low_var_kl's clamps", clamp_active=_k3_clamp_active))
+                                of_log_ratio=_k3_clamped, source="verl low_var_kl's clamps",
+                                clamp_active=_k3_clamp_active))

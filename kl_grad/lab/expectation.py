@@ -22,10 +22,12 @@ import torch
 @dataclass(frozen=True)
 class Points:
     """``x``: (rows, cols) detached points (integers for enumerable families);
-    ``weights``: (rows,) summing to 1, or None for equal weights (Monte-Carlo trials)."""
+    ``weights``: (rows,) summing to 1, or None for equal weights (Monte-Carlo trials);
+    ``log_weights``: their logs, given where a weight may underflow float64 while its point's value does not."""
 
     x: torch.Tensor
     weights: np.ndarray | None = None
+    log_weights: np.ndarray | None = None  # (rows,), where weights may underflow (enumerated tiny probabilities)
 
     @property
     def rows(self) -> int:

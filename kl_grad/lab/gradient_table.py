@@ -27,10 +27,21 @@ from ..errors import KLGradError
 from .config import DEFAULT_PLACEMENTS, GradientExperiment, Mode
 from .families import DistSpec
 from .gradients import row_gradients
-from .montecarlo import mc_points
+from .limits import check_mc_memory, exact_too_big
+from .montecarlo import check_seed, mc_points
 from .problem import Problem
 from .quadrature import Moments, exact_moments
-from .statistics import both_directions, mark_higher_variance, mc_summary, relative, stdev_check, verdict
+from .statistics import (
+    both_directions,
+    mark_higher_variance,
+    mc_summary,
+    refuse_mc_verdict,
+    relative,
+    stdev_check,
+    tolerance,
+    verdict,
+    without_signed_zeros,
+)
 from .terms import Case, make_cases
 
 COLUMNS = [
@@ -58,6 +69,8 @@ class Budget:
             raise KLGradError(f"samples must be a positive integer, got {self.samples}")
         if self.mode is Mode.MC and self.trials < 2:
             raise KLGradError(f"trials must be an integer >= 2 (a standard deviation needs two), got {self.trials}")
+        if self.mode is Mode.MC:
+            check_seed(self.seed)
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,12 @@ def check_gradient_request(policy, ref, estimators, placements=DEFAULT_PLACEMENT
     budget = Budget(mode, samples, trials, seed)
     problem = Problem(policy, ref, sampler, dtype, pathwise)
     cases = make_cases(estimators, placements)
-    return GradientJob(problem, cases, budget, resolve_direction(direction) if direction else None)
+    direction = None if direction is None else resolve_direction(direction)
+    if budget.mode is Mode.MC:
+        check_mc_memory(problem, samples)
+    elif exact_too_big(problem):
+        raise KLGradError(exact_too_big(problem) + " (--mode mc samples instead)")
+    return GradientJob(problem, cases, budget, direction)
 
 
 @dataclass
@@ -141,9 +159,18 @@ def true_gradients(policy: DistSpec | str, ref: DistSpec | str) -> dict[str, np.
 
 
 def exact_gradient_moments(problem: Problem, cases: list[Case]) -> dict[tuple[str, str], Moments]:
-    """Exact E_m[g] and moments of each case's per-sample autograd gradient g (float64)."""
+    """Exact E_m[g] and moments of each case's per-sample autograd gradient g (float64).
+
+    A support too large to enumerate gives NaN moments with the reason (MC rows then lack their exact
+    reference; exact-mode requests are refused before this by ``check_gradient_request``).
+    """
+    too_big = exact_too_big(problem)
+    if too_big:
+        nan = np.full(len(problem.param_names), math.nan)
+        return {c.key: Moments(nan, nan, nan, nan, 0, [f"not computed: {too_big}"] * len(nan)) for c in cases}
     problem64 = problem.in_float64()
-    return exact_moments(lambda x: row_gradients(problem64, x, cases), problem.sampling)
+    anchors = (problem.policy, problem.ref) if problem.sampler else (problem.ref,)
+    return exact_moments(lambda x: row_gradients(problem64, x, cases), problem.sampling, anchors)
 
 
 def mc_gradients(problem: Problem, cases: list[Case], budget: Budget, progress=None):
@@ -181,25 +208,40 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
     for case in job.cases:
         target = job.direction or case.estimator.direction
         for j, param in enumerate(problem.param_names):
+            ex = exact[case.key]
             row = {"estimator": case.estimator.name, "placement": case.placement.name, "direction": target,
                    "param": param, "true_grad": truth[target][j], "samples": budget.samples,
                    "mode": budget.mode.value, "policy": problem.policy.label, "ref": problem.ref.label,
                    "sampler": problem.sampler_label, "sampling": "rsample" if problem.pathwise else "sample",
-                   "exact_grad": exact[case.key].mean[j], "warning": exact[case.key].warnings[j]}
+                   "exact_grad": ex.mean[j], "warning": ex.warnings[j]}
             if budget.mode is Mode.EXACT:
-                _exact_columns(row, exact[case.key], j, budget)
+                _exact_columns(row, ex, j, budget)
             else:
-                _mc_columns(row, per_trial[case.key][:, j], exact[case.key], j, budget)
+                _mc_columns(row, per_trial[case.key][:, j], ex, j, budget)
                 _clamp_columns(row, clamped.get(case.estimator.name))
-            row.update(relative(row["mean_grad"], row.pop("stdev"), row["true_grad"], row))
-            exact_mode = budget.mode is Mode.EXACT
-            columns, follows = both_directions(row["mean_grad"], row["se"], truth, j, exact_mode)
-            row.update(columns, verdict=verdict(target not in follows, row["mean_grad"], exact=exact_mode))
+            _judge_row(row, truth, j, budget, 0.0 if ex.scale is None else ex.scale[j])
+            if budget.mode is Mode.MC:
+                refuse_mc_verdict(row, ex.var_tail and ex.var_tail[j], ex.m4_tail and ex.m4_tail[j],
+                                  math.sqrt(ex.var[j] / (budget.samples * budget.trials)))
             rows.append(row)
-    table = mark_higher_variance(pd.DataFrame(rows))
+    table = without_signed_zeros(mark_higher_variance(pd.DataFrame(rows)))
     table = table[[c for c in COLUMNS if c in table.columns]]
     table["trials"] = table["trials"].astype("Int64")
     return GradientRun(table, per_trial, problem.param_names, time.perf_counter() - start)
+
+
+def _judge_row(row: dict, truth: dict[str, np.ndarray], j: int, budget: Budget, scale: float) -> None:
+    """Relative columns, bias against both directions, follows and verdict, each against the row's tolerance
+    (exact: its numerical error, so a bias below it prints as 0; MC: the Student-t multiple of se)."""
+    exact = budget.mode is Mode.EXACT
+
+    def tol_of(true: float) -> float:
+        return tolerance(true, row["se"], None if exact else budget.trials, scale)
+
+    row.update(relative(row["mean_grad"], row.pop("stdev"), row["true_grad"], row,
+                        tol_of(row["true_grad"]) if exact else 0.0))
+    row.update(both_directions(row["mean_grad"], truth, j, tol_of, exact))
+    row["verdict"] = verdict(row["mean_grad"], row["true_grad"], tol_of(row["true_grad"]), exact)
 
 
 def _exact_columns(row: dict, ex: Moments, j: int, budget: Budget) -> None:
@@ -208,12 +250,17 @@ def _exact_columns(row: dict, ex: Moments, j: int, budget: Budget) -> None:
 
 def _mc_columns(row: dict, g: np.ndarray, ex: Moments, j: int, budget: Budget) -> None:
     """MC mean, stdev and se of the per-trial gradients g (trials,), and how they compare with exact."""
-    mean, stdev, se = mc_summary(g)
-    z_std, note = stdev_check(stdev, ex.var[j], ex.m4[j], budget.samples, budget.trials, abs(row["true_grad"]) or 1.0)
+    bad = int((~np.isfinite(g)).sum())
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean, stdev, se = mc_summary(g)
+        z_std, note = stdev_check(stdev, ex.var[j], ex.m4[j], budget.samples, budget.trials,
+                                  abs(row["true_grad"]) or 1.0)
+    overflow = (f"{bad} of {budget.trials} trial gradients are not finite (overflow; dtype float64 reaches "
+                "further)") if bad else ""
     exact_note = f"exact counterpart: {ex.warnings[j]}" if ex.warnings[j] else ""
     row.update(mean_grad=mean, stdev=stdev, se=se, trials=budget.trials, z_stdev_vs_exact=z_std,
                z_vs_exact=(mean - ex.mean[j]) / se if se > 0 else math.nan,
-               warning="; ".join(filter(None, [exact_note, note])))
+               warning="; ".join(filter(None, [overflow, exact_note, note])))
 
 
 def _clamp_columns(row: dict, frac: float | None) -> None:

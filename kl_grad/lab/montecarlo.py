@@ -16,10 +16,18 @@ from typing import Iterator
 
 import torch
 
+from ..errors import KLGradError
 from .expectation import Points
 from .families import DistSpec
 
+SEED_RANGE = (-(1 << 63), (1 << 64) - 1)  # what torch.manual_seed accepts
 CHUNK_ELEMENTS = 1 << 19  # points per chunk, 2 MiB per float32 tensor (the chunk size is benchmarked in the README)
+
+
+def check_seed(seed: int) -> None:
+    """The seed must be an integer torch.manual_seed accepts."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise KLGradError(f"seed must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]} (64 bits), got {seed}")
 
 
 def trials_per_chunk(samples: int, chunk_elements: int = CHUNK_ELEMENTS) -> int:

@@ -88,7 +88,11 @@ class Problem:
         return float(kl(direction, self.policy.build(torch.float64), self.ref.build(torch.float64)))
 
     def true_gradients(self) -> dict[str, np.ndarray]:
-        """{direction: (P,) ∇_θ KL at θ0}, by autograd of torch's closed form (float64)."""
+        """{direction: (P,) ∇_θ KL at θ0} (float64): the family's closed form where it has one
+        (categorical), else autograd of torch's closed-form KL."""
+        closed = self.policy.fam.kl_gradients(self.policy, self.ref)
+        if closed is not None:
+            return closed
         out = {}
         for direction in DIRECTIONS:
             leaves = self.policy.leaves((), torch.float64)

@@ -12,7 +12,7 @@ variance Σ_i w_i (g_i − mean)² gives the stdev of an n-sample mean, √(var/
 for any n without sampling.
 
 Accuracy contract: nodes double (32 → 64 → 128 → 256) until mean and variance
-change by less than ``REL_TOL`` (relative, floor 1e-12 absolute). The last change is
+change by less than ``REL_TOL`` relative to the size of what is summed (E|g|, E g²). The last change is
 reported as the error estimate, and a moment that never settles is refused: it
 is returned as NaN with a warning, never as a number.
 
@@ -34,13 +34,12 @@ import torch
 
 from .expectation import Points
 from .families import DistSpec
-from .statistics import weighted_moments
+from .statistics import stated_error, weighted_moments
 from .tails import ORDERS, Tail, tail_report
 
 NODE_LADDER = (32, 64, 128, 256)  # hermgauss is unreliable beyond ~300 nodes
 REL_TOL = 1e-10
 M4_REL_TOL = 1e-4  # the 4th moment only sizes the uncertainty of MC stdevs; it converges slower
-ABS_FLOOR = 1e-12
 
 
 @dataclass
@@ -50,45 +49,131 @@ class Moments:
     mean: np.ndarray  # E_m[g], (P,)
     var: np.ndarray  # Var_m[g] per sample, (P,)
     m4: np.ndarray  # E_m[(g − mean)^4] per sample, (P,); inf when the 4th moment diverges
-    err: np.ndarray  # error estimate of mean (change from the previous node count), (P,)
+    err: np.ndarray  # error bound of mean: node-count change + float64 rounding, one significant digit, (P,)
     nodes: int
     warnings: list[str]  # one string per parameter, "" when all is well
+    scale: np.ndarray | None = None  # E_m|g|, (P,): the size of the float64 rounding of the mean
+    var_tail: list[str] | None = None  # the variance's tail class per parameter (ok, infinite, far, overflow)
+    m4_tail: list[str] | None = None  # the 4th central moment's
 
 
 Evaluate = Callable[[torch.Tensor], dict]  # points (N, 1) float64 -> {key: (N, P) tensor}
 
 
-def node_ladder(sampler: DistSpec):
+NEAR_Z = 6.0  # a peak within this many σ of the sampler, with a width within a factor 2, suits its own nodes
+MAX_NODES = 1 << 20  # most nodes a composite rule may take (at the top of the ladder)
+
+
+def node_ladder(sampler: DistSpec, span=None):
     """Weighted points for successive node counts: one exact enumeration, or the quadrature ladder."""
     for n in NODE_LADDER[:1] if sampler.fam.enumerable else NODE_LADDER:
-        yield Points(*sampler.fam.nodes(sampler, n))
+        yield Points(*sampler.fam.nodes(sampler, n, span))
 
 
-def exact_moments(evaluate: Evaluate, sampler: DistSpec) -> dict[object, Moments]:
-    """Exact mean, variance and 4th central moment under ``sampler`` of each evaluated quantity (float64)."""
-    tails = None if sampler.fam.enumerable else tail_report(evaluate, sampler)  # finite sums: all moments finite
+def mass_centres(tails: dict, sampler: DistSpec) -> list[tuple[float, float]] | None:
+    """None when every located peak of the mean and variance integrands suits the sampler's own rule;
+    else (μ, σ) of the sampler and of every distinct peak, for a composite rule whose panels cover
+    μ ± 12σ of each at the width each needs (``Family.nodes``). Raises ``Unreachable`` when the panels
+    would exceed MAX_NODES: no peak is ever dropped."""
+    loc, scale = sampler.values
+    peaks = [p for per_param in tails.values() for by_order in per_param for k in (1, 2) for p in by_order[k].peaks]
+    if all(abs(mu - loc) <= NEAR_Z * scale and 0.5 <= sigma / scale <= 2 for mu, sigma in peaks):
+        return None
+    centres = sorted({(loc, scale), *peaks})
+    top = len(sampler.fam.nodes(sampler, NODE_LADDER[-1], centres)[1])
+    if top > MAX_NODES:
+        raise Unreachable(f"covering the integrands' mass at the widths it needs takes {top} nodes, more than "
+                          f"the {MAX_NODES} allowed")
+    return centres
+
+
+class Unreachable(Exception):
+    """No node layout covers the mass: every moment is refused with this reason."""
+
+
+def exact_moments(evaluate: Evaluate, sampler: DistSpec, anchors: tuple[DistSpec, ...] = ()) -> dict:
+    """Exact mean, variance and 4th central moment under ``sampler`` of each evaluated quantity (float64).
+
+    ``anchors``: other distributions near which the integrands' mass may lie (the policy and the
+    reference); the tail analysis searches around them and the nodes follow the mass it finds.
+    """
+    tails = None if sampler.fam.enumerable else tail_report(evaluate, sampler, anchors)  # finite sums: all finite
+    try:
+        span = mass_centres(tails, sampler) if tails else None
+    except Unreachable as exc:
+        return _refused(evaluate, sampler, str(exc))
     ladder = []  # results for successive node counts
-    for points in node_ladder(sampler):
-        ladder.append({k: weighted_moments(g.detach().numpy(), points.weights)
-                       for k, g in evaluate(points.x).items()})
+    for points in node_ladder(sampler, span):
+        values = {k: g.detach().numpy() for k, g in evaluate(points.x).items()}
+        if sampler.fam.enumerable:  # a sum over the support: only an overflowing term can spoil it
+            tails = {k: [_enumerated_tail(g[:, j]) for j in range(g.shape[1])] for k, g in values.items()}
+        ladder.append({k: weighted_moments(_negligible_overflow(g, tails and tails[k]), points.weights,
+                                           points.log_weights)
+                       for k, g in values.items()})
         if len(ladder) >= 2 and all(np.all(c) for k in ladder[-1] for c in _converged(ladder[-1][k], ladder[-2][k])):
             break
     current, prev = ladder[-1], ladder[-2 if len(ladder) > 1 else -1]
     out = {}
     for key, moments in current.items():
         ok = _converged(moments, prev[key])
-        err = np.abs(moments[0] - prev[key][0])
-        tail = tails[key] if tails else [dict.fromkeys(ORDERS, Tail("ok", 0.0))] * len(err)
-        warnings, mean, var, m4 = _judge(tail, ok, *(m.copy() for m in moments), err)
-        out[key] = Moments(mean, var, m4, err, points.rows, warnings)
+        with np.errstate(invalid="ignore"):
+            err = np.abs(moments[0] - prev[key][0])
+        tail = tails[key]
+        warnings, mean, var, m4 = _judge(tail, ok, *(m.copy() for m in moments[:3]), err)
+        stated = stated_error(err + _enumeration_rounding(values[key], points), moments[3])
+        with np.errstate(invalid="ignore"):
+            mean = np.where(np.abs(mean) <= stated, 0.0, mean)  # a mean below its own error is zero
+        out[key] = Moments(mean, var, m4, stated, points.rows, warnings, moments[3], [t[2].kind for t in tail],
+                           [t[4].kind for t in tail])
     return out
 
 
+def _refused(evaluate: Evaluate, sampler: DistSpec, reason: str) -> dict:
+    """NaN moments for every evaluated quantity, each parameter warned with ``reason``."""
+    out = {}
+    for key, g in evaluate(sampler.fam.nodes(sampler, NODE_LADDER[0])[0]).items():
+        nan = np.full(g.shape[1], math.nan)
+        out[key] = Moments(nan, nan, nan, nan, 0, [f"exact moments refused: {reason}"] * len(nan), nan,
+                           ["far"] * len(nan), ["far"] * len(nan))
+    return out
+
+
+def _enumeration_rounding(g: np.ndarray, points: Points) -> np.ndarray | float:
+    """An enumerated sum's rounding beyond ROUNDING·E|g|, per column of g (N, P): the probabilities sum to 1
+    only to a few ulp, and a score δ_xj − q_j cancels against them, so a component whose expectation is
+    exactly 0 comes out as |1 − Σw|·q_j·max|∂L/∂ℓ| ≈ slack·max over the other points x ≠ j of |g_x|
+    (there g_x = −q_j·∂L/∂ℓ_x). Quadrature rules: 0 (``stated_error`` covers them)."""
+    if points.log_weights is None or g.shape[0] != g.shape[1]:
+        return 0.0
+    slack = abs(1.0 - math.fsum(points.weights)) + len(points.weights) * float(np.finfo(np.float64).eps)
+    others = np.where(np.eye(len(g), dtype=bool) | ~np.isfinite(g), 0.0, np.abs(g))  # x ≠ j
+    return 4 * slack * others.max(axis=0)
+
+
+def _enumerated_tail(g: np.ndarray) -> dict:
+    """Tail classes of one enumerated column g (N,): all ok, or overflow at the first non-finite point."""
+    bad = np.flatnonzero(~np.isfinite(g))
+    return dict.fromkeys(ORDERS, Tail("overflow", float(bad[0])) if len(bad) else Tail("ok"))
+
+
+def _negligible_overflow(g: np.ndarray, tails) -> np.ndarray:
+    """g (N, P) with non-finite entries set to 0 in the columns whose mean integrand the tail analysis
+    found ok: there g overflows only where the integrand is e^−DROP below its peak and falling (nodes
+    laid out for another quantity's mass, e.g. a variance peak beyond a mean's). Other columns keep
+    their NaN/inf, and the tail analysis's refusal says why."""
+    if not tails or np.isfinite(g).all():
+        return g
+    ok = np.array([t[1].kind == "ok" for t in tails])
+    return np.where(~np.isfinite(g) & ok, 0.0, g)
+
+
 def _converged(cur, prev) -> list[np.ndarray]:
-    """Per-moment (mean, var, m4) boolean arrays: did it change by less than its tolerance?"""
+    """Per-moment (mean, var, m4) boolean arrays: did it change by less than its tolerance, relative to
+    the size of what is summed (mean: E|g|; variance: E g²; m4: itself)? No absolute floor."""
+    mean, var, m4, abs_mean = cur
+    scales = (abs_mean, var + mean**2, np.abs(m4))
     with np.errstate(invalid="ignore"):  # inf − inf for infinite moments: judged by the tail analysis
-        return [np.abs(c - p) <= np.maximum(t * np.abs(c), ABS_FLOOR)
-                for c, p, t in zip(cur, prev, (REL_TOL, REL_TOL, M4_REL_TOL))]
+        return [np.abs(c - p) <= t * s for c, p, t, s in zip(cur, prev, (REL_TOL, REL_TOL, M4_REL_TOL), scales)]
 
 
 def _judge(tails, ok, mean, var, m4, err):

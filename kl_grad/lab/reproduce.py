@@ -5,7 +5,9 @@ Layout: ``results/<experiment>/`` holds ``table.md``, ``table.csv``,
 experiment file that produced them); ``results/README.md`` indexes them. Nothing written depends on
 the clock, the machine or the path, so a rerun rewrites identical bytes. All
 experiment files are validated before any runs, and each file is written
-atomically, so a bad config or an interrupted run leaves no partial output.
+atomically, so a bad config or an interrupted run leaves no partial output. A folder whose
+numbers come out the same within their precision (``compare.py``) is not rewritten, so a
+machine with other rounding leaves results/ as it is.
 What an experiment does is its kind's business (``experiments.KINDS``); how a
 result looks is the report's (``report.VIEWS``).
 """
@@ -17,15 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from ..errors import KLGradError
+from .compare import same_table
 from .experiments import KINDS, load_experiment
 from .output import write_atomic
 from .report import TEXT_VIEWS, render
 
 
-def _index(entries: list[tuple[str, object, pd.DataFrame, dict]]) -> str:
+def _index(entries: list[tuple[str, object, str, dict]]) -> str:
+    """results/README.md: the column glossary, then each experiment's description, notes, figures and table."""
     lines = [
         "# Results",
         "",
@@ -33,10 +35,12 @@ def _index(entries: list[tuple[str, object, pd.DataFrame, dict]]) -> str:
         "Each folder holds `table.md`, `table.csv`, `table.json`, any figures (`violin.png`, `sweep.png`) and the",
         "`config.toml` that produced them.",
         "Columns: `bias_rel` = |mean − true| / |true|; `stdev_rel` = stdev / |true| (gradients: of the per-trial",
-        "gradient; values: per sample); `se` = standard error of the mean (MC) or quadrature error estimate (exact);",
-        "`z_vs_exact` = (MC mean − exact mean) / se; `verdict` is decided from these numbers: exact rows say",
-        "biased / unbiased / unbiased, higher variance; MC rows say biased (bias > 4 se) or no bias detected;",
-        "`unavailable` means the mean itself was refused (NaN; the `warning` column says why).",
+        "gradient; values: per sample); `se` = standard error of the mean (MC) or its numerical error bound (exact;",
+        "exact values below it print as 0); `z_vs_exact` = (MC mean − exact mean) / se; `verdict` is decided from",
+        "these numbers: exact rows say biased / unbiased / unresolved / unbiased, higher variance; MC rows say",
+        "biased (bias > t·se, Student-t, false-alarm rate 6.3e-5) or no bias detected, or no verdict when the",
+        "exact variance is infinite, out of reach, or heavy-tailed; `unavailable` means the mean itself was",
+        "refused (NaN; the `warning` column says why). The README's \"Verdicts\" section has the rules.",
         "Directions: `policy||ref` = KL(π_θ‖π_ref), `ref||policy` = KL(π_ref‖π_θ)",
         "(seed 003's \"reverse KL\"; \"seed 00N\" names the source posts this project reproduces).",
         "",
@@ -46,7 +50,7 @@ def _index(entries: list[tuple[str, object, pd.DataFrame, dict]]) -> str:
         lines += [f"## [{exp.title}]({name}/)", "", KINDS[kind].describe(exp)]
         if exp.notes:
             lines += ["", exp.notes.strip()]
-        lines += [""] + [f"![{exp.title}]({name}/{fig})" for fig in figures] + ["", render(table, "markdown", kind)]
+        lines += [""] + [f"![{exp.title}]({name}/{fig})" for fig in figures] + ["", table]
     return "\n".join(lines)
 
 
@@ -80,20 +84,35 @@ def reproduce(exp_dir: Path, out_dir: Path, echo=print) -> int:
         kind = exp.kind
         table, figures = KINDS[kind].run(exp)
         folder = Path(out_dir) / name
-        write_atomic(folder / "table.md", f"# {exp.title}\n\n" + render(table, "markdown", kind))
-        write_atomic(folder / "table.csv", render(table, "csv", kind))
-        write_atomic(folder / "table.json", render(table, "json", kind))
+        markdown, csv = f"# {exp.title}\n\n" + render(table, "markdown", kind), render(table, "csv", kind)
+        kept = _unchanged(folder, markdown, csv, figures)
+        if kept:
+            markdown = (folder / "table.md").read_text()
+        else:
+            write_atomic(folder / "table.md", markdown)
+            write_atomic(folder / "table.csv", csv)
+            write_atomic(folder / "table.json", render(table, "json", kind))
+            for fig_name, png in figures.items():
+                write_atomic(folder / fig_name, png)
         write_atomic(folder / "config.toml", path.read_bytes())
-        for fig_name, png in figures.items():
-            write_atomic(folder / fig_name, png)
         echo(f"== {name}: {exp.title}")
         echo(TEXT_VIEWS[kind](table))
-        print(f"   ({time.perf_counter() - start:.1f} s; wrote {folder}/)", file=sys.stderr)
-        entries.append((name, exp, table, figures))
+        what = "kept the tables and figures there: same numbers" if kept else "wrote"
+        print(f"   ({time.perf_counter() - start:.1f} s; {what} {folder}/)", file=sys.stderr)
+        entries.append((name, exp, markdown.split("\n\n", 1)[1], figures))
     if whole:  # one file alone must not rewrite the index or remove the other experiments' folders
         write_atomic(Path(out_dir) / "README.md", _index(entries))
         _remove_stale(Path(out_dir), {name for name, *_ in entries}, echo)
     return len(entries)
+
+
+def _unchanged(folder: Path, markdown: str, csv: str, figures: dict) -> bool:
+    """Do the files in ``folder`` already hold this result (same title, same numbers within their precision,
+    the same figures present)? Then they are left untouched, byte for byte."""
+    old_md = folder / "table.md"
+    return (old_md.is_file() and old_md.read_text().split("\n", 1)[0] == markdown.split("\n", 1)[0]
+            and (folder / "table.json").is_file() and all((folder / f).is_file() for f in figures)
+            and same_table(folder / "table.csv", csv))
 
 
 def _remove_stale(out_dir: Path, current: set[str], echo) -> None:

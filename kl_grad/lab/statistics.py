@@ -13,21 +13,58 @@ Var(s²) ≈ (μ4_n − σ_n⁴)/T, and by the delta method SE(s) ≈ √Var(s²
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pandas as pd
 
-BIAS_SE = 4.0  # MC verdict: |mean − true| > 4 SE is a bias, not noise (two-sided false alarm 6e-5)
-EXACT_UNBIASED = 1e-8  # exact verdict: bias_rel below this is unbiased (quadrature error is ~1e-12)
+# MC verdict: "biased" when |mean − true| > t·se, t the Student-t quantile with T − 1 degrees of freedom
+# at this two-sided rate; for an exactly unbiased row with finite variance the false-alarm rate is
+# FALSE_ALARM at any T ≥ 2 (exactly for Gaussian per-trial gradients, which a mean of many samples is).
+FALSE_ALARM = 6.334e-5  # = 2·Φ(−4): what "4 standard errors" means for a normal
+EXACT_UNBIASED = 1e-8  # exact verdict: a relative bias below this is no bias
+# Rounding of a float64 weighted sum of N ≤ 256 node values: bounded by N·eps·Σ w|g|; 1000·eps covers it.
+ROUNDING = 1000 * float(np.finfo(np.float64).eps)
 UNRELIABLE_STDEV = 0.25  # an MC stdev whose own relative SE exceeds this is flagged
+VERDICTS = {
+    "biased": "the mean differs from the target by more than its tolerance",
+    "unbiased": "exact: equal to the target within its numerical error, which is below 1e-8 of it",
+    "unbiased, higher variance": "exact: unbiased, with a stdev over 1.2× the best unbiased row's",
+    "unresolved": "exact: equal within its numerical error, but that error exceeds 1e-8 of the target",
+    "no bias detected": "MC: within the t-quantile × se tolerance (absence of evidence, not proof)",
+    "no verdict: infinite variance": "MC: the per-sample gradient has infinite variance, so se means nothing",
+    "no verdict: variance unknown": "MC: the exact variance was refused, so se cannot be trusted",
+    "no verdict: heavy tail": "MC: infinite 4th moment, so the sample stdev behind se is unreliable (exact se shown)",
+    "unavailable": "the mean itself was refused (NaN); the warning says why",
+}
 
 
-def weighted_moments(g: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, variance and 4th central moment of per-point values g (N, P) under weights w (N,)."""
-    mean = w @ g
-    with np.errstate(over="ignore", invalid="ignore"):  # infinite moments are judged by the tail test
-        return mean, w @ (g - mean) ** 2, w @ (g - mean) ** 4
+def stated_error(err: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """An exact mean's error bound: the quadrature's change estimate plus float64 rounding (ROUNDING·E|g|),
+    rounded up to one significant digit, so that it carries no noise digits of its own."""
+    bound = np.asarray(err, dtype=float) + ROUNDING * np.asarray(scale, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = 10.0 ** np.floor(np.log10(bound))
+        up = np.ceil(np.round(bound / unit, 6)) * unit  # round(…, 6): 3.0000000001 is 3, not 4
+    return np.where(np.isfinite(up) & (bound > 0), up, bound)
+
+
+TINY_WEIGHT = 1e-290  # below this a weight may have lost digits (subnormal) or underflowed to 0
+
+
+def weighted_moments(g: np.ndarray, w: np.ndarray, log_w: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Mean, variance, 4th central moment and mean absolute value of per-point values g (N, P) under
+    weights w (N,). With ``log_w`` and a weight below TINY_WEIGHT, each term w·f is formed in log space,
+    exp(log w + log|f|)·sign f, so a probability of e^−800 times a value of e^800 still counts."""
+    def wsum(f):
+        if log_w is None or (w >= TINY_WEIGHT).all():
+            return w @ f
+        return (np.sign(f) * np.exp(log_w[:, None] + np.log(np.abs(f)))).sum(axis=0)
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # infinite moments: the tails decide
+        mean = wsum(g)
+        return mean, wsum((g - mean) ** 2), wsum((g - mean) ** 4), wsum(np.abs(g))
 
 
 def mc_summary(g: np.ndarray) -> tuple[float, float, float]:
@@ -66,34 +103,68 @@ def stdev_check(stdev_mc: float, var: float, m4: float, samples: int, trials: in
     return (stdev_mc - exact) / se, note
 
 
-def matches(mean: float, true: float, se: float, exact: bool) -> bool:
-    """Is ``mean`` indistinguishable from ``true``? MC: within BIAS_SE standard errors; exact: within
-    EXACT_UNBIASED relative, with an absolute floor of 1e-12 (the quadrature's own error)."""
-    tol = max(EXACT_UNBIASED * abs(true), 1e-12) if exact else BIAS_SE * se
-    return abs(mean - true) <= tol
+@functools.lru_cache(maxsize=None)
+def t_critical(draws: int) -> float:
+    """Two-sided Student-t critical value at ``FALSE_ALARM`` for a mean of ``draws`` ≥ 2 equal-weight draws."""
+    from scipy.stats import t
+
+    return float(t.isf(FALSE_ALARM / 2, draws - 1))
 
 
-def relative(mean: float, stdev: float, true: float, row: dict) -> dict:
-    """bias_rel and stdev_rel; NaN with a warning in ``row`` when the true value is 0 (relative error undefined)."""
+def tolerance(true: float, se: float, draws: int | None = None, scale: float = 0.0) -> float:
+    """The largest |mean − true| that is no evidence of bias.
+
+    MC (``draws`` = number of equally weighted draws behind the mean): t_critical(draws)·se.
+    Exact (``draws`` None): the row's own numerical error: ``se`` (the quadrature's error estimate,
+    0 for enumeration) plus float64 rounding, ROUNDING·(scale + |true|) with scale = E|g|.
+    """
+    if draws is not None:
+        return t_critical(draws) * se
+    return se + ROUNDING * (scale + abs(true))
+
+
+def matches(mean: float, true: float, tol: float, exact: bool) -> bool:
+    """Is ``mean`` indistinguishable from ``true``? Within ``tol`` (see ``tolerance``); exact rows also
+    within EXACT_UNBIASED relative (a 1e-8 relative bias is no bias)."""
+    return abs(mean - true) <= (max(tol, EXACT_UNBIASED * abs(true)) if exact else tol)
+
+
+def _bias_rel(mean: float, true: float, below: float) -> float:
+    """|mean − true| / |true|, 0 when |mean − true| ≤ ``below`` (a bias below its own error is zero)."""
+    bias = abs(mean - true)
+    return 0.0 if bias <= below else bias / abs(true)
+
+
+def relative(mean: float, stdev: float, true: float, row: dict, below: float = 0.0) -> dict:
+    """bias_rel and stdev_rel; NaN with a warning in ``row`` when the true value is 0 (relative error undefined).
+    ``below``: an exact row's numerical error; a smaller bias prints as 0 (MC rows pass 0)."""
     if true == 0:
         note = "true value is 0: relative columns undefined"
         row["warning"] = "; ".join(filter(None, [row.get("warning", ""), note]))
         return {"bias_rel": math.nan, "stdev_rel": math.nan}
-    return {"bias_rel": abs(mean - true) / abs(true), "stdev_rel": stdev / abs(true)}
+    with np.errstate(over="ignore", invalid="ignore"):
+        return {"bias_rel": _bias_rel(mean, true, below), "stdev_rel": stdev / abs(true)}
 
 
-def both_directions(mean: float, se: float, truth: dict[str, np.ndarray], j: int,
-                    exact: bool) -> tuple[dict, set[str]]:
-    """Relative bias against ∇KL in each direction (``truth``: {direction: (P,)}, column j), and the
-    set of directions the mean gradient follows."""
-    out, follows = {}, [d for d, grads in truth.items() if matches(mean, grads[j], se, exact)]
+def both_directions(mean: float, truth: dict[str, np.ndarray], j: int, tol_of, exact: bool) -> dict:
+    """Relative bias against ∇KL in each direction (``truth``: {direction: (P,)}, column j) and ``follows``,
+    the directions the mean gradient matches; ``tol_of(true)`` gives the row's tolerance."""
+    out, follows = {}, [d for d, grads in truth.items() if matches(mean, grads[j], tol_of(grads[j]), exact)]
     for direction, grads in truth.items():
-        out[f"bias_vs_{direction}"] = abs(mean - grads[j]) / abs(grads[j]) if grads[j] != 0 else math.nan
+        below = tol_of(grads[j]) if exact else 0.0
+        out[f"bias_vs_{direction}"] = _bias_rel(mean, grads[j], below) if grads[j] != 0 else math.nan
     out["follows"] = " and ".join(follows) if follows else "neither"
-    return out, set(follows)
+    return out
 
 
 HIGHER_VARIANCE = 1.2  # an unbiased row whose stdev exceeds 1.2× the best unbiased row's
+
+
+def without_signed_zeros(table: pd.DataFrame) -> pd.DataFrame:
+    """−0.0 + 0.0 is 0.0: no table prints "-0" (whose sign is rounding noise)."""
+    floats = table.select_dtypes("float").columns
+    table[floats] = table[floats] + 0.0
+    return table
 
 
 def mark_higher_variance(table: pd.DataFrame) -> pd.DataFrame:
@@ -108,10 +179,43 @@ def mark_higher_variance(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def verdict(biased: bool, mean: float, exact: bool) -> str:
-    """"biased" or, when not: "unbiased" for exact numbers, "no bias detected" for MC (absence of evidence)."""
-    if math.isnan(mean):
+def verdict(mean: float, true: float, tol: float, exact: bool) -> str:
+    """One of ``VERDICTS`` (the MC refusals for infinite variance are set by the runners)."""
+    if math.isnan(mean) or math.isnan(tol):
         return "unavailable"
-    if biased:
+    if not matches(mean, true, tol, exact):
         return "biased"
-    return "unbiased" if exact else "no bias detected"
+    if not exact:
+        return "no bias detected"
+    return "unresolved" if true != 0 and tol > EXACT_UNBIASED * abs(true) else "unbiased"
+
+
+def refuse_mc_verdict(row: dict, var_tail: str | None, m4_tail: str | None, exact_se: float) -> None:
+    """MC rows whose se cannot be trusted get no verdict (the tail analysis's classes of the exact
+    variance and 4th moment decide; None or "ok": trusted):
+
+    - infinite variance: se is inf (the mean's error does not shrink like 1/√n);
+    - variance carried where neither quadrature nor samples reach: se kept, loudly flagged;
+    - finite variance, heavy tail (infinite or unreachable 4th moment): the MC stdev behind se is itself
+      unreliable, so se becomes the exact one, √(Var/(samples·trials)), ``exact_se``.
+
+    A variance that only failed to converge (a clamp's kink) is finite and its MC verdict stands.
+    """
+    if var_tail not in (None, "ok"):
+        infinite = var_tail == "infinite"
+        row["verdict"] = "no verdict: infinite variance" if infinite else "no verdict: variance unknown"
+        if infinite:
+            row["se"] = math.inf
+        note = ("MC se and verdict refused: the per-sample gradient has infinite variance, so the mean's error "
+                "does not shrink like 1/√n" if infinite else "MC verdict refused: the exact variance is not known")
+    elif m4_tail not in (None, "ok") and math.isfinite(exact_se):
+        row["verdict"] = "no verdict: heavy tail"
+        row["se"] = exact_se
+        note = "MC verdict refused and se replaced by the exact one: the per-sample gradient's 4th moment is " + (
+            "infinite" if m4_tail == "infinite" else "out of reach") + ", so the sample stdev cannot size the error"
+    else:
+        return
+    row["z_vs_exact"] = math.nan
+    if "follows" in row:
+        row["follows"] = "unknown"
+    row["warning"] = "; ".join(filter(None, [note, row.get("warning", "")]))

@@ -1,25 +1,27 @@
-"""Where does an expectation's mass live? Tail analysis behind exact mode's refusals.
+"""Where does an expectation's mass live? Tail analysis behind exact mode's nodes and refusals.
 
-For E_m[|g|^k] (k = 1: the mean, 2: the variance, 4: the variance of an MC
-stdev) the integrand is h_k(x) = |g(x)|^k·m(x). With r = π_ref/π_θ inside g, its
-mass can sit far from m: for π_θ = N(0,1), π_ref = N(30,1), E[∇k3] = −30 is carried
-entirely by x ≈ 30σ, where no quadrature node has weight and no sample will
-ever land. We therefore evaluate log h_k on a dense grid of ±``GRID_Z`` standard
-deviations of m (the same autograd engine, 1601 points, a few ms) and classify:
+For E_m[|g|^k] (k = 1: the mean, 2: the variance, 4: the variance of an MC stdev)
+the integrand is h_k(x) = |g(x)|^k·m(x). With r = π_ref/π_θ inside g, its mass can
+sit far from m: for π_θ = N(0,1), π_ref = N(30,1), E[∇k3] = −30 is carried entirely
+by x ≈ 30σ (the reference side), and the variance's by x ≈ 60σ. So log h_k is
+evaluated (same autograd engine, float64) on a dense grid of ±``GRID_Z`` standard
+deviations around the sampler, the policy and the reference together, and each
+(quantity, parameter, order) is classified:
 
-    ok        less than ``TAIL_MASS`` of the integrand's mass lies beyond ±``MASS_Z``σ, and it has
-              fallen by e^−``DROP`` at the grid edges: the quadrature sees it all
-    far       more mass than that beyond ``MASS_Z``σ, or still high at the grid edge with no sign
-              of divergence: finite or not, neither quadrature nor sampling can estimate it
-    infinite  still rising at the grid edge with a positive x² coefficient (second difference over
-              24σ, 32σ, 40σ): for Gaussian integrands, exp(c·x²)·poly with c ≥ 0, the moment diverges
-    overflow  g itself overflows float64 on the grid: treated as not estimable
+    ok        a peak inside the grid with the integrand e^−``DROP`` below it where the grid ends
+              and wherever g overflows: the peak's place and width become quadrature nodes
+    far       still high (or rising, concave) at the grid edge: the mass lies beyond the grid
+    infinite  rising where the grid ends or g starts to overflow, in the form exp(c·x²)·poly with
+              c > 0 (fitted through four probes): for Gaussian-family integrands, divergent
+    overflow  g overflows float64 (inf or NaN) next to the mass: the product m·g would be
+              finite there, but float64 cannot form it, so the moment is refused
 
 Enumerable families (categorical) need none of this: every moment is a finite sum.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,56 +29,146 @@ import torch
 
 from .families import DistSpec
 
-GRID_Z = 40.0  # grid half-width in standard deviations of the sampling distribution
+GRID_Z = 40.0  # grid half-width in standard deviations of each anchor distribution
 GRID_POINTS = 1601  # spacing 0.05σ
-MASS_Z = 24.0  # 256 Gauss–Hermite nodes reach ±30σ; mass beyond 24σ is not trusted
-DROP = 25.0  # nats below the peak at the grid edge that count as negligible (e^−25 ≈ 1.4e-11)
-TAIL_MASS = 1e-10  # fraction of the integrand beyond MASS_Z that the quadrature may miss
+DROP = 25.0  # nats below the peak that count as negligible (e^−25 ≈ 1.4e-11)
+EDGE_PROBE = 4.0  # σ between the four probes of the divergence test at the grid's ends
+# ... and next to an overflow: local, because g overflows (log r > 709) far past any crossover between
+# two masses (r ≈ 1), where log h is a single concave bump (finite) or exp(c·x²)·poly, c > 0 (infinite)
+OVERFLOW_PROBE = 1.0
+# Fitted x² coefficient above which a moment is called infinite. The fit's error was ~2e-5 near c = 0
+# (σ_ref = 1.4142, true c = −1e-5, fitted +1.2e-5), so smaller c are refused as not estimable instead.
+DIVERGE_C = 1e-4
 ORDERS = (1, 2, 4)
 
 
 @dataclass(frozen=True)
 class Tail:
     kind: str  # ok, far, infinite, overflow
-    peak_z: float  # where h_k peaks, in standard deviations of the sampling distribution
-    beyond: float = 0.0  # fraction of the grid's integrand mass beyond ±MASS_Z
+    where: float = math.nan  # x of the problem (far, infinite, overflow)
+    peaks: tuple[tuple[float, float], ...] = ()  # ok: (x, σ) of each local peak within DROP of the top
 
     def describe(self, what: str) -> str:
         if self.kind == "infinite":
             return f"infinite {what}: the integrand grows without bound in the tails"
         if self.kind == "overflow":
-            return f"{what} not estimable: the per-sample gradient overflows float64 in the far tails"
-        return (f"{what} carried by the far tails ({self.beyond:.1e} of its integrand lies beyond ±{MASS_Z:.0f}σ of "
-                f"the sampling distribution, peak at {self.peak_z:+.0f}σ): beyond quadrature, and no sample will land "
-                "there")
+            return (f"{what} not estimable: the per-sample gradient overflows float64 where the integrand's mass "
+                    f"lies (near x = {self.where:.4g})")
+        return (f"{what} carried beyond ±{GRID_Z:.0f}σ of the sampler, policy and reference (integrand still high "
+                f"at x = {self.where:.4g}): beyond quadrature, and no sample will land there")
 
 
-def _classify(log_h: np.ndarray, z: np.ndarray) -> Tail:
-    if np.isnan(log_h).any() or np.isposinf(log_h).any():
-        return Tail("overflow", float("nan"))
-    peak = int(np.argmax(log_h))
-    top = log_h[peak]
-    if np.isneginf(top):  # identically zero: trivially fine
-        return Tail("ok", 0.0)
-    far = np.abs(z) > MASS_Z
-    beyond = float(np.exp(np.logaddexp.reduce(log_h[far]) - np.logaddexp.reduce(log_h)))  # mass fraction
-    for sign, edge in ((-1, 0), (1, -1)):  # a side still high at the edge: divergent, or just far?
-        if log_h[edge] >= top - DROP:
-            i24, i32, i40 = (int(np.argmin(np.abs(z - sign * v))) for v in (GRID_Z - 16, GRID_Z - 8, GRID_Z))
-            if log_h[i40] - 2 * log_h[i32] + log_h[i24] > 0:  # 2c·(8σ)² > 0: exp(c·x²) with c > 0
-                return Tail("infinite", float(z[peak]), beyond)
-            return Tail("far", float(z[peak]), beyond)
-    return Tail("ok" if beyond < TAIL_MASS else "far", float(z[peak]), beyond)
+MAX_PEAKS = 4
 
-
-def tail_report(evaluate, sampler: DistSpec) -> dict:
-    """{key: [ {k: Tail} per parameter ]} for each quantity ``evaluate`` returns."""
+def grid(sampler: DistSpec, anchors: tuple[DistSpec, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted union of ±GRID_Z σ grids around the sampler and each anchor, bridged by a uniform grid over
+    their whole range: x (N,), and each point's σ (N,) (the scale of the distribution whose grid it
+    belongs to, the widest for bridge points; for the edge tests)."""
     z = np.linspace(-GRID_Z, GRID_Z, GRID_POINTS)
-    x = sampler.fam.tail_grid(sampler, z)  # (N, 1) float64
-    log_m = sampler.build(torch.float64).log_prob(x).numpy()[:, 0]  # (N,)
+    xs, scales = [], []
+    for spec in (sampler, *anchors):
+        x = spec.fam.tail_grid(spec, z).numpy()[:, 0]
+        xs.append(x)
+        scales.append(np.full_like(x, (x[-1] - x[0]) / (2 * GRID_Z)))
+    # a uniform bridge over the whole range, so that no gap between anchors hides where g starts to overflow
+    lo, hi = min(v[0] for v in xs), max(v[-1] for v in xs)
+    xs.append(np.linspace(lo, hi, 2 * GRID_POINTS))
+    scales.append(np.full(2 * GRID_POINTS, max(v[0] for v in scales)))
+    x, scale = np.concatenate(xs), np.concatenate(scales)
+    x, first = np.unique(x, return_index=True)  # anchors' points come first: they keep their own σ
+    return x, scale[first]
+
+
+def _at(x: np.ndarray, value: float) -> int:
+    return int(np.clip(np.searchsorted(x, value), 0, len(x) - 1))
+
+
+def _width(v: np.ndarray, x: np.ndarray, i: int, fallback: float) -> float:
+    """σ of the Gaussian whose log has v's curvature at i, from the grid points two steps either side
+    (the union grid is densest, 0.05σ, around the narrowest anchor, so this resolves narrow peaks)."""
+    lo, hi = max(i - 2, 0), min(i + 2, len(v) - 1)
+    if lo == i or hi == i or not np.isfinite([v[lo], v[i], v[hi]]).all():
+        return fallback
+    curv = 2 * ((v[hi] - v[i]) / (x[hi] - x[i]) - (v[i] - v[lo]) / (x[i] - x[lo])) / (x[hi] - x[lo])
+    return min(1 / math.sqrt(-curv), fallback) if curv < 0 else fallback
+
+
+def _diverges(v: np.ndarray, x: np.ndarray, probes: list[int], origin: float) -> bool:
+    """Is log h rising toward the edge and of the form c·x² + b·x + a + P·log|x − origin| with c > 0?
+
+    Gaussian-family integrands are exp(quadratic) times a polynomial (the score, powers of d); the
+    log-polynomial term is fitted too, because near c = 0 its curvature (−P/x²) hides a small c > 0
+    (σ_ref just above √2σ makes k3's variance diverge with c ≈ 1e-4). Four probes, monotone rising;
+    c must exceed DIVERGE_C.
+    """
+    vals, xs = v[probes], x[probes]
+    if not np.isfinite(vals).all() or len(set(probes)) < 4 or not (np.diff(vals) > 0).all():
+        return False
+    design = np.stack([np.ones(4), xs, xs**2, np.log(np.abs(xs - origin) + 1.0)], axis=1)
+    try:
+        coef = np.linalg.solve(design, vals)
+    except np.linalg.LinAlgError:
+        return False
+    return bool(coef[2] > DIVERGE_C)
+
+
+def _edge(v: np.ndarray, x: np.ndarray, edge: int, sign: int, s: float, top: float, beyond: str,
+          origin: float) -> Tail | None:
+    """Test the end of a finite stretch (``sign`` points inward): rising in the divergent form → infinite;
+    else rising or still within DROP of the top → ``beyond`` (far at the grid's end, overflow next to
+    overflowing g)."""
+    probe = (EDGE_PROBE if beyond == "far" else OVERFLOW_PROBE) * s
+    probes = [_at(x, x[edge] + sign * i * probe) for i in (3, 2, 1, 0)]  # inward to the edge
+    e, n = v[edge], v[probes[2]]
+    if not np.isfinite([e, n]).all() or probes[2] == edge:
+        return Tail(beyond, float(x[edge])) if np.isfinite(e) and e >= top - DROP else None
+    if _diverges(v, x, probes, origin):
+        return Tail("infinite", float(x[edge]))
+    if e > n or e >= top - DROP:
+        return Tail(beyond, float(x[edge]))
+    return None
+
+
+def _peaks(v: np.ndarray, x: np.ndarray, scale: np.ndarray, top: float) -> tuple[tuple[float, float], ...]:
+    """(x, σ) of the highest local maxima within DROP of the top, at most MAX_PEAKS, each outside the others' 2σ."""
+    inner = (v[1:-1] >= v[:-2]) & (v[1:-1] >= v[2:]) & (v[1:-1] >= top - DROP)
+    found: list[tuple[float, float]] = []
+    for i in sorted(np.flatnonzero(inner) + 1, key=lambda i: -v[i]):
+        if len(found) == MAX_PEAKS:
+            break
+        width = _width(v, x, i, float(scale[i]))
+        if all(abs(x[i] - px) > 2 * max(pw, width) for px, pw in found):
+            found.append((float(x[i]), width))
+    return tuple(found) or ((float(x[int(np.argmax(v))]), float(scale[int(np.argmax(v))])),)
+
+
+def classify(log_h: np.ndarray, x: np.ndarray, scale: np.ndarray, origin: float = 0.0) -> Tail:
+    """Classify one integrand from log h on the grid (NaN or +inf where g overflowed)."""
+    bad = np.isnan(log_h) | np.isposinf(log_h)
+    v = np.where(bad, -np.inf, log_h)
+    top = v.max()
+    if np.isneginf(top):  # identically zero (or nothing finite at all)
+        return Tail("overflow", float(x[0])) if bad.any() else Tail("ok")
+    ends = [(0, 1, "far"), (len(v) - 1, -1, "far")]  # (index, inward sign, what lies beyond)
+    for b in np.flatnonzero(bad):  # finite points next to an overflow are ends too
+        ends += [(b - 1, -1, "overflow")] if b > 0 and not bad[b - 1] else []
+        ends += [(b + 1, 1, "overflow")] if b + 1 < len(v) and not bad[b + 1] else []
+    found = [t for edge, sign, beyond in ends if (t := _edge(v, x, edge, sign, scale[edge], top, beyond, origin))]
+    if found:  # infinite outranks the others: the moment diverges whatever else is wrong
+        return next((t for t in found if t.kind == "infinite"), found[0])
+    return Tail("ok", peaks=_peaks(v, x, scale, top))
+
+
+def tail_report(evaluate, sampler: DistSpec, anchors: tuple[DistSpec, ...] = ()) -> dict:
+    """{key: [ {k: Tail} per parameter ]} for each quantity ``evaluate`` returns."""
+    x, scale = grid(sampler, anchors)
+    points = torch.tensor(x, dtype=torch.float64).reshape(-1, 1)
+    log_m = sampler.build(torch.float64).log_prob(points).numpy()[:, 0]  # (N,)
     out = {}
-    for key, g in evaluate(x).items():
+    for key, g in evaluate(points).items():
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            log_g = np.log(np.abs(g.detach().numpy()))  # (N, P)
-        out[key] = [{k: _classify(k * log_g[:, j] + log_m, z) for k in ORDERS} for j in range(log_g.shape[1])]
+            log_g = np.log(np.abs(g.detach().numpy()))  # (N, P); NaN where g is NaN, +inf where it overflowed
+            origin = float(sampler.values[0])
+            out[key] = [{k: classify(k * log_g[:, j] + log_m, x, scale, origin) for k in ORDERS}
+                        for j in range(log_g.shape[1])]
     return out

@@ -21,10 +21,11 @@ from ..errors import KLGradError
 from ..estimators import Estimator
 from .config import DEFAULT_ESTIMATORS, Mode, ValueExperiment
 from .families import DistSpec
-from .montecarlo import mc_samples
+from .limits import check_mc_memory
+from .montecarlo import check_seed, mc_samples
 from .problem import Problem
 from .quadrature import exact_moments
-from .statistics import matches, mc_summary, relative, verdict
+from .statistics import mc_summary, refuse_mc_verdict, relative, tolerance, verdict, without_signed_zeros
 from .terms import value_estimators
 
 VALUE_COLUMNS = ["estimator", "direction", "true_kl", "mean", "bias_rel", "stdev_rel", "se", "samples", "mode",
@@ -54,9 +55,12 @@ def run_values(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str
     mode = Mode.of(mode)
     check_samples(mode, samples)
     problem = Problem(policy, ref)
+    if mode is Mode.MC:
+        check_seed(seed)
+        check_mc_memory(problem.in_float64(), samples)
     ests = value_estimators(estimators)
     evaluate = _evaluate(problem, ests)
-    exact = exact_moments(evaluate, problem.policy)
+    exact = exact_moments(evaluate, problem.policy, (problem.ref,))
     if mode is Mode.MC:
         draws = {k: v.numpy()[:, 0] for k, v in evaluate(mc_samples(problem.policy, samples, seed).x).items()}
     rows = []
@@ -72,8 +76,12 @@ def run_values(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str
             mean, stdev, se = mc_summary(draws[e.name])
             row.update(mean=mean, stdev=stdev, se=se, z_vs_exact=(mean - ex.mean[0]) / se)
         exact_mode = mode is Mode.EXACT
-        row["verdict"] = verdict(not matches(row["mean"], truth, row["se"], exact_mode), row["mean"], exact_mode)
-        row.update(relative(row["mean"], row.pop("stdev"), truth, row))
+        tol = tolerance(truth, row["se"], None if exact_mode else samples, ex.scale[0])
+        row["verdict"] = verdict(row["mean"], truth, tol, exact_mode)
+        if not exact_mode:
+            refuse_mc_verdict(row, ex.var_tail and ex.var_tail[0], ex.m4_tail and ex.m4_tail[0],
+                              math.sqrt(ex.var[0] / samples))
+        row.update(relative(row["mean"], row.pop("stdev"), truth, row, tol if exact_mode else 0.0))
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = without_signed_zeros(pd.DataFrame(rows))
     return table[[c for c in VALUE_COLUMNS if c in table.columns]]

@@ -60,14 +60,21 @@ class Family:
         """The torch distribution with these parameters (one tensor each, all the same shape)."""
         raise NotImplementedError
 
-    def nodes(self, spec: DistSpec, n: int) -> tuple[torch.Tensor, np.ndarray]:
+    def nodes(self, spec: DistSpec, n: int, span=None) -> tuple:
         """Points (N, 1) and weights (N,) summing to 1 with E_spec[f] ≈ Σ w_i f(x_i): the enumerated
-        support (exact; n ignored) or an n-node quadrature rule."""
+        support (exact; n and ``span`` ignored) or an n-node quadrature rule; ``span`` = (lo, hi, σ): the
+        integrands' mass lies there (tail analysis), away from ``spec``, and the rule must cover it.
+        Enumerations may add a third element, the log-weights (probabilities that underflow float64)."""
         raise NotImplementedError
 
     def tail_grid(self, spec: DistSpec, z: np.ndarray) -> torch.Tensor:
         """Points (N, 1) float64 at z standard deviations of ``spec`` (continuous families only)."""
         raise NotImplementedError(f"{self.name} has no tails to analyse")
+
+    def kl_gradients(self, policy: DistSpec, ref: DistSpec) -> dict[str, np.ndarray] | None:
+        """{direction: (P,) ∇_θ KL at θ0} in closed form, where autograd of torch's closed form would cancel;
+        None: use autograd of ``torch.distributions.kl_divergence`` (``Problem.true_gradients``)."""
+        return None
 
     def reparameterise(self, spec: DistSpec, leaves: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
         """x(θ) for points drawn from ``spec`` at θ0 (reparameterisable families only)."""

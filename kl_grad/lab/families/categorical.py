@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch.distributions import Categorical as TorchCategorical
 from torch.distributions import Distribution
 
+from ...directions import POLICY_REF, REF_POLICY
 from . import Family
 
 
@@ -27,6 +30,25 @@ class Categorical(Family):
         # shape, so log_prob broadcasts over (rows, cols) points exactly as the Normal's does.
         return TorchCategorical(logits=torch.stack(params, dim=-1), validate_args=False)
 
-    def nodes(self, spec, n: int) -> tuple[torch.Tensor, np.ndarray]:
-        probs = spec.build(torch.float64).probs.numpy()
-        return torch.arange(len(probs)).reshape(-1, 1), probs
+    def kl_gradients(self, policy, ref) -> dict[str, np.ndarray]:
+        """∇_logits KL with q = softmax(z), p = softmax(y) (z, y: policy and reference logits):
+
+            ∂KL(q‖p)/∂z_j = q_j·(d_j − Σ_i q_i d_i)        ∂KL(p‖q)/∂z_j = q_j − p_j
+
+        with d = log q − log p (differentiate Σ_i q_i d_i and −Σ_i p_i log q_i, using
+        ∂log q_i/∂z_j = δ_ij − q_j). The bracket is invariant to shifting d, so d is taken as the
+        logit difference (z − y) − (z_k − y_k) at the most probable token k: no log-normaliser,
+        whose O(1) rounding would swamp components of size 1e-15; the sum is ``math.fsum``.
+        Autograd of torch's closed form subtracts O(1) numbers to get such components.
+        """
+        z, y = np.asarray(policy.values), np.asarray(ref.values)
+        q = torch.softmax(torch.tensor(z, dtype=torch.float64), 0).numpy()
+        p = torch.softmax(torch.tensor(y, dtype=torch.float64), 0).numpy()
+        k = int(np.argmax(q))
+        d = (z - z[k]) - (y - y[k])  # log q − log p up to a constant
+        return {POLICY_REF: q * (d - math.fsum(q * d)), REF_POLICY: q - p}
+
+    def nodes(self, spec, n: int, span=None) -> tuple[torch.Tensor, np.ndarray]:
+        z = torch.tensor(spec.values, dtype=torch.float64)
+        log_probs = (z - torch.logsumexp(z, 0)).numpy()  # as torch's Categorical normalises its logits, so
+        return torch.arange(len(log_probs)).reshape(-1, 1), np.exp(log_probs), log_probs  # w = its q bitwise

@@ -1,0 +1,67 @@
+"""What fits: refuse a run whose memory would exceed this machine's before anything is allocated.
+
+Peak memory is estimated from measured costs per point (``make bench`` style
+measurements with ``ru_maxrss``, five estimators × two placements, rounded up):
+
+    Monte Carlo, continuous family   ~130 B per float32 point, ~260 B per float64 point, per chunk
+    Monte Carlo, categorical         ~14 B per point per logit (log-probs broadcast over the logits)
+    exact, categorical               ~80 B per (category, logit) pair: K nodes × K parameters
+
+A chunk holds max(samples, ``CHUNK_ELEMENTS``) points. The budget is half of the
+physical memory, so the rest of the machine keeps working.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from ..errors import KLGradError
+from .montecarlo import CHUNK_ELEMENTS
+from .problem import Problem
+
+MC_BYTES = 32  # per point per byte of dtype (float32: 128 B, float64: 256 B)
+MC_BYTES_PER_LOGIT = 14
+EXACT_BYTES_PER_PAIR = 80
+
+
+def memory_budget() -> int:
+    """Half of this machine's physical memory, in bytes (8 GiB where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):.3g} GiB"
+
+
+def check_mc_memory(problem: Problem, samples: int) -> None:
+    """Refuse ``samples`` per trial when one chunk of draws would not fit; say how many do."""
+    per_point = MC_BYTES * torch.finfo(problem.dtype).bits // 8
+    if problem.policy.fam.enumerable:
+        per_point = max(per_point, MC_BYTES_PER_LOGIT * len(problem.param_names))
+    budget = memory_budget()
+    need = max(samples, CHUNK_ELEMENTS) * per_point
+    if need > budget:
+        fits = budget // per_point
+        raise KLGradError(f"samples {samples} per trial needs about {_gib(need)} ({per_point} bytes a point in "
+                          f"{str(problem.dtype).removeprefix('torch.')}); at most {fits} fit in this machine's "
+                          f"budget of {_gib(budget)}")
+
+
+def exact_too_big(problem: Problem) -> str:
+    """Why enumerating the support would not fit (nodes × parameters), naming the largest that does; "" if it fits."""
+    if not problem.sampling.fam.enumerable:
+        return ""  # quadrature: at most 256 nodes (plus a 1601-point tail grid)
+    k = len(problem.sampling.values)
+    budget = memory_budget()
+    need = k * len(problem.param_names) * EXACT_BYTES_PER_PAIR
+    if need <= budget:
+        return ""
+    most = math.isqrt(budget // EXACT_BYTES_PER_PAIR)
+    return (f"exact mode enumerates {k} categories × {len(problem.param_names)} parameters, about {_gib(need)}; "
+            f"at most {most} logits fit in this machine's budget of {_gib(budget)}")

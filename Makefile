@@ -24,7 +24,7 @@ reproduce: $(STAMP)
 	$(PY) -m kl_grad reproduce experiments --out results
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_runner.py
+	$(PY) -m benchmarks.bench_runner
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,8 +1,8 @@
 """Benchmark: the vectorised runner vs the seed-003 per-trial loop, and peak memory vs trials.
 
-Usage::
+Usage, from the repository root (``make bench``)::
 
-    python benchmarks/bench_runner.py [--trials 1000 --samples 50000 --seed 42 --repeat 3]
+    python -m benchmarks.bench_runner [--trials 1000 --samples 50000 --seed 42 --repeat 3]
                                       [--mem-trials 1000,10000] [--mem-samples 50000]
 
 (a) times ``run_gradients`` and (b) ``tests.oracles.seed_style_loop`` on the
@@ -30,20 +30,18 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import torch
+
+from kl_grad.lab import run_gradients
+from kl_grad.lab.allocator import keep_freed_memory
+from kl_grad.lab.families import parse_spec
+from tests.oracles import SEED003_ESTIMATORS, seed_style_loop
+from tests.problems import SEED003
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from kl_grad.lab import run_gradients  # noqa: E402
-from kl_grad.lab.allocator import keep_freed_memory  # noqa: E402
-from kl_grad.lab.families import parse_spec  # noqa: E402
-from tests.oracles import seed_style_loop  # noqa: E402
-
-POLICY, REF = "normal:0,1", "normal:1,1.1"
-NAMES = ["k1", "k2", "k3", "reverse_k1", "reverse_k2"]
+POLICY, REF = SEED003.policy, SEED003.ref
+NAMES = list(SEED003_ESTIMATORS)
 AGREE_ATOL = 1e-5  # mean gradients of the two methods (float32, same samples)
 
 # Run in a fresh interpreter: peak resident-set growth of one run_gradients call.
@@ -53,7 +51,6 @@ AGREE_ATOL = 1e-5  # mean gradients of the two methods (float32, same samples)
 # what the table reports when it exists. ru_maxrss is printed alongside.
 _MEM_CHILD = r"""
 import json, resource, sys, time
-sys.path.insert(0, {root!r})
 import torch
 from kl_grad.lab.allocator import keep_freed_memory
 from kl_grad.lab import run_gradients
@@ -89,9 +86,10 @@ def _time(fn):
 
 
 def _peak_memory(trials: int, samples: int, seed: int, keep: bool) -> dict:
-    code = _MEM_CHILD.format(root=ROOT, policy=POLICY, ref=REF, names=NAMES, samples=samples, trials=trials,
-                             seed=seed, keep=keep)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = _MEM_CHILD.format(policy=POLICY, ref=REF, names=NAMES, samples=samples, trials=trials, seed=seed,
+                             keep=keep)
+    # From the repository root, where ``python -c`` finds the package as ``make bench`` does.
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     key = "hwm" if m["base"]["hwm"] is not None else "maxrss"
     return {"source": "VmHWM" if key == "hwm" else "ru_maxrss",

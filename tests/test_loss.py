@@ -1,9 +1,13 @@
-"""kl_loss, the training-ready API: masks, aggregation modes, dtypes, shapes, gradients and errors."""
+"""kl_grad.loss.kl_loss, the training-ready API: per-token gradients, masks, aggregation, dtypes, errors."""
 
+from __future__ import annotations
+
+import numpy as np
 import pytest
 import torch
 
-from kl_grad import AGGREGATIONS, KLGradError, kl_loss
+from kl_grad import AGGREGATIONS, ESTIMATORS, PLACEMENTS, KLGradError, kl_loss
+from tests import oracles
 
 B, T = 3, 5
 
@@ -17,21 +21,24 @@ def batch(seed=0, dtype=torch.float32):
     return logp, ref, old, mask
 
 
-def loop_aggregate(per_token, mask, mode):
-    """Plain-Python oracle for the aggregation modes."""
-    seqs = [[per_token[b][t] for t in range(T) if mask[b][t]] for b in range(B)]
-    if mode == "token-mean":
-        flat = [v for s in seqs for v in s]
-        return sum(flat) / len(flat)
-    if mode == "seq-mean-token-mean":  # a sequence with no tokens has no mean: left out
-        nonempty = [s for s in seqs if s]
-        return sum(sum(s) / len(s) for s in nonempty) / len(nonempty)
-    if mode == "seq-mean-token-sum":
-        return sum(sum(s) for s in seqs) / B
-    return sum(v for s in seqs for v in s)
-
-
 EMPTY_ROW = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 0, 1, 0, 0]], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("off_policy", [False, True], ids=["on-policy", "off-policy"])
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+def test_per_token_gradient_is_the_hand_derived_one(placement, off_policy):
+    # aggregation "sum": ∂loss/∂logp per token is the placement's per-sample gradient with score 1.
+    logp, ref, old, _ = batch(dtype=torch.float64)
+    d = (logp - ref).detach().numpy()
+    w = np.exp(logp.detach().numpy() - old.numpy()) if off_policy else np.ones_like(d)
+    for name in ESTIMATORS:
+        loss = kl_loss(logp, ref, old_logp=old if off_policy else None, estimator=name, placement=placement,
+                       aggregation="sum")
+        (grad,) = torch.autograd.grad(loss, logp)
+        k, dk = oracles.VALUE[name](d), oracles.SLOPE[name](d)
+        assert loss.item() == pytest.approx(oracles.PLACEMENT_VALUE[placement](k, w).sum(), rel=1e-12)
+        np.testing.assert_allclose(grad.numpy(), oracles.PLACEMENT_GRADIENT[placement](k, dk, 1.0, w), rtol=1e-12,
+                                   atol=1e-15, err_msg=name)
 
 
 @pytest.mark.parametrize("empty_row", [False, True])
@@ -39,10 +46,9 @@ EMPTY_ROW = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 0, 1, 0, 0]], dt
 def test_aggregation_matches_plain_loop(mode, empty_row):
     logp, ref, _, mask = batch(dtype=torch.float64)
     mask = EMPTY_ROW if empty_row else mask
-    d = (logp - ref).detach()
-    k3 = (torch.exp(-d) - 1 + d).tolist()  # hand formula, on-policy plain loss
+    k3 = oracles.VALUE["k3"]((logp - ref).detach().numpy()).tolist()  # hand formula, on-policy plain loss
     got = kl_loss(logp, ref, mask=mask, estimator="k3", placement="loss", aggregation=mode)
-    assert got.item() == pytest.approx(loop_aggregate(k3, mask.tolist(), mode), rel=1e-12)
+    assert got.item() == pytest.approx(oracles.aggregate_loop(k3, mask.tolist(), mode), rel=1e-12)
 
 
 @pytest.mark.parametrize("placement", ["loss", "loss-sgw", "loss-w", "reward"])
@@ -84,6 +90,11 @@ def test_half_inputs_are_computed_in_float32(dtype):
     assert loss.item() == ref32.item()  # the same float32 computation, not a half-precision one
 
 
+def test_float64_inputs_stay_float64():
+    logp, ref, _, mask = batch(dtype=torch.float64)
+    assert kl_loss(logp, ref, mask=mask).dtype == torch.float64
+
+
 def test_any_shape_works_for_token_modes():
     logp = torch.randn(2, 3, 4, requires_grad=True)
     assert kl_loss(logp, torch.randn(2, 3, 4), aggregation="token-mean").dim() == 0
@@ -98,6 +109,8 @@ def test_any_shape_works_for_token_modes():
     ({"ref_logp": torch.zeros(B, T, dtype=torch.int64)}, "ref_logp must hold floating-point log-probabilities"),
     ({"logp": torch.zeros(B, T, dtype=torch.int64)}, "logp must hold floating-point log-probabilities, got dtype "
                                                      "torch.int64"),
+    ({"logp": [[0.0] * T] * B}, "logp must be a torch.Tensor, got list"),
+    ({"mask": np.ones((B, T))}, "mask must be a torch.Tensor, got ndarray"),
 ])
 def test_bad_arguments_have_clear_errors(kwargs, message):
     logp, ref, _, _ = batch()
@@ -116,6 +129,13 @@ def test_aliases_resolve():
     logp, ref, _, _ = batch(dtype=torch.float64)
     a = kl_loss(logp, ref, estimator="low_var_kl", placement="loss")
     b = kl_loss(logp, ref, estimator="k3", placement="loss")
+    assert a.item() == b.item()
+
+
+def test_defaults_are_k3_loss_w_token_mean():
+    logp, ref, _, mask = batch(dtype=torch.float64)
+    a = kl_loss(logp, ref, mask=mask)
+    b = kl_loss(logp, ref, mask=mask, estimator="k3", placement="loss-w", aggregation="token-mean")
     assert a.item() == b.item()
 
 
@@ -142,9 +162,6 @@ def test_seq_mean_token_mean_on_three_dimensions_matches_a_loop():
     ref = -3 * torch.rand(2, 3, T, generator=g, dtype=torch.float64)
     mask = (torch.rand(2, 3, T, generator=g) < 0.5).double()
     mask[0, 1] = 0  # one empty sequence
-    d = (logp - ref).detach()
-    k2 = 0.5 * d * d
-    means = [float((k2[i, j] * mask[i, j]).sum() / mask[i, j].sum())
-             for i in range(2) for j in range(3) if mask[i, j].sum() > 0]
+    k2 = oracles.VALUE["k2"]((logp - ref).detach().numpy()).tolist()
     got = kl_loss(logp, ref, mask=mask, estimator="k2", placement="loss", aggregation="seq-mean-token-mean")
-    assert got.item() == pytest.approx(sum(means) / len(means), rel=1e-12)
+    assert got.item() == pytest.approx(oracles.aggregate_loop(k2, mask.tolist(), "seq-mean-token-mean"), rel=1e-12)

@@ -1,57 +1,12 @@
-"""Experiment files: strict parsing, every shipped experiment runs at a tiny budget, reruns are byte-identical."""
+"""kl_grad.lab.reproduce: ``make reproduce``: validate everything first, write results/ byte for byte
+reproducibly, keep foreign folders, remove stale ones."""
 
-import dataclasses
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
 
 from kl_grad.errors import KLGradError
-from kl_grad.lab.experiments import KINDS, load_experiment, parse_experiment
 from kl_grad.lab.reproduce import reproduce
-
-EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.toml"))
-TINY = {"samples": 64, "trials": 3}
-
-
-def test_there_are_experiments():
-    assert len(EXPERIMENTS) >= 2
-
-
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
-def test_shipped_experiment_runs_at_tiny_budget(path):
-    exp = load_experiment(path)
-    kind = KINDS[exp.kind]
-    kind.check(exp)
-    tiny = dataclasses.replace(exp, **{k: v for k, v in TINY.items() if hasattr(exp, k)})
-    table, figures = kind.run(tiny)
-    assert len(table) > 0
-    # A number is either present or refused with a reason (e.g. exact mode on clamped estimators).
-    means = table["mean_grad"] if "mean_grad" in table else table["mean"]
-    assert (means.notna() | (table["warning"] != "")).all()
-    assert all(png.startswith(b"\x89PNG") for png in figures.values())
-
-
-GOOD = {"kind": "gradients", "title": "t", "policy": "normal:0,1", "ref": "normal:1,1", "estimators": ["k2"]}
-
-
-@pytest.mark.parametrize("change, message", [
-    ({"trails": 5}, "unknown key(s) trails; allowed: kind, title"),
-    ({"kind": "grads"}, "unknown experiment kind 'grads'; expected one of gradients, values, sweep"),
-    ({"samples": "100"}, "samples must be a int"),
-    ({"samples": 1.5}, "samples must be a int"),
-    ({"estimators": "k1"}, "estimators must be a list of strings"),
-    ({"seed": True}, "seed must be a int"),
-])
-def test_bad_config_is_rejected(change, message):
-    with pytest.raises(KLGradError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        parse_experiment({**GOOD, **change}, "x.toml")
-
-
-def test_missing_key_is_named():
-    data = dict(GOOD)
-    del data["ref"]
-    with pytest.raises(KLGradError, match="missing key.*ref"):
-        parse_experiment(data, "x.toml")
 
 
 def test_invalid_names_fail_before_anything_is_written(tmp_path):
@@ -122,15 +77,23 @@ def test_folders_named_like_experiment_files_are_skipped_and_suffixes_ignore_cas
     assert reproduce(exp_dir / "B.TOML", out, echo=lambda *_: None) == 1 and (out / "B").is_dir()
 
 
-def test_sweep_moves_the_reference_to_each_grid_value():
-    # Each block must be the table at its own reference: its true gradients are autograd of the closed form
-    # there, and k2 (unbiased for ∇KL(policy‖ref)) must equal them.
-    from kl_grad.lab import sweep, true_gradients
-    from kl_grad.lab.families import parse_spec
+def test_out_must_be_a_folder_and_experiments_must_exist(tmp_path):
+    exp_dir, _ = experiment_and_old_results(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(KLGradError, match="it is a file, not a directory"):
+        reproduce(exp_dir, tmp_path / "file", echo=lambda *_: None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(KLGradError, match="no experiment files"):
+        reproduce(tmp_path / "empty", tmp_path / "out2", echo=lambda *_: None)
 
-    policy = parse_spec("normal:0,1")
-    table = sweep(policy, parse_spec("normal:1,1.1"), "loc", [0.5, 2.0], ["k2"])
-    for x, block in table.groupby("x"):
-        truth = true_gradients(policy, parse_spec(f"normal:{x},1.1"))["policy||ref"]
-        assert block["true_grad"].tolist() == pytest.approx(truth.tolist(), rel=1e-12)
-        assert block["mean_grad"].tolist() == pytest.approx(truth.tolist(), rel=1e-12)  # measured ≤ 6e-15
+
+def test_the_index_links_every_experiment_with_its_notes(tmp_path):
+    exp_dir, out = experiment_and_old_results(tmp_path)
+    (exp_dir / "b.toml").write_text('kind="values"\ntitle="bee"\npolicy="normal:0,1"\nref="normal:1,1"\n'
+                                    'estimators=["k1"]\nnotes="a note"\n')
+    lines = []
+    assert reproduce(exp_dir, out, echo=lines.append) == 2
+    index = (out / "README.md").read_text()
+    assert "## [a](a/)" in index and "## [bee](b/)" in index and "a note" in index
+    assert (out / "b" / "config.toml").read_bytes() == (exp_dir / "b.toml").read_bytes()
+    assert any(line.startswith("== b: bee") for line in lines)

@@ -1,4 +1,4 @@
-"""The command line: output formats, and one-line errors with exit status 2 for every bad input."""
+"""kl_grad.lab.cli: ``kl-grad``: output formats, and one-line errors with exit status 2 for every bad input."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 from kl_grad.lab.cli import main
 from kl_grad.lab.gradient_table import COLUMNS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = ["table", "--policy", "normal:0,1", "--ref", "normal:1,1.1", "--samples", "200", "--trials", "5", "-q"]
 
 
@@ -68,7 +68,7 @@ BAD_INPUTS = [
     (["--samples", "-5"], "samples must be a positive integer"),
     (["--trials", "0"], "trials must be an integer >= 2"),
     (["--trials", "1"], "trials must be an integer >= 2"),
-    (["--trials", "x"], "invalid int value"),
+    (["--trials", "x"], "'x' is not a whole number"),
     (["--placements", "penalty"], "expected one of loss"),
     (["--format", "xml"], "expected one of markdown"),
     (["--dtype", "float16"], "expected one of float32, float64"),
@@ -198,15 +198,65 @@ def test_written_files_follow_the_umask(tmp_path):
     assert (out.stat().st_mode & 0o777) == (0o666 & ~mask)
 
 
-def test_python_api_accepts_text_specs_and_rejects_bad_ones():
-    import torch
+@pytest.mark.parametrize("fmt", ["markdown", "csv", "json"])
+def test_values_command_formats(fmt, capsys):
+    assert main(["values", "--policy", "normal:0,1", "--ref", "normal:1,1", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    if fmt == "markdown":
+        assert out.startswith("| estimator")
+    else:
+        table = pd.read_csv(StringIO(out)) if fmt == "csv" else pd.DataFrame(json.loads(out))
+        assert table["estimator"].tolist() == ["k1", "k2", "k3"]  # the default estimators
+        assert table["verdict"].tolist() == ["unbiased", "biased", "unbiased"]  # Schulman's table, exact by default
 
-    from kl_grad import DistSpec, KLGradError, run_gradients
 
-    table = run_gradients("normal:0,1", "normal:1,1.1", "k2,k3", mode="exact").table
-    assert list(table["estimator"].unique()) == ["k2", "k3"]
-    for bad, message in [(lambda: DistSpec("normal", (0, -1)), "scale must be > 0"),
-                         (lambda: run_gradients("normal:0,1", "normal:1,1", "k1,k1"), "given twice"),
-                         (lambda: run_gradients("normal:0,1", "normal:1,1", "k1", dtype=torch.float16), "float32")]:
-        with pytest.raises(KLGradError, match=message):
-            bad()
+def test_reproduce_command_writes_the_results(tmp_path, capsys):
+    exp = tmp_path / "a.toml"
+    exp.write_text('kind="values"\ntitle="a"\npolicy="normal:0,1"\nref="normal:1,1"\nestimators=["k1"]\n')
+    assert main(["reproduce", str(exp), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "a" / "table.json").is_file()
+    assert "== a: a" in capsys.readouterr().out
+
+
+def test_reproduce_command_errors_are_one_line(tmp_path, capsys):
+    proc = run_cli(["reproduce", str(tmp_path / "missing"), "--out", str(tmp_path / "out")], capsys)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "does not exist" in proc.stderr
+
+
+# --------------------------------------------------------------------------- #
+# Inputs that used to give tracebacks or be silently accepted
+# --------------------------------------------------------------------------- #
+
+@pytest.mark.parametrize("argv, message", [
+    (["table", "--policy", "normal:0,1", "--ref", "normal:1,1.1", "--seed", str(2**64)], "seed must be an integer"),
+    (["table", "--policy", "normal:0,1", "--ref", "normal:1,1.1", "--samples", "3000000000"], "fit in this machine"),
+    (["table", "--policy", "normal:0,1", "--ref", "normal:1,1.1", "--direction", ""], "unknown direction ''"),
+    (["table", "--policy", "normal:0,1", "--ref", "normal:1,1.1", "--samples", "1.5"], "not a whole number"),
+    (["table", "--policy", "categorical:" + ",".join(["0"] * 20000), "--ref", "categorical:" + ",".join(["1"] * 20000),
+      "--mode", "exact"], "logits fit"),
+    (["values", "--policy", "normal:0,1", "--ref", "normal:1,1", "--mode", "mc", "--seed", str(-(2**64))],
+     "seed must be an integer"),
+])
+def test_bad_numbers_get_one_line_and_exit_2(argv, message, capsys):
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's own errors (the type of --samples) exit from parse_args
+        status = exit_.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_scientific_notation_counts_are_accepted(capsys):
+    assert main(["table", "--policy", "normal:0,1", "--ref", "normal:1,1.1", "--samples", "1e3", "--trials",
+                 "1e1", "--format", "csv", "-q"]) == 0
+    table = pd.read_csv(StringIO(capsys.readouterr().out))
+    assert (table.samples == 1000).all() and (table.trials == 10).all()
+
+
+def test_bare_command_prints_help_and_version_works(capsys):
+    assert main([]) == 0
+    assert "usage: kl-grad" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("kl-grad ")

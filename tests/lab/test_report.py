@@ -1,0 +1,149 @@
+"""kl_grad.lab.report: every format of every kind of result renders, reproducibly, and the machine formats
+round-trip (CSV through pandas, JSON through json, with inf as "inf" and NaN as null)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from io import StringIO
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kl_grad.errors import KLGradError
+from kl_grad.estimators import ESTIMATORS
+from kl_grad.lab import run_gradients, run_values, sweep
+from kl_grad.lab.report import FLOAT_FORMAT, TEXT_VIEWS, VIEWS, estimators_table, render
+from tests.problems import SCHULMAN_FAR, SEED003
+
+
+def _with_specials(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A copy with inf, −inf and NaN in a float column, as heavy tails and refusals put there."""
+    table = table.copy()
+    table[column] = table[column].astype(float)
+    table.loc[table.index[0], column] = math.inf
+    table.loc[table.index[1], column] = -math.inf
+    table.loc[table.index[2], column] = math.nan
+    return table
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    policy, ref = SEED003.policy, SEED003.ref
+    grads = run_gradients(policy, ref, ["k1", "k3"], ["loss", "loss-w"], mode="exact").table
+    return {
+        "gradients": _with_specials(grads, "stdev_rel"),
+        "gradients-mc": run_gradients(policy, ref, ["k2", "k3"], samples=50, trials=4, seed=1).table,
+        "values": _with_specials(run_values(SCHULMAN_FAR.policy, SCHULMAN_FAR.ref, ["k1", "k2", "k3"]), "stdev_rel"),
+        "sweep": _with_specials(sweep(policy, ref, "loc", [0.5, 1.0], ["k2"]), "bias_rel"),
+        "estimators": estimators_table(),
+    }
+
+
+FORMATS = [(kind, fmt) for kind, views in VIEWS.items() for fmt in views]
+
+
+@pytest.mark.parametrize("kind, fmt", FORMATS)
+def test_every_format_of_every_kind_renders_reproducibly(tables, kind, fmt):
+    text = render(tables[kind], fmt, kind)
+    assert isinstance(text, str) and text.strip() and text.endswith("\n")
+    assert render(tables[kind], fmt, kind) == text  # a pure function of the table
+    if kind == "gradients":
+        assert render(tables["gradients-mc"], fmt, kind).strip()
+
+
+@pytest.mark.parametrize("kind", [k for k, views in VIEWS.items() if "csv" in views])
+def test_csv_round_trips_through_pandas(tables, kind):
+    table = tables[kind]
+    back = pd.read_csv(StringIO(render(table, "csv", kind)))
+    assert list(back.columns) == list(table.columns) and len(back) == len(table)
+    for col in table.columns:
+        if pd.api.types.is_float_dtype(table[col]):
+            # written with 10 significant digits (FLOAT_FORMAT); inf, −inf and NaN survive
+            np.testing.assert_allclose(back[col].to_numpy(float), table[col].to_numpy(float), rtol=1e-9, atol=0,
+                                       err_msg=col)
+        elif table[col].dtype == object or pd.api.types.is_string_dtype(table[col]):
+            def text(values):
+                return ["" if pd.isna(v) else str(v) for v in values]
+
+            assert text(back[col]) == text(table[col]), col
+
+
+@pytest.mark.parametrize("kind", [k for k, views in VIEWS.items() if "json" in views])
+def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
+    table = tables[kind]
+    records = json.loads(render(table, "json", kind))  # strict JSON: no Infinity or NaN literals
+    assert len(records) == len(table) and all(list(r) == list(table.columns) for r in records)
+    special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel"}[kind]
+    assert [r[special] for r in records[:3]] == ["inf", "-inf", None]
+    for record, (_, row) in zip(records, table.iterrows()):
+        for col, value in record.items():
+            want = row[col]
+            if isinstance(value, float):
+                assert value == pytest.approx(float(want), rel=1e-9), col  # 10 significant digits
+            elif value is None:
+                assert pd.isna(want), col
+            elif not isinstance(value, str) or col != special:
+                assert value == want, col
+
+
+def test_json_writes_floats_with_ten_significant_digits():
+    table = pd.DataFrame({"x": [1 / 3, 2.0e-20, np.float64(7.0)], "n": [1, 2, 3]})
+    records = json.loads(render(table, "json", "values"))
+    assert [r["x"] for r in records] == [float(FLOAT_FORMAT % (1 / 3)), 2e-20, 7.0] and FLOAT_FORMAT == "%.10g"
+    assert [r["n"] for r in records] == [1, 2, 3]  # numpy integers come out as JSON integers
+
+
+def test_markdown_shows_the_display_columns_only(tables):
+    header = render(tables["gradients"], "markdown", "gradients").splitlines()[0]
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[:9] == ["estimator", "placement", "direction", "param", "true_grad", "mean_grad", "bias_rel",
+                         "stdev_rel", "se"]
+    assert "verdict" in cells and "warning" in cells and "policy" not in cells and "sampler" not in cells
+
+
+def test_grid_has_one_block_per_direction_placement_and_parameter(tables):
+    text = render(tables["gradients"], "grid", "gradients")
+    titles = re.findall(r"^Average gradient \((.*)\):$", text, flags=re.M)
+    assert titles == [f"∇KL(policy‖ref) w.r.t. {param}, placement '{placement}', exact, n = 50000"
+                      for placement in ("loss", "loss-w") for param in ("loc", "scale")]
+    assert "  true gradient: -0.826446" in text and "╒" in text and "bias/true" in text
+    mc = render(tables["gradients-mc"], "grid", "gradients")
+    assert "MC, 4 trials × 50 samples" in mc
+
+
+def test_grid_prints_every_warning_beside_its_numbers(tables):
+    table = tables["gradients"].copy()
+    table["warning"] = ""
+    table.loc[table.index[1], "warning"] = "something to read"
+    row = table.loc[table.index[1]]
+    assert f"  warning, {row['estimator']}: something to read" in render(table, "grid", "gradients")
+
+
+@pytest.mark.parametrize("kind, allowed", [("gradients", "markdown, grid, csv, json"),
+                                           ("values", "markdown, csv, json"), ("sweep", "markdown, csv, json"),
+                                           ("estimators", "markdown")])
+def test_an_unknown_format_lists_the_allowed_ones(tables, kind, allowed):
+    with pytest.raises(KLGradError, match=re.escape(f"unknown format 'xml'; expected one of {allowed}")):
+        render(tables[kind], "xml", kind)
+
+
+def test_an_unknown_kind_lists_the_kinds(tables):
+    with pytest.raises(KLGradError, match="unknown result kind 'plots'; expected one of gradients, values, sweep, "
+                                          "estimators"):
+        render(tables["values"], "markdown", "plots")
+
+
+def test_text_views_exist_for_every_kind_that_reproduce_echoes(tables):
+    for kind, view in TEXT_VIEWS.items():
+        assert view(tables[kind]).strip()
+
+
+def test_estimators_table_lists_the_registry():
+    table = estimators_table()
+    assert table["name"].tolist() == list(ESTIMATORS)
+    assert table.set_index("name").loc["k3", "aliases"] == "low_var_kl"
+    assert table.set_index("name").loc["reverse_k2", "targets"] == "ref||policy"
+    assert set(table["unbiased value"]) == {"yes", "no"}

@@ -7,7 +7,7 @@ points (``montecarlo`` or ``quadrature``) → per-row autograd gradients
 in both directions (``Problem.true_gradients``). Columns follow Schulman-style
 reference tables: bias_rel = |mean_grad − true_grad| / |true_grad| and stdev_rel
 = std over trials (ddof=0) / |true_grad|. ``se`` is the standard error of
-mean_grad (ddof=1 std / √trials) in MC mode and the quadrature error estimate in
+mean_grad (ddof=1 std / √trials) in MC mode and the mean's numerical error bound in
 exact mode, where stdev_rel is the exact stdev of a ``samples``-sample mean.
 """
 

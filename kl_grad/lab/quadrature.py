@@ -12,14 +12,17 @@ variance Σ_i w_i (g_i − mean)² gives the stdev of an n-sample mean, √(var/
 for any n without sampling.
 
 Accuracy contract: nodes double (32 → 64 → 128 → 256) until mean and variance
-change by less than ``REL_TOL`` relative to the size of what is summed (E|g|, E g²). The last change is
-reported as the error estimate, and a moment that never settles is refused: it
-is returned as NaN with a warning, never as a number.
+change by less than ``REL_TOL`` relative to the size of what is summed (E|g|, E g²). The
+stated error of a mean is the last change plus float64 rounding, rounded up to one significant
+digit (``statistics.stated_error``); a mean below it is 0. A moment that never settles is
+refused: it is returned as NaN with a warning, never as a number.
 
-Heavy and far tails (``tails.py``, continuous families): before trusting a moment we locate its mass on a dense
-grid. A mean or variance carried beyond the nodes' reach is refused (NaN). A diverging
-variance is reported as ``inf``, and the warning says which case applies. k = 4
-concerns the 4th moment: when it is infinite or far, a Monte-Carlo stdev cannot be
+Heavy and far tails (``tails.py``, continuous families): before trusting a moment we locate its
+mass on a dense grid around the sampler, the policy and the reference. Where it lies away from
+the sampler (or at another width), the nodes become composite Gauss–Legendre panels over it.
+A moment whose integrand float64 cannot form (g overflows next to its mass) or that lies beyond
+the grid is refused (NaN); a diverging one is ``inf``, and the warning says which. k = 4
+concerns the 4th moment: when it is infinite or out of reach, a Monte-Carlo stdev cannot be
 trusted.
 """
 

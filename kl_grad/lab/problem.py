@@ -84,7 +84,10 @@ class Problem:
         return dataclasses.replace(self, dtype=torch.float64)
 
     def true_kl(self, direction: str) -> float:
-        """Closed-form KL in ``direction`` (a canonical name), float64."""
+        """Closed-form KL in ``direction`` (a canonical name), float64: the family's own where it has one."""
+        own = self.policy.fam.kl_value(direction, self.policy, self.ref)
+        if own is not None:
+            return own
         return float(kl(direction, self.policy.build(torch.float64), self.ref.build(torch.float64)))
 
     def true_gradients(self) -> dict[str, np.ndarray]:

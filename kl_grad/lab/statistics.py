@@ -138,8 +138,8 @@ def _bias_rel(mean: float, true: float, below: float) -> float:
 def relative(mean: float, stdev: float, true: float, row: dict, below: float = 0.0) -> dict:
     """bias_rel and stdev_rel; NaN with a warning in ``row`` when the true value is 0 (relative error undefined).
     ``below``: an exact row's numerical error; a smaller bias prints as 0 (MC rows pass 0)."""
-    if true == 0:
-        note = "true value is 0: relative columns undefined"
+    if true == 0 or not math.isfinite(true):
+        note = f"true value is {true:g}: relative columns undefined"
         row["warning"] = "; ".join(filter(None, [row.get("warning", ""), note]))
         return {"bias_rel": math.nan, "stdev_rel": math.nan}
     with np.errstate(over="ignore", invalid="ignore"):
@@ -181,7 +181,7 @@ def mark_higher_variance(table: pd.DataFrame) -> pd.DataFrame:
 
 def verdict(mean: float, true: float, tol: float, exact: bool) -> str:
     """One of ``VERDICTS`` (the MC refusals for infinite variance are set by the runners)."""
-    if math.isnan(mean) or math.isnan(tol):
+    if math.isnan(mean) or math.isnan(tol) or not math.isfinite(true):
         return "unavailable"
     if not matches(mean, true, tol, exact):
         return "biased"

@@ -136,3 +136,17 @@ def test_tiny_categorical_probabilities_match_enumeration(policy, ref, name):
         assert (got == 0).all() and (table.verdict == "biased").all()
     if name == "k2":  # unbiased for ∇KL(policy‖ref), down to components of 1e-30
         assert table.verdict.str.startswith("unbiased").all()
+
+
+def test_categorical_kl_value_is_finite_where_probabilities_underflow():
+    # q = softmax(0, −800), p = softmax(0, 800): KL(q‖p) = 800 (to 1e-300). torch's closed form multiplies
+    # by a probability that underflows to 0 and printed inf, and the table called k1 "unbiased" against it.
+    from kl_grad.lab import run_values
+
+    table = run_values("categorical:0,-800", "categorical:0,800", ["k1", "k2"]).set_index("estimator")
+    assert table.loc["k1", "true_kl"] == 800.0 and table.loc["k1", "verdict"] == "unbiased"
+    assert table.loc["k2", "verdict"] == "biased"
+    q, p = _softmax([0, 1.5, -2]), _softmax([1, -1, 0.5])
+    want = float(sum(a * (mp.log(a) - mp.log(b)) for a, b in zip(q, p)))
+    small = run_values("categorical:0,1.5,-2", "categorical:1,-1,0.5", ["k1"])
+    assert small.true_kl.iloc[0] == pytest.approx(want, rel=1e-14)

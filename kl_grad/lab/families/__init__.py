@@ -76,6 +76,10 @@ class Family:
         None: use autograd of ``torch.distributions.kl_divergence`` (``Problem.true_gradients``)."""
         return None
 
+    def kl_value(self, direction: str, policy: DistSpec, ref: DistSpec) -> float | None:
+        """KL in ``direction`` where torch's closed form would round to inf or cancel; None: use torch's."""
+        return None
+
     def reparameterise(self, spec: DistSpec, leaves: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
         """x(θ) for points drawn from ``spec`` at θ0 (reparameterisable families only)."""
         raise NotImplementedError(f"{self.name} cannot be reparameterised")

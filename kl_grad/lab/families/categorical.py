@@ -48,6 +48,13 @@ class Categorical(Family):
         d = (z - z[k]) - (y - y[k])  # log q − log p up to a constant
         return {POLICY_REF: q * (d - math.fsum(q * d)), REF_POLICY: q - p}
 
+    def kl_value(self, direction, policy, ref) -> float:
+        """Σ_x a_x (log a_x − log b_x) from log-softmaxes (a, b = q, p for policy||ref): torch's closed form
+        multiplies by probabilities that underflow to 0 (logit −800) and returns inf for a finite KL."""
+        z, y = (torch.log_softmax(torch.tensor(s.values, dtype=torch.float64), 0).numpy() for s in (policy, ref))
+        log_a, log_b = (z, y) if direction == POLICY_REF else (y, z)
+        return math.fsum(np.exp(log_a) * (log_a - log_b))
+
     def nodes(self, spec, n: int, span=None) -> tuple[torch.Tensor, np.ndarray]:
         z = torch.tensor(spec.values, dtype=torch.float64)
         log_probs = (z - torch.logsumexp(z, 0)).numpy()  # as torch's Categorical normalises its logits, so

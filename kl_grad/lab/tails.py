@@ -112,17 +112,28 @@ def _diverges(v: np.ndarray, x: np.ndarray, probes: list[int], origin: float) ->
     return bool(coef[2] > DIVERGE_C)
 
 
-def _edge(v: np.ndarray, x: np.ndarray, edge: int, sign: int, s: float, top: float, beyond: str,
-          origin: float) -> Tail | None:
+@dataclass(frozen=True)
+class _Curve:
+    """log h on the grid (−inf where g overflowed), the grid, each point's σ, the peak value, the sampler's loc."""
+
+    v: np.ndarray
+    x: np.ndarray
+    scale: np.ndarray
+    top: float
+    origin: float
+
+
+def _edge(c: _Curve, edge: int, sign: int, beyond: str) -> Tail | None:
     """Test the end of a finite stretch (``sign`` points inward): rising in the divergent form → infinite;
     else rising or still within DROP of the top → ``beyond`` (far at the grid's end, overflow next to
     overflowing g)."""
-    probe = (EDGE_PROBE if beyond == "far" else OVERFLOW_PROBE) * s
+    v, x, top = c.v, c.x, c.top
+    probe = (EDGE_PROBE if beyond == "far" else OVERFLOW_PROBE) * c.scale[edge]
     probes = [_at(x, x[edge] + sign * i * probe) for i in (3, 2, 1, 0)]  # inward to the edge
     e, n = v[edge], v[probes[2]]
     if not np.isfinite([e, n]).all() or probes[2] == edge:
         return Tail(beyond, float(x[edge])) if np.isfinite(e) and e >= top - DROP else None
-    if _diverges(v, x, probes, origin):
+    if _diverges(v, x, probes, c.origin):
         return Tail("infinite", float(x[edge]))
     if e > n or e >= top - DROP:
         return Tail(beyond, float(x[edge]))
@@ -153,7 +164,8 @@ def classify(log_h: np.ndarray, x: np.ndarray, scale: np.ndarray, origin: float 
     for b in np.flatnonzero(bad):  # finite points next to an overflow are ends too
         ends += [(b - 1, -1, "overflow")] if b > 0 and not bad[b - 1] else []
         ends += [(b + 1, 1, "overflow")] if b + 1 < len(v) and not bad[b + 1] else []
-    found = [t for edge, sign, beyond in ends if (t := _edge(v, x, edge, sign, scale[edge], top, beyond, origin))]
+    curve = _Curve(v, x, scale, top, origin)
+    found = [t for edge, sign, beyond in ends if (t := _edge(curve, edge, sign, beyond))]
     if found:  # infinite outranks the others: the moment diverges whatever else is wrong
         return next((t for t in found if t.kind == "infinite"), found[0])
     return Tail("ok", peaks=_peaks(v, x, scale, top))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 
 import torch
 
@@ -28,11 +29,14 @@ EXACT_BYTES_PER_PAIR = 80
 
 
 def memory_budget() -> int:
-    """Half of this machine's physical memory, in bytes (8 GiB where it cannot be read)."""
+    """Half of this machine's physical memory or of the process's address-space limit (``ulimit -v``),
+    whichever is smaller, in bytes (8 GiB where neither can be read)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+        budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):
-        return 8 << 30
+        budget = 8 << 30
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return budget if limit in (resource.RLIM_INFINITY, -1) else min(budget, limit // 2)
 
 
 def _gib(n: float) -> str:

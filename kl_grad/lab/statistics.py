@@ -130,9 +130,13 @@ def matches(mean: float, true: float, tol: float, exact: bool) -> bool:
 
 
 def _bias_rel(mean: float, true: float, below: float) -> float:
-    """|mean − true| / |true|, 0 when |mean − true| ≤ ``below`` (a bias below its own error is zero)."""
+    """|mean − true| / |true|; when |mean − true| ≤ ``below`` (an exact row's error) the bias is below its own
+    error: 0 if that error is under EXACT_UNBIASED of the target, else NaN (unresolved: it could be anything
+    up to below/|true|)."""
     bias = abs(mean - true)
-    return 0.0 if bias <= below else bias / abs(true)
+    if bias <= below:
+        return 0.0 if below <= EXACT_UNBIASED * abs(true) else math.nan
+    return bias / abs(true)
 
 
 def relative(mean: float, stdev: float, true: float, row: dict, below: float = 0.0) -> dict:

@@ -52,8 +52,8 @@ class Tail:
         if self.kind == "infinite":
             return f"infinite {what}: the integrand grows without bound in the tails"
         if self.kind == "overflow":
-            return (f"{what} not estimable: the per-sample gradient overflows float64 where the integrand's mass "
-                    f"lies (near x = {self.where:.4g})")
+            return (f"{what} not estimable: the per-sample term overflows float64 next to where the integrand's "
+                    f"mass lies (x = {self.where:.4g})")
         return (f"{what} carried beyond ±{GRID_Z:.0f}σ of the sampler, policy and reference (integrand still high "
                 f"at x = {self.where:.4g}): beyond quadrature, and no sample will land there")
 

@@ -123,7 +123,8 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec, anchors: tuple[DistSpec
             err = np.abs(moments[0] - prev[key][0])
         tail = tails[key]
         warnings, mean, var, m4 = _judge(tail, ok, *(m.copy() for m in moments[:3]), err)
-        stated = stated_error(err + _enumeration_rounding(values[key], points), moments[3])
+        left_out = np.array([t[1].tail for t in tail]) * moments[3]  # mass beyond overflow boundaries
+        stated = stated_error(err + left_out + _enumeration_rounding(values[key], points), moments[3])
         with np.errstate(invalid="ignore"):
             mean = np.where(np.abs(mean) <= stated, 0.0, mean)  # a mean below its own error is zero
         out[key] = Moments(mean, var, m4, stated, points.rows, warnings, moments[3], [t[2].kind for t in tail],

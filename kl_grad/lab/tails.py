@@ -14,7 +14,9 @@ deviations around the sampler, the policy and the reference together, and each
     infinite  rising where the grid ends or g starts to overflow, in the form exp(c·x²)·poly with
               c > 0 (fitted through four probes): for Gaussian-family integrands, divergent
     overflow  g overflows float64 (inf or NaN) next to the mass: the product m·g would be
-              finite there, but float64 cannot form it, so the moment is refused
+              finite there, but float64 cannot form it, so the moment is refused; unless log h
+              falls, log-concave, into the overflow, where the mass beyond is at most h(b)/|slope|:
+              under TAIL_FRACTION of the whole it is left out and added to the mean's stated error
 
 Enumerable families (categorical) need none of this: every moment is a finite sum.
 """
@@ -32,6 +34,10 @@ from .families import DistSpec
 GRID_Z = 40.0  # grid half-width in standard deviations of each anchor distribution
 GRID_POINTS = 1601  # spacing 0.05σ
 DROP = 25.0  # nats below the peak that count as negligible (e^−25 ≈ 1.4e-11)
+# Mass beyond an overflow boundary (log-concave bound h(b)/|slope|) a moment may leave out, as a fraction of
+# its mass; the fraction is added to its stated error. Above it the moment is refused.
+TAIL_FRACTION = 1e-9
+COVER = 40.0  # nats below the top that the nodes must still cover (e^−40 ≈ 4e-18)
 EDGE_PROBE = 4.0  # σ between the four probes of the divergence test at the grid's ends
 # ... and next to an overflow: local, because g overflows (log r > 709) far past any crossover between
 # two masses (r ≈ 1), where log h is a single concave bump (finite) or exp(c·x²)·poly, c > 0 (infinite)
@@ -46,7 +52,9 @@ ORDERS = (1, 2, 4)
 class Tail:
     kind: str  # ok, far, infinite, overflow
     where: float = math.nan  # x of the problem (far, infinite, overflow)
-    peaks: tuple[tuple[float, float], ...] = ()  # ok: (x, σ) of each local peak within DROP of the top
+    peaks: tuple[tuple[float, float], ...] = ()  # ok: (x, σ) of each local peak within DROP of the top, and
+    # last the (μ, σ) whose μ ± 12σ covers all the mass (``_coverage``)
+    tail: float = 0.0  # ok: bound on the mass beyond overflow boundaries, as a fraction of the whole
 
     def describe(self, what: str) -> str:
         if self.kind == "infinite":
@@ -136,6 +144,10 @@ def _edge(c: _Curve, edge: int, sign: int, beyond: str) -> Tail | None:
     if _diverges(v, x, probes, c.origin):
         return Tail("infinite", float(x[edge]))
     if e > n or e >= top - DROP:
+        if beyond == "overflow" and e < n and v[probes[1]] - 2 * n + e <= 0:
+            # falling and log-concave into the overflow: what lies beyond is at most h(b)/|slope|
+            slope = (n - e) / abs(x[edge] - x[probes[2]])
+            return Tail("bounded", float(x[edge]), tail=e - math.log(slope))  # log of that bound
         return Tail(beyond, float(x[edge]))
     return None
 
@@ -153,6 +165,14 @@ def _peaks(v: np.ndarray, x: np.ndarray, scale: np.ndarray, top: float) -> tuple
     return tuple(found) or ((float(x[int(np.argmax(v))]), float(scale[int(np.argmax(v))])),)
 
 
+def _coverage(v: np.ndarray, x: np.ndarray, top: float) -> tuple[float, float]:
+    """(μ, σ) whose μ ± 12σ spans every grid point within COVER nats of the top (plus a grid step either side):
+    the whole stretch the mass occupies, however wide, for the composite rule's coarse panels."""
+    inside = np.flatnonzero(v >= top - COVER)
+    lo, hi = x[max(inside[0] - 1, 0)], x[min(inside[-1] + 1, len(x) - 1)]
+    return float((lo + hi) / 2), float((hi - lo) / 24)
+
+
 def classify(log_h: np.ndarray, x: np.ndarray, scale: np.ndarray, origin: float = 0.0) -> Tail:
     """Classify one integrand from log h on the grid (NaN or +inf where g overflowed)."""
     bad = np.isnan(log_h) | np.isposinf(log_h)
@@ -166,9 +186,17 @@ def classify(log_h: np.ndarray, x: np.ndarray, scale: np.ndarray, origin: float 
         ends += [(b + 1, 1, "overflow")] if b + 1 < len(v) and not bad[b + 1] else []
     curve = _Curve(v, x, scale, top, origin)
     found = [t for edge, sign, beyond in ends if (t := _edge(curve, edge, sign, beyond))]
+    bounded = [t.tail for t in found if t.kind == "bounded"]
+    found = [t for t in found if t.kind != "bounded"]
     if found:  # infinite outranks the others: the moment diverges whatever else is wrong
         return next((t for t in found if t.kind == "infinite"), found[0])
-    return Tail("ok", peaks=_peaks(v, x, scale, top))
+    fraction = 0.0
+    if bounded:  # mass beyond overflow boundaries, as a fraction of the mass on the grid
+        mass = np.logaddexp.reduce(v[1:] + np.log(np.diff(x)))
+        fraction = float(np.exp(np.logaddexp.reduce(bounded) - mass))
+        if fraction > TAIL_FRACTION:
+            return Tail("overflow", float(x[int(np.argmax(v))]))
+    return Tail("ok", peaks=_peaks(v, x, scale, top) + (_coverage(v, x, top),), tail=fraction)
 
 
 def tail_report(evaluate, sampler: DistSpec, anchors: tuple[DistSpec, ...] = ()) -> dict:

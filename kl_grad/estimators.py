@@ -69,7 +69,7 @@ _EXPM1_MINUS_U = [1.0 / math.factorial(k) for k in range(2, 2 + _SERIES_TERMS)]
 
 
 class _Smooth(torch.autograd.Function):
-    """k(d) whose derivative is the stated k'(d), evaluated in float64 and rounded to d's dtype.
+    """k(d) whose derivative is the stated closed form k'(d), evaluated in d's dtype.
 
     Autograd of a careful value formula is not always careful: torch's ``expm1`` backward
     multiplies by (result + 1), which is 0 in float64 once e^u < 1e-16, so the derivative of
@@ -86,11 +86,11 @@ class _Smooth(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (d,) = ctx.saved_tensors
-        return (grad.to(torch.float64) * ctx.derivative(d.to(torch.float64))).to(grad.dtype), None, None
+        return grad * ctx.derivative(d), None, None  # closed forms: accurate in d's own dtype
 
 
 def smooth(value: Callable[[Tensor], Tensor], derivative: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """The differentiable estimator d ↦ value(d) (d's dtype) with gradient derivative(d) (given float64)."""
+    """The differentiable estimator d ↦ value(d) with gradient derivative(d), both in d's dtype."""
     return lambda d: _Smooth.apply(d, value, derivative)
 
 
@@ -100,7 +100,7 @@ def _r_log_r(u: Tensor) -> Tensor:
 
 
 def _k1(d: Tensor) -> Tensor:
-    return d.clone()
+    return d
 
 
 def _k2(d: Tensor) -> Tensor:
@@ -120,13 +120,18 @@ def _reverse_k2(d: Tensor) -> Tensor:
     return torch.exp(-d)
 
 
+def _zero_at_ref_zero(d: Tensor, value: Tensor) -> Tensor:
+    """``value`` with its limit 0 where π_ref = 0 (d = +inf), where e^−d·(1 − d) is 0·(−inf) = NaN."""
+    return torch.where(torch.isposinf(d), torch.zeros_like(value), value)
+
+
 # k'(d) in closed form, and c(d) = k(d) + k'(d), the on-policy score coefficient of w·k (placement loss-w),
 # in forms that do not cancel (k3: (e^{−d} − 1 + d) + (1 − e^{−d}) = d exactly).
 _DERIVATIVES = {
     "k1": (torch.ones_like, lambda d: d + 1),
     "k2": (lambda d: d.clone(), lambda d: d * (0.5 * d + 1)),
     "k3": (lambda d: -torch.expm1(-d), lambda d: d.clone()),
-    "reverse_k1": (lambda d: -(torch.exp(-d) + _r_log_r(-d)), lambda d: -torch.exp(-d)),
+    "reverse_k1": (lambda d: _zero_at_ref_zero(d, -torch.exp(-d) * (1 - d)), lambda d: -torch.exp(-d)),
     "reverse_k2": (lambda d: -torch.exp(-d), torch.zeros_like),
 }
 
@@ -181,15 +186,18 @@ def get_estimator(name: str) -> Estimator:
     return choose("estimator", name.strip(), ESTIMATORS, _ALIASES)  # type: ignore[return-value]
 
 
-def _smooth_kwargs(name: str, value: Callable[[Tensor], Tensor]) -> dict:
+def _smooth_kwargs(name: str, value: Callable[[Tensor], Tensor], autograd_exact: bool = False) -> dict:
+    """Registry fields for an estimator with closed-form k' and k + k'. ``autograd_exact``: polynomials
+    (k1, k2), whose autograd derivative is already exact, keep plain autograd (fewer passes per chunk)."""
     derivative, coefficient = _DERIVATIVES[name]
-    return dict(of_log_ratio=smooth(value, derivative), derivative=derivative, score_coefficient=coefficient)
+    return dict(of_log_ratio=value if autograd_exact else smooth(value, derivative), derivative=derivative,
+                score_coefficient=coefficient)
 
 
 k1 = register(Estimator("k1", "log(π_θ/π_ref)", POLICY_REF, True, source="Schulman 2020", aliases=("kl",),
-                        **_smooth_kwargs("k1", _k1)))
+                        **_smooth_kwargs("k1", _k1, autograd_exact=True)))
 k2 = register(Estimator("k2", "½·log(π_θ/π_ref)²", POLICY_REF, False, source="Schulman 2020", aliases=("mse",),
-                        **_smooth_kwargs("k2", _k2)))
+                        **_smooth_kwargs("k2", _k2, autograd_exact=True)))
 k3 = register(Estimator("k3", "r − 1 − log r", POLICY_REF, True, source="Schulman 2020", aliases=("low_var_kl",),
                         **_smooth_kwargs("k3", _k3)))
 reverse_k1 = register(Estimator("reverse_k1", "r·log r", REF_POLICY, True,

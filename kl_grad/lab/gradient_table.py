@@ -147,6 +147,10 @@ def run_gradients(
     ``pathwise=True`` differentiates through reparameterised samples (``rsample``), the
     contrast to the score-function placements; column ``sampling`` says which.
     ``progress(done, total)`` is called after each chunk of MC trials.
+
+    Returns a ``GradientRun``: ``.table`` (the tidy DataFrame ``kl-grad table`` prints, columns
+    ``COLUMNS``), ``.per_trial`` ({(estimator, placement): (trials, P) array}; empty in exact mode),
+    ``.params`` (parameter names) and ``.seconds``.
     """
     job = check_gradient_request(policy, ref, estimators, placements, mode=mode, samples=samples, trials=trials,
                                  seed=seed, sampler=sampler, direction=direction, pathwise=pathwise, dtype=dtype)
@@ -241,7 +245,7 @@ def _judge_row(row: dict, truth: dict[str, np.ndarray], j: int, budget: Budget, 
     row.update(relative(row["mean_grad"], row.pop("stdev"), row["true_grad"], row,
                         tol_of(row["true_grad"]) if exact else 0.0))
     row.update(both_directions(row["mean_grad"], truth, j, tol_of, exact))
-    row["verdict"] = verdict(row["mean_grad"], row["true_grad"], tol_of(row["true_grad"]), exact)
+    row["verdict"] = verdict(row["mean_grad"], row["true_grad"], tol_of(row["true_grad"]), exact, scale)
 
 
 def _exact_columns(row: dict, ex: Moments, j: int, budget: Budget) -> None:

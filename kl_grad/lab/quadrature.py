@@ -143,15 +143,20 @@ def _refused(evaluate: Evaluate, sampler: DistSpec, reason: str) -> dict:
 
 
 def _enumeration_rounding(g: np.ndarray, points: Points) -> np.ndarray | float:
-    """An enumerated sum's rounding beyond ROUNDING·E|g|, per column of g (N, P): the probabilities sum to 1
-    only to a few ulp, and a score δ_xj − q_j cancels against them, so a component whose expectation is
-    exactly 0 comes out as |1 − Σw|·q_j·max|∂L/∂ℓ| ≈ slack·max over the other points x ≠ j of |g_x|
-    (there g_x = −q_j·∂L/∂ℓ_x). Quadrature rules: 0 (``stated_error`` covers them)."""
+    """An enumerated sum's rounding beyond ROUNDING·E|g|, per column j of g (N, P) when node x and
+    parameter j are the same category (categorical: g_x = c_x·(δ_xj − q_j), c = ∂L/∂ℓ). The probabilities
+    sum to 1 only to a few ulp and the score's δ − q cancels against them, so the error is about
+    slack·(w_j|c_j| + q_j·Σ_{x≠j} w_x|c_x|), which g gives back as w_j|g_j|/Σ_{x≠j} w_x + Σ_{x≠j} w_x|g_x|
+    (E|g| alone misses the first term when q_j ≈ 1). Quadrature rules: 0 (``stated_error`` covers them)."""
     if points.log_weights is None or g.shape[0] != g.shape[1]:
         return 0.0
-    slack = abs(1.0 - math.fsum(points.weights)) + len(points.weights) * float(np.finfo(np.float64).eps)
-    others = np.where(np.eye(len(g), dtype=bool) | ~np.isfinite(g), 0.0, np.abs(g))  # x ≠ j
-    return 4 * slack * others.max(axis=0)
+    w = points.weights
+    slack = abs(1.0 - math.fsum(w)) + len(w) * float(np.finfo(np.float64).eps)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        a = w[:, None] * np.where(np.isfinite(g), np.abs(g), 0.0)  # (N, P): w_x |g_x|
+        own = np.diag(a)
+        others_w = w.sum() - w  # Σ_{x≠j} w_x, without the cancellation of 1 − w_j
+        return 4 * slack * (own / np.maximum(others_w, np.finfo(np.float64).tiny) + a.sum(axis=0) - own)
 
 
 def _enumerated_tail(g: np.ndarray) -> dict:

@@ -143,7 +143,7 @@ def relative(mean: float, stdev: float, true: float, row: dict, below: float = 0
     """bias_rel and stdev_rel; NaN with a warning in ``row`` when the true value is 0 (relative error undefined).
     ``below``: an exact row's numerical error; a smaller bias prints as 0 (MC rows pass 0)."""
     if true == 0 or not math.isfinite(true):
-        note = f"true value is {true:g}: relative columns undefined"
+        note = f"true value is {true + 0.0:g}: relative columns undefined"
         row["warning"] = "; ".join(filter(None, [row.get("warning", ""), note]))
         return {"bias_rel": math.nan, "stdev_rel": math.nan}
     with np.errstate(over="ignore", invalid="ignore"):
@@ -183,15 +183,17 @@ def mark_higher_variance(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def verdict(mean: float, true: float, tol: float, exact: bool) -> str:
-    """One of ``VERDICTS`` (the MC refusals for infinite variance are set by the runners)."""
+def verdict(mean: float, true: float, tol: float, exact: bool, scale: float = 0.0) -> str:
+    """One of ``VERDICTS`` (the MC refusals for infinite variance are set by the runners). An exact row
+    is "unbiased" only when its error is below EXACT_UNBIASED of the target, or, for a target of 0, of
+    ``scale`` (E|g|, the size of what was summed)."""
     if math.isnan(mean) or math.isnan(tol) or not math.isfinite(true):
         return "unavailable"
     if not matches(mean, true, tol, exact):
         return "biased"
     if not exact:
         return "no bias detected"
-    return "unresolved" if true != 0 and tol > EXACT_UNBIASED * abs(true) else "unbiased"
+    return "unresolved" if tol > EXACT_UNBIASED * (abs(true) if true != 0 else scale) else "unbiased"
 
 
 def refuse_mc_verdict(row: dict, var_tail: str | None, m4_tail: str | None, exact_se: float) -> None:

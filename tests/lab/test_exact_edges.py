@@ -169,3 +169,23 @@ def test_mass_beyond_an_overflow_is_bounded_and_the_result_does_not_depend_on_th
         table = run_gradients("normal:0,1", "normal:1,1.3", ests, sampler="normal:0.5,1.5", mode="exact").table
         got = table[table.estimator == "k3"]
         assert (np.abs(got.mean_grad.to_numpy() - want) <= got.se.to_numpy()).all(), (ests, got.mean_grad, want)
+
+
+@pytest.mark.parametrize("policy, ref", [((0, 50), (0, 0)), ((0, 0, 0, -20), (0, 0, 0, 0))], ids=str)
+def test_a_near_certain_token_keeps_a_sharp_error_bound(policy, ref):
+    # A token of probability e^−50 (or e^−20) with an overflowing-looking per-sample gradient once made
+    # the error bound 5e6 (or 5e-7) and the verdict "unresolved" for sums that are enumerated exactly.
+    spec = lambda z: "categorical:" + ",".join(str(v) for v in z)  # noqa: E731
+    table = run_gradients(spec(policy), spec(ref), ["k3"], mode="exact", direction="ref||policy").table
+    q, p = _softmax(policy), _softmax(ref)
+    want = np.array([float(a - b) for a, b in zip(q, p)])  # ∇KL(p‖q) = q − p
+    assert (table.se < 1e-12).all()
+    np.testing.assert_allclose(table.mean_grad, want, rtol=1e-12, atol=1e-15)
+    assert table.verdict.str.startswith("unbiased").all()
+
+
+def test_a_zero_target_with_a_huge_error_is_unresolved_not_unbiased():
+    from kl_grad.lab.statistics import verdict
+
+    assert verdict(0.0, 0.0, tol=2e293, exact=True, scale=1.0) == "unresolved"
+    assert verdict(0.0, 0.0, tol=1e-14, exact=True, scale=1.0) == "unbiased"

@@ -174,7 +174,12 @@ def make_spec(family: str, values, what: str = "distribution") -> DistSpec:
 
 def as_spec(spec: DistSpec | str, what: str = "distribution") -> DistSpec:
     """Accept a DistSpec or its text form (``"normal:0,1"``) wherever a distribution is expected."""
-    return spec if isinstance(spec, DistSpec) else parse_spec(spec, what)
+    if isinstance(spec, DistSpec):
+        return spec
+    if not isinstance(spec, str):
+        raise KLGradError(f"{what} must be a DistSpec or a spec string such as {FAMILIES['normal'].example}, "
+                          f"got {type(spec).__name__}")
+    return parse_spec(spec, what)
 
 
 from .categorical import Categorical  # noqa: E402  (the families need Family, defined above)

@@ -97,8 +97,8 @@ def check_gradient_request(policy, ref, estimators, placements=DEFAULT_PLACEMENT
     direction = None if direction is None else resolve_direction(direction)
     if budget.mode is Mode.MC:
         check_mc_memory(problem, samples)
-    elif exact_too_big(problem):
-        raise KLGradError(exact_too_big(problem) + " (--mode mc samples instead)")
+    elif exact_too_big(problem, len(cases)):
+        raise KLGradError(exact_too_big(problem, len(cases)) + " (--mode mc samples instead)")
     return GradientJob(problem, cases, budget, direction)
 
 
@@ -168,7 +168,7 @@ def exact_gradient_moments(problem: Problem, cases: list[Case]) -> dict[tuple[st
     A support too large to enumerate gives NaN moments with the reason (MC rows then lack their exact
     reference; exact-mode requests are refused before this by ``check_gradient_request``).
     """
-    too_big = exact_too_big(problem)
+    too_big = exact_too_big(problem, len(cases))
     if too_big:
         nan = np.full(len(problem.param_names), math.nan)
         return {c.key: Moments(nan, nan, nan, nan, 0, [f"not computed: {too_big}"] * len(nan)) for c in cases}

@@ -5,7 +5,8 @@ measurements with ``ru_maxrss``, five estimators × two placements, rounded up):
 
     Monte Carlo, continuous family   ~130 B per float32 point, ~260 B per float64 point, per chunk
     Monte Carlo, categorical         ~14 B per point per logit (log-probs broadcast over the logits)
-    exact, categorical               ~80 B per (category, logit) pair: K nodes × K parameters
+    exact, categorical               per (category, logit) pair, K nodes × K parameters: ~64 B plus
+                                     16 B per case (measured 116 B with 6 cases at K = 2000, 16 s)
 
 A chunk holds max(samples, ``CHUNK_ELEMENTS``) points. The budget is half of the
 physical memory, so the rest of the machine keeps working.
@@ -25,7 +26,8 @@ from .problem import Problem
 
 MC_BYTES = 32  # per point per byte of dtype (float32: 128 B, float64: 256 B)
 MC_BYTES_PER_LOGIT = 14
-EXACT_BYTES_PER_PAIR = 80
+EXACT_BYTES_PER_PAIR = 64  # plus EXACT_BYTES_PER_CASE for each estimator × placement
+EXACT_BYTES_PER_CASE = 16
 
 
 def memory_budget() -> int:
@@ -57,15 +59,15 @@ def check_mc_memory(problem: Problem, samples: int) -> None:
                           f"budget of {_gib(budget)}")
 
 
-def exact_too_big(problem: Problem) -> str:
+def exact_too_big(problem: Problem, cases: int = 1) -> str:
     """Why enumerating the support would not fit (nodes × parameters), naming the largest that does; "" if it fits."""
     if not problem.sampling.fam.enumerable:
         return ""  # quadrature: at most 256 nodes (plus a 1601-point tail grid)
     k = len(problem.sampling.values)
-    budget = memory_budget()
-    need = k * len(problem.param_names) * EXACT_BYTES_PER_PAIR
+    budget, per_pair = memory_budget(), EXACT_BYTES_PER_PAIR + EXACT_BYTES_PER_CASE * cases
+    need = k * len(problem.param_names) * per_pair
     if need <= budget:
         return ""
-    most = math.isqrt(budget // EXACT_BYTES_PER_PAIR)
+    most = math.isqrt(budget // per_pair)
     return (f"exact mode enumerates {k} categories × {len(problem.param_names)} parameters, about {_gib(need)}; "
             f"at most {most} logits fit in this machine's budget of {_gib(budget)}")

@@ -123,7 +123,8 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec, anchors: tuple[DistSpec
             err = np.abs(moments[0] - prev[key][0])
         tail = tails[key]
         warnings, mean, var, m4 = _judge(tail, ok, *(m.copy() for m in moments[:3]), err)
-        left_out = np.array([t[1].tail for t in tail]) * moments[3]  # mass beyond overflow boundaries
+        fraction = np.array([t[1].tail for t in tail])  # mass beyond overflow boundaries, relative
+        left_out = np.where(fraction > 0, fraction * np.where(np.isfinite(moments[3]), moments[3], 0.0), 0.0)
         stated = stated_error(err + left_out + _enumeration_rounding(values[key], points), moments[3])
         with np.errstate(invalid="ignore"):
             mean = np.where(np.abs(mean) <= stated, 0.0, mean)  # a mean below its own error is zero

@@ -260,3 +260,17 @@ def test_bare_command_prints_help_and_version_works(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith("kl-grad ")
+
+
+def test_extreme_input_leaks_no_numpy_warning_and_every_refusal_says_why():
+    # A reference of scale 1e-30 overflows float32 gradients; a softmax(0, −800) policy underflows: the
+    # numbers are refused (NaN) with a reason, and nothing but the table reaches the terminal.
+    for args in (["table", "--policy", "normal:0,1", "--ref", "normal:1e-30,1e-30", "--trials", "3",
+                  "--samples", "10", "--format", "csv", "-q"],
+                 ["table", "--policy", "categorical:0,-800", "--ref", "categorical:0,800", "--mode", "exact",
+                  "--estimators", "k1,k2,k3,reverse_k1,reverse_k2", "--format", "csv"]):
+        out = run_subprocess(args)
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        table = pd.read_csv(StringIO(out.stdout), keep_default_na=False, na_values=[""])
+        refused = table[table.mean_grad.isna()]
+        assert (refused.warning.str.len() > 0).all()

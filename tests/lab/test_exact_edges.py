@@ -43,8 +43,8 @@ def test_far_and_wide_references_are_right_or_refused(ref):
             if math.isnan(row.mean_grad):
                 assert row.warning, (est, pl, row.param)  # refused, with the reason
                 continue
-            # right to its stated error (se) plus 1e-9 relative (the closed forms' own rounding is ~1e-15)
-            assert abs(row.mean_grad - want[j]) <= row.se + 1e-9 * max(1.0, abs(want[j])), (est, pl, row.param)
+            # right to its stated error (se), plus 1e-14 relative for the closed forms' own rounding
+            assert abs(row.mean_grad - want[j]) <= row.se + 1e-14 * abs(want[j]), (est, pl, row.param)
 
 
 @pytest.mark.parametrize("m", [5.0, 20.0, 30.0])
@@ -53,7 +53,7 @@ def test_reference_side_mass_is_integrated_not_refused(m):
     # sampler alone missed it (printed ≈ 0 at m = 60). Up to ~37σ float64 can still form r·q there.
     table = run_gradients("normal:0,1", f"normal:{m},1", ["k3"], mode="exact").table
     loc = table[table.param == "loc"].iloc[0]
-    assert loc.mean_grad == pytest.approx(-m, rel=1e-9)
+    assert abs(loc.mean_grad + m) <= loc.se
     assert loc.follows.endswith("ref||policy")
 
 
@@ -93,7 +93,7 @@ def test_k3_with_a_differentiable_weight_is_unbiased_under_wider_and_narrower_sa
     if table.mean_grad.isna().any():  # allowed only with a reason
         assert table.warning.str.len().min() > 0
         return
-    np.testing.assert_allclose(table.mean_grad, pr, rtol=1e-9)
+    assert (np.abs(table.mean_grad - pr) <= table.se + 1e-14 * np.abs(pr)).all()
     assert (table.verdict.str.startswith("unbiased")).all()
 
 
@@ -130,8 +130,8 @@ def test_tiny_categorical_probabilities_match_enumeration(policy, ref, name):
     table = run_gradients(spec(policy), spec(ref), [name], mode="exact").table
     want = _enumerated(policy, ref, name)
     got = table.mean_grad.to_numpy()
-    # each component to 1e-10 relative, or below its own stated error
-    assert (np.abs(got - want) <= 1e-10 * np.abs(want) + table.se.to_numpy()).all(), (got, want)
+    # each component within its own stated error (plus 1e-14 relative: the oracle's conversion to float)
+    assert (np.abs(got - want) <= 1e-14 * np.abs(want) + table.se.to_numpy()).all(), (got, want)
     if name == "k1":  # k1's expected gradient is exactly 0 while every true component is nonzero
         assert (got == 0).all() and (table.verdict == "biased").all()
     if name == "k2":  # unbiased for ∇KL(policy‖ref), down to components of 1e-30

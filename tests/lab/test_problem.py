@@ -99,24 +99,17 @@ def _central_differences(direction: str, problem, h: float) -> np.ndarray:
     return np.array(out)
 
 
-@pytest.mark.parametrize("problem", NORMAL, ids=lambda p: p.name)
-@pytest.mark.parametrize("direction", DIRECTIONS)
-def test_normal_true_gradients_match_finite_differences_of_closed_form(direction, problem):
-    got = true_gradients(problem.policy, problem.ref)[direction]
-    fd = _central_differences(direction, problem, h=1e-5)
-    # Central differences with h = 1e-5: truncation ~h²·f'''/6 ≈ 1e-10 plus rounding; measured 2.2e-9
-    # relative (a small component), so 2e-8 keeps a 10x margin. The absolute floor is for components
-    # that are exactly 0 (equal locations).
-    np.testing.assert_allclose(got, fd, rtol=2e-8, atol=1e-9)
+# Central differences: truncation ~h²·f'''/6 plus rounding ~1e-16/h. Normal, h = 1e-5: measured 2.2e-9
+# relative (a small component), so rtol 2e-8 keeps a 10x margin; the atol is for components that are
+# exactly 0 (equal locations). Categorical, h = 1e-6: truncation 1e-12, rounding 1e-10 (hence atol).
+FD_SETTINGS = [(p, 1e-5, 2e-8, 1e-9) for p in NORMAL] + [(p, 1e-6, 1e-9, 1e-10) for p in CATEGORICAL]
 
 
-@pytest.mark.parametrize("problem", CATEGORICAL, ids=lambda p: p.name)
+@pytest.mark.parametrize("problem, h, rtol, atol", FD_SETTINGS, ids=lambda v: getattr(v, "name", ""))
 @pytest.mark.parametrize("direction", DIRECTIONS)
-def test_categorical_true_gradients_match_finite_differences(direction, problem):
+def test_true_gradients_match_finite_differences_of_the_closed_form(direction, problem, h, rtol, atol):
     got = true_gradients(problem.policy, problem.ref)[direction]
-    fd = _central_differences(direction, problem, h=1e-6)
-    # h = 1e-6: truncation ~h² = 1e-12, rounding ~1e-16/h = 1e-10 (hence atol); measured within atol.
-    np.testing.assert_allclose(got, fd, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(got, _central_differences(direction, problem, h=h), rtol=rtol, atol=atol)
 
 
 def test_true_gradients_keys_and_dtype():

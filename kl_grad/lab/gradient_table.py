@@ -46,7 +46,7 @@ from .terms import Case, make_cases
 
 COLUMNS = [
     "estimator", "placement", "direction", "param", "true_grad", "mean_grad", "bias_rel", "stdev_rel", "se",
-    "bias_vs_policy||ref", "bias_vs_ref||policy", "follows",
+    "stdev", "bias_vs_policy||ref", "bias_vs_ref||policy", "follows",
     "trials", "samples", "mode", "verdict", "exact_grad", "z_vs_exact", "z_stdev_vs_exact", "clamped_frac",
     "warning", "policy", "ref", "sampler", "sampling",
 ]
@@ -109,13 +109,22 @@ class GradientRun:
     ``table``: one row per (estimator, placement, param), the columns of ``COLUMNS``.
     ``per_trial``: {(estimator, placement): (trials, P) float64 array}, column j the gradient
     w.r.t. ``params[j]`` (e.g. ``per_trial[("k3", "loss")][:, 0]`` is every trial's d/dloc);
-    empty in exact mode. ``seconds``: wall time of the run.
+    empty in exact mode. ``seconds``: wall time of the run. ``truth``: {direction: (P,) ∇θ KL at θ0};
+    ``summary``: the vector summary, one row per case (norms and cosines over all parameters).
     """
 
     table: pd.DataFrame
     per_trial: dict[tuple[str, str], np.ndarray] = field(repr=False)  # (trials, P) per case
     params: tuple[str, ...] = ()
     seconds: float = 0.0
+    truth: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # {direction: (P,) ∇KL}
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per (estimator, placement) over all parameters (``summary.vector_summary``)."""
+        from .summary import vector_summary
+
+        return vector_summary(self.table, self.truth)
 
 
 def run_gradients(
@@ -231,7 +240,7 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
     table = without_signed_zeros(mark_higher_variance(pd.DataFrame(rows)))
     table = table[[c for c in COLUMNS if c in table.columns]]
     table["trials"] = table["trials"].astype("Int64")
-    return GradientRun(table, per_trial, problem.param_names, time.perf_counter() - start)
+    return GradientRun(table, per_trial, problem.param_names, time.perf_counter() - start, truth)
 
 
 def _judge_row(row: dict, truth: dict[str, np.ndarray], j: int, budget: Budget, scale: float) -> None:
@@ -242,7 +251,7 @@ def _judge_row(row: dict, truth: dict[str, np.ndarray], j: int, budget: Budget, 
     def tol_of(true: float) -> float:
         return tolerance(true, row["se"], None if exact else budget.trials, scale)
 
-    row.update(relative(row["mean_grad"], row.pop("stdev"), row["true_grad"], row,
+    row.update(relative(row["mean_grad"], row["stdev"], row["true_grad"], row,
                         tol_of(row["true_grad"]) if exact else 0.0))
     row.update(both_directions(row["mean_grad"], truth, j, tol_of, exact))
     row["verdict"] = verdict(row["mean_grad"], row["true_grad"], tol_of(row["true_grad"]), exact, scale)

@@ -105,6 +105,11 @@ def sweep_markdown(table: pd.DataFrame) -> str:
     return _github(table[cols], floatfmt=".4g")
 
 
+def summary_markdown(table: pd.DataFrame) -> str:
+    """Vector summaries (``summary.py``): one line per estimator × placement."""
+    return _github(table, floatfmt=".6g")
+
+
 def sweep_summary(table: pd.DataFrame) -> str:
     return f"{len(table)} rows; see sweep.png\n"
 
@@ -123,6 +128,7 @@ VIEWS = {
     "values": {"markdown": values_markdown, "csv": to_csv, "json": to_json},
     "sweep": {"markdown": sweep_markdown, "csv": to_csv, "json": to_json},
     "estimators": {"markdown": _github},
+    "summary": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},
 }
 TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary}
 FORMATS = VIEWS["gradients"]  # the gradient table's formats (``kl-grad table --format``)

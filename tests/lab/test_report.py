@@ -32,8 +32,10 @@ def _with_specials(table: pd.DataFrame, column: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def tables() -> dict[str, pd.DataFrame]:
     policy, ref = SEED003.policy, SEED003.ref
-    grads = run_gradients(policy, ref, ["k1", "k3"], ["loss", "loss-w"], mode="exact").table
+    run = run_gradients(policy, ref, ["k1", "k3"], ["loss", "loss-w"], mode="exact")
+    grads = run.table
     return {
+        "summary": _with_specials(run.summary, "rel_stdev"),
         "gradients": _with_specials(grads, "stdev_rel"),
         "gradients-mc": run_gradients(policy, ref, ["k2", "k3"], samples=50, trials=4, seed=1).table,
         "values": _with_specials(run_values(SCHULMAN_FAR.policy, SCHULMAN_FAR.ref, ["k1", "k2", "k3"]), "stdev_rel"),
@@ -76,7 +78,7 @@ def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
     table = tables[kind]
     records = json.loads(render(table, "json", kind))  # strict JSON: no Infinity or NaN literals
     assert len(records) == len(table) and all(list(r) == list(table.columns) for r in records)
-    special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel"}[kind]
+    special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel", "summary": "rel_stdev"}[kind]
     assert [r[special] for r in records[:3]] == ["inf", "-inf", None]
     for record, (_, row) in zip(records, table.iterrows()):
         for col, value in record.items():

@@ -118,19 +118,21 @@ def _fit(d: np.ndarray, c: np.ndarray) -> tuple[str, str]:
     if not np.isfinite(c).all():
         return "unavailable: c is not finite on the whole grid", "none"
     basis = np.stack([d, -np.expm1(-d), np.ones_like(d)], axis=1)
-    scale = np.abs(basis).max(axis=0)
-    coef, *_ = np.linalg.lstsq(basis / scale, c, rcond=None)
-    coef = coef / scale
-    residual = np.abs(basis @ coef - c).max()
-    if residual > FIT_RTOL * (np.abs(c).max() + 1.0):
+    size = 1.0 + np.abs(basis[:, :2]).sum(axis=1) + np.abs(c)  # each point's own scale: e^{−d} spans decades
+    coef, *_ = np.linalg.lstsq(basis / size[:, None], c / size, rcond=None)
+    exact = [k for k in (np.array([_snap(float(v)) for v in coef]), coef)
+             if (np.abs(basis @ k - c) <= FIT_RTOL * size).all()]
+    if not exact:
         return PROBLEM_DEPENDENT, "none"
-    alpha, beta = (_snap(float(v)) for v in coef[:2])
-    terms = [f"{'' if v == 1 else '−' if v == -1 else f'{v:.6g}·'}∇KL({name})".replace("·-", "·−")
+    coef = exact[0]
+    alpha, beta = coef[:2]
+    terms = [(v < 0, f"{'' if abs(v) == 1 else f'{abs(v):.6g}·'}∇KL({name})")
              for v, name in ((alpha, "policy‖ref"), (beta, "ref‖policy")) if v != 0]
-    text = " + ".join(terms) if terms else "0"
+    text = "".join(f"{('−' if neg else '') if i == 0 else (' − ' if neg else ' + ')}{t}"
+                   for i, (neg, t) in enumerate(terms)) or "0"
     follows = ("zero" if not terms else "policy||ref" if (alpha, beta) == (1.0, 0.0)
                else "ref||policy" if (alpha, beta) == (0.0, 1.0) else "none")
-    return text.replace("+ −", "− "), follows
+    return text, follows
 
 
 def _snap(v: float) -> float:
@@ -140,7 +142,9 @@ def _snap(v: float) -> float:
 
 def _rows(name: str, placement: str, d: np.ndarray, fn: Callable) -> pd.DataFrame:
     three = _wants_old_logp(fn)
-    base = min(0.0, float(d.min())) - 1.0  # log π_θ ≤ 0 and log π_ref = base − d ≤ 0 on the whole grid
+    # log π_θ = 0, log π_ref = −d: the log-ratio the function sees is d exactly (another base would round it,
+    # e.g. (−31 − 1e-9) loses 7 of d's digits); a second base shows a function that uses log π_θ beyond d.
+    base = 0.0
     c, dtype = _coefficients_at(fn, d, base, three)
     c_other, _ = _coefficients_at(fn, d, base - 2.0, three)
     warnings = []

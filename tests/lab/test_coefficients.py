@@ -1,0 +1,258 @@
+"""kl_grad.lab.coefficients: autograd c(d) against hand-derived closed forms (mpmath, 50 digits), user callables
+(plain, reduced, clamped, with old_logp, detached, float32), the expected-gradient labels against exact enumeration
+on a categorical policy, and the grid parser."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+
+from kl_grad.errors import KLGradError
+from kl_grad.estimators import ESTIMATORS
+from kl_grad.lab.coefficients import coefficient_table, parse_grid, wide
+from kl_grad.placements import PLACEMENTS
+
+mpmath.mp.dps = 50
+E = mpmath.e
+
+# Hand-derived (k(d), k'(d)) with r = e^{−d}; verl's clamps: |d| ≤ 20 before exp, value ≤ 10 after.
+def _k3(d):
+    return E ** (-d) - 1 + d
+
+
+def _k3_clamped(d):
+    inside = abs(d) < 20 and _k3(d) < 10
+    return (_k3(d) if inside else mpmath.mpf(10)), (1 - E ** (-d) if inside else mpmath.mpf(0))
+
+
+CLOSED_FORMS = {
+    "k1": lambda d: (d, mpmath.mpf(1)),
+    "k2": lambda d: (d * d / 2, d),
+    "k3": lambda d: (_k3(d), 1 - E ** (-d)),
+    "reverse_k1": lambda d: (-d * E ** (-d), (d - 1) * E ** (-d)),
+    "reverse_k2": lambda d: (E ** (-d), -E ** (-d)),
+    "reverse_k1_cv": lambda d: (-d * E ** (-d) - (E ** (-d) - 1), d * E ** (-d)),
+    "k1+": lambda d: (d, d),  # value k1, gradient of k2
+    "k3+": lambda d: (_k3(d), d),
+    "k3_clamped": _k3_clamped,
+}
+# On-policy c for a placement from (k, k'): w = 1 with gradient s, d has gradient s.
+PLACEMENT_C = {"loss": lambda k, dk: dk, "loss-sgw": lambda k, dk: dk, "loss-w": lambda k, dk: k + dk,
+               "reward": lambda k, dk: k}
+
+# Tiny, moderate and large |d|, avoiding the clamps' edges (k3 = 10 at d ≈ −2.53 and 11.0).
+GRID = np.array([-30, -7.5, -3, -1.3, -0.3, -1e-3, -1e-6, -1e-9, 0, 1e-9, 1e-6, 1e-3, 0.3, 1.7, 5, 12.5, 30.0])
+
+
+def test_the_oracles_cover_every_registered_estimator_and_placement():
+    assert set(CLOSED_FORMS) == set(ESTIMATORS) and set(PLACEMENT_C) == set(PLACEMENTS)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return coefficient_table(GRID)
+
+
+@pytest.mark.parametrize("estimator", list(CLOSED_FORMS))
+def test_autograd_c_equals_the_closed_form_for_every_placement(table, estimator):
+    for placement, c_of in PLACEMENT_C.items():
+        rows = table[(table["estimator"] == estimator) & (table["placement"] == placement)]
+        want = np.array([float(c_of(*CLOSED_FORMS[estimator](mpmath.mpf(float(d))))) for d in GRID])
+        np.testing.assert_array_equal(rows["d"].to_numpy(), GRID)
+        np.testing.assert_allclose(rows["c"].to_numpy(), want, rtol=1e-12, atol=0, err_msg=placement)
+
+
+def test_reference_columns_are_the_two_kl_gradients_coefficients(table):
+    first = table[(table["estimator"] == "k1") & (table["placement"] == "loss")]
+    np.testing.assert_array_equal(first["c_policy_ref"].to_numpy(), GRID)
+    want = [float(1 - E ** (-mpmath.mpf(float(d)))) for d in GRID]
+    np.testing.assert_allclose(first["c_ref_policy"].to_numpy(), want, rtol=1e-14, atol=0)
+
+
+# (α, β) with c = α·d + β·(1 − e^{−d}) + γ, derived by hand from CLOSED_FORMS and PLACEMENT_C; None: no such form.
+HAND_FIT = {
+    ("k1", "loss"): (0, 0), ("k1", "loss-w"): (1, 0), ("k1", "reward"): (1, 0),
+    ("k2", "loss"): (1, 0), ("k2", "loss-w"): None, ("k2", "reward"): None,
+    ("k3", "loss"): (0, 1), ("k3", "loss-w"): (1, 0), ("k3", "reward"): (1, -1),
+    ("reverse_k1", "loss"): None, ("reverse_k1", "loss-w"): (0, 1),
+    ("reverse_k2", "loss"): (0, 1), ("reverse_k2", "loss-w"): (0, 0), ("reverse_k2", "reward"): (0, -1),
+    ("reverse_k1_cv", "loss-w"): (0, 1), ("k1+", "loss-w"): (2, 0), ("k3+", "loss-w"): (2, -1),
+    ("k3_clamped", "loss"): None,
+}
+LABELS = {(0, 0): ("0", "zero"), (1, 0): ("∇KL(policy‖ref)", "policy||ref"), (0, 1): ("∇KL(ref‖policy)", "ref||policy"),
+          (1, -1): ("∇KL(policy‖ref) − ∇KL(ref‖policy)", "none"), (0, -1): ("−∇KL(ref‖policy)", "none"),
+          (2, 0): ("2·∇KL(policy‖ref)", "none"), (2, -1): ("2·∇KL(policy‖ref) − ∇KL(ref‖policy)", "none"),
+          None: ("problem-dependent", "none")}
+
+
+@pytest.mark.parametrize("term", list(HAND_FIT), ids=lambda t: f"{t[0]}-{t[1]}")
+def test_expected_gradient_label_matches_the_hand_fit(table, term):
+    rows = table[(table["estimator"] == term[0]) & (table["placement"] == term[1])]
+    assert (rows["expected_gradient"].iloc[0], rows["follows"].iloc[0]) == LABELS[HAND_FIT[term]]
+    assert rows["expected_gradient"].nunique() == 1
+
+
+def _categorical_kl_grads(logits: np.ndarray, ref_logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """∇_logits KL(π‖ref) and KL(ref‖π) by central finite differences of the plain-loop KLs."""
+    def kls(z):
+        logp = z - math.log(sum(math.exp(v) for v in z))
+        fwd = sum(math.exp(lp) * (lp - lr) for lp, lr in zip(logp, ref_logp))
+        rev = sum(math.exp(lr) * (lr - lp) for lp, lr in zip(logp, ref_logp))
+        return np.array([fwd, rev])
+
+    h, grads = 1e-6, np.zeros((2, len(logits)))
+    for j in range(len(logits)):
+        e = np.zeros(len(logits))
+        e[j] = h
+        grads[:, j] = (kls(logits + e) - kls(logits - e)) / (2 * h)
+    return grads[0], grads[1]
+
+
+@pytest.mark.parametrize("term", [t for t, fit in HAND_FIT.items() if fit is not None], ids=lambda t: f"{t[0]}-{t[1]}")
+def test_expected_gradient_on_a_categorical_policy_is_the_labelled_combination(term):
+    """Enumeration over 4 outcomes: Σ_j π_j·c(d_j)·(e_j − π) = α·∇KL(π‖ref) + β·∇KL(ref‖π) (finite differences)."""
+    logits = np.array([0.3, -0.8, 1.1, 0.0])
+    logp = logits - np.log(np.exp(logits).sum())
+    ref_logp = np.log(np.array([0.1, 0.4, 0.2, 0.3]))
+    d = logp - ref_logp
+    c = coefficient_table(d, [term[0]], [term[1]])["c"].to_numpy()
+    pi = np.exp(logp)
+    expected = sum(pi[j] * c[j] * (np.eye(4)[j] - pi) for j in range(4))
+    fwd, rev = _categorical_kl_grads(logits, ref_logp)
+    alpha, beta = HAND_FIT[term]
+    np.testing.assert_allclose(expected, alpha * fwd + beta * rev, atol=1e-8)
+
+
+def test_a_problem_dependent_term_is_biased_on_some_categorical_policy():
+    """k2 as loss-w (c = d + d²/2): on two outcomes the bias is π_1·π_2·(a²/2 − b²/2) ≠ 0 (module docstring)."""
+    logits, ref_logp = np.array([0.5, -0.5]), np.log(np.array([0.8, 0.2]))
+    logp = logits - np.log(np.exp(logits).sum())
+    d = logp - ref_logp
+    grid = np.concatenate([d, [-3.0, 3.0]])
+    c = coefficient_table(grid, ["k2"], ["loss-w"])["c"].to_numpy()[:2]
+    pi = np.exp(logp)
+    expected = sum(pi[j] * c[j] * (np.eye(2)[j] - pi) for j in range(2))
+    fwd, rev = _categorical_kl_grads(logits, ref_logp)
+    assert abs(expected[0] - fwd[0]) > 1e-3 and abs(expected[0] - rev[0]) > 1e-3
+
+
+# --- user callables ---------------------------------------------------------------------------------
+
+USER_GRID = np.array([-6.0, -3.0, -2.0, -0.7, -0.1, 0.0, 0.2, 1.0, 4.0, 15.0, 25.0])
+
+
+def _k3_by_hand(logp, ref_logp):
+    log_ratio = ref_logp - logp  # log r
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def _k3_clamped_by_hand(logp, ref_logp):  # the way verl writes low_var_kl
+    log_ratio = torch.clamp(ref_logp - logp, min=-20, max=20)
+    return torch.clamp(torch.exp(log_ratio) - log_ratio - 1, min=-10, max=10)
+
+
+def _c_k3(d):
+    return np.array([float(1 - E ** (-mpmath.mpf(float(x)))) for x in d])
+
+
+def test_a_hand_written_k3_loss_gives_the_k3_coefficient():
+    t = coefficient_table(USER_GRID, fn=_k3_by_hand)
+    assert set(t["placement"]) == {"as written"} and set(t["estimator"]) == {"_k3_by_hand"}
+    np.testing.assert_allclose(t["c"].to_numpy(), _c_k3(USER_GRID), rtol=1e-12, atol=1e-15)
+    assert t["follows"].iloc[0] == "ref||policy" and (t["warning"] == "").all()
+
+
+@pytest.mark.parametrize("reduce", [torch.mean, torch.sum])
+def test_an_already_reduced_loss_is_read_one_sample_at_a_time(reduce):
+    t = coefficient_table(USER_GRID, fn=lambda logp, ref: reduce(_k3_by_hand(logp, ref)), name="reduced k3")
+    np.testing.assert_allclose(t["c"].to_numpy(), _c_k3(USER_GRID), rtol=1e-12, atol=1e-15)
+
+
+def test_a_clamped_k3_has_zero_coefficient_where_the_clamp_fires():
+    t = coefficient_table(USER_GRID, fn=_k3_clamped_by_hand)
+    k3 = np.exp(-USER_GRID) - 1 + USER_GRID
+    clamped = (np.abs(USER_GRID) > 20) | (k3 > 10)
+    assert clamped.tolist() == [True, True, False, False, False, False, False, False, False, True, True]
+    c = t["c"].to_numpy()
+    assert (c[clamped] == 0).all()
+    np.testing.assert_allclose(c[~clamped], _c_k3(USER_GRID[~clamped]), rtol=1e-12, atol=1e-15)
+    assert t["expected_gradient"].iloc[0] == "problem-dependent" and t["follows"].iloc[0] == "none"
+
+
+def test_a_third_positional_parameter_receives_the_detached_logp():
+    def weighted_k3(logp, ref_logp, old_logp):
+        return torch.exp(logp - old_logp) * _k3_by_hand(logp, ref_logp)
+
+    t = coefficient_table(USER_GRID, fn=weighted_k3)
+    np.testing.assert_allclose(t["c"].to_numpy(), USER_GRID, rtol=1e-12, atol=1e-14)  # k3 + k3' = d
+    assert t["follows"].iloc[0] == "policy||ref"
+
+
+def test_a_keyword_with_a_default_is_not_taken_for_old_logp():
+    def framework_style(logprob, ref_logprob, kl_penalty="k2"):
+        assert kl_penalty == "k2"
+        return 0.5 * (logprob - ref_logprob) ** 2
+
+    t = coefficient_table(USER_GRID, fn=framework_style)
+    np.testing.assert_allclose(t["c"].to_numpy(), USER_GRID, rtol=1e-12, atol=1e-15)
+
+
+def test_a_function_that_uses_logp_beyond_d_is_flagged():
+    t = coefficient_table(USER_GRID, fn=lambda logp, ref: torch.exp(logp) * (logp - ref), name="p·d")
+    assert t["warning"].str.contains("uses log π_θ beyond d").all()
+
+
+def test_a_float32_function_gets_a_dtype_note_and_float32_accurate_c():
+    t = coefficient_table(USER_GRID, fn=lambda logp, ref: _k3_by_hand(logp.float(), ref.float()))
+    assert t["warning"].str.contains("computes in float32").all()
+    np.testing.assert_allclose(t["c"].to_numpy(), _c_k3(USER_GRID), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda logp, ref: _k3_by_hand(logp.detach(), ref), "carries no gradient"),
+    (lambda logp, ref: (logp - ref)[:2], "returned shape"),
+    (lambda logp, ref: 3.0, "returned float"),
+    ("k3", "must be callable"),
+])
+def test_bad_user_functions_get_one_line(fn, message):
+    with pytest.raises(KLGradError, match=message):
+        coefficient_table(USER_GRID, fn=fn)
+
+
+def test_fn_and_builtins_are_exclusive():
+    with pytest.raises(KLGradError, match="not both"):
+        coefficient_table(USER_GRID, ["k3"], fn=_k3_by_hand)
+
+
+# --- grid and views ---------------------------------------------------------------------------------
+
+def test_parse_grid_includes_both_ends_and_rounds_to_the_step():
+    np.testing.assert_array_equal(parse_grid("-4:4:0.25"), np.arange(-16, 17) / 4)
+    g = parse_grid("-1:1:0.1")
+    assert len(g) == 21 and 0.3 in g and g[-1] == 1.0
+    assert len(parse_grid("0:1:0.3")) == 4  # 0, 0.3, 0.6, 0.9: HI not on the grid
+
+
+@pytest.mark.parametrize("text", ["-4:4", "a:b:c", "4:-4:0.5", "-4:4:0", "-4:4:-1", "0:1:0.5", "0:inf:1",
+                                  "0:1:1e-9"])
+def test_a_bad_grid_names_the_form(text):
+    with pytest.raises(KLGradError, match="grid"):
+        parse_grid(text)
+
+
+def test_the_wide_view_shows_nine_points_with_the_references_first():
+    t = coefficient_table("-4:4:0.25", ["k3"], ["loss", "loss-w"])
+    w = wide(t)
+    assert [c for c in w.columns if c.startswith("d=")] == [f"d={x:g}" for x in range(-4, 5)]
+    assert w["estimator"].tolist() == ["c = d", "c = 1 − e^{−d}", "k3", "k3"]
+    assert w.loc[2, "d=2"] == pytest.approx(1 - math.exp(-2), rel=1e-14) and w.loc[3, "d=-3"] == -3
+
+
+def test_a_scaled_combination_is_named_with_its_weights():
+    t = coefficient_table(USER_GRID, fn=lambda logp, ref: -0.5 * (logp - ref) ** 2 / 2 + 3 * _k3_by_hand(logp, ref))
+    assert t["expected_gradient"].iloc[0] == "−0.5·∇KL(policy‖ref) + 3·∇KL(ref‖policy)"
+    assert t["follows"].iloc[0] == "none"

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..errors import KLGradError, choose
+from . import coefficients_cli
 from .allocator import keep_freed_memory
 from .config import DEFAULT_ESTIMATORS, DEFAULT_PLACEMENTS, GradientExperiment, ValueExperiment
 
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("estimators", help="list the registered estimators and what they target",
                    description="List every registered estimator: formula (r = π_ref/π_θ), the KL direction it "
                    "targets, whether its value is an unbiased KL estimate, aliases and source.")
+    coefficients_cli.add_parser(sub)
     return parser
 
 
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
             reproduce(args.experiments, args.out)
             return 0
-        commands = {"table": _cmd_table, "values": _cmd_values, "estimators": _cmd_estimators}
+        commands = {"table": _cmd_table, "values": _cmd_values, "estimators": _cmd_estimators,
+                    "coefficients": coefficients_cli.run}
         text = commands[args.command](args)
         if getattr(args, "output", None):
             from .output import write_atomic

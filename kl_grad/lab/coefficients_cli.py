@@ -1,0 +1,83 @@
+"""``kl-grad coefficients``: the c(d) table and figure in one command (``coefficients.py``).
+
+Registered in ``cli.py`` by ``add_parser(sub)``; ``run(args)`` returns the text to print or write.
+Hook for a user's KL term: ``run`` passes ``args.target`` (None here) through ``load_target`` when a
+parser defines ``--target``/TARGET; ``coefficient_table(fn=...)`` already takes the loaded callable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+EPILOG = """\
+examples:
+  kl-grad coefficients
+      c(d) of every estimator × placement on d = -4..4 (step 0.25), 9 of the points shown
+  kl-grad coefficients --estimators k1,k2,k3 --placements loss,loss-w --grid=-2:2:0.5
+      three estimators, two placements; a negative LO needs the --grid=LO:HI:STEP form
+  kl-grad coefficients --plot coefficients.png -o coefficients.csv
+      every grid point as CSV, and the figure (one panel per placement)
+
+what c(d) is: on-policy, a KL term's per-sample gradient is c(d)·∇log π_θ(x), d = log π_θ(x) − log π_ref(x);
+c = ∂surrogate/∂log π_θ, read from autograd in float64. E[c·s] = ∇KL(policy‖ref) exactly when c − d is a
+constant, ∇KL(ref‖policy) when c − (1 − e^{−d}) is; expected_gradient names the combination
+α·∇KL(policy‖ref) + β·∇KL(ref‖policy) when c = α·d + β·(1 − e^{−d}) + γ fits exactly on the grid, else
+"problem-dependent" (framing: arXiv 2510.01555, "Rethinking KL Regularization in RLHF").
+"""
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``coefficients`` subcommand to ``sub`` (argparse subparsers)."""
+    from ..estimators import ESTIMATORS
+    from ..placements import PLACEMENTS
+    from .coefficients_kind import CoefficientExperiment
+    from .report import VIEWS
+
+    p = sub.add_parser("coefficients", help="gradient-coefficient curves c(d) of every estimator × placement",
+                       description="Tabulate (and plot) the on-policy per-sample gradient coefficient c(d) = "
+                       "∂surrogate/∂log π_θ of each KL term against d = log π_θ − log π_ref, from autograd.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--estimators", default=None, help=f"comma list from: {', '.join(ESTIMATORS)} (default: all)")
+    p.add_argument("--placements", default=None, help=f"comma list from: {', '.join(PLACEMENTS)} (default: all)")
+    p.add_argument("--grid", default=CoefficientExperiment.grid, help="d values as --grid=LO:HI:STEP (default "
+                   f"{CoefficientExperiment.grid}; 4 to 100001 points; write it with '=' when LO is negative)")
+    p.add_argument("--format", default=None, help=f"one of {', '.join(VIEWS['coefficients'])} (default: from the -o "
+                   "extension .md/.csv/.json, else markdown; markdown shows 9 of the grid points)")
+    p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout (written whole or not at "
+                   "all)")
+    p.add_argument("--plot", type=Path, help="also write the figure (PNG) here")
+    p.set_defaults(target=None)
+    return p
+
+
+def run(args, load_target: Callable | None = None) -> str:
+    """The table in ``args.format``; writes ``args.plot``. With ``args.target`` set, ``load_target(text, {})`` gives
+    the user's KL term, tabulated as written instead of the built-ins."""
+    from ..errors import KLGradError
+    from .cli import _output_format
+    from .coefficients import coefficient_table, parse_grid
+    from .output import write_atomic
+    from .report import render
+
+    fmt = _output_format(args, "coefficients")
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise KLGradError(f"--plot {args.plot} must name a .png file")
+    grid = parse_grid(args.grid)
+    if args.target is not None:
+        if load_target is None:
+            raise KLGradError("a TARGET needs the audit's loader (kl_grad.lab.target), which is not installed here")
+        if args.estimators or args.placements:
+            raise KLGradError("a TARGET is tabulated as written: drop --estimators/--placements")
+        table = coefficient_table(grid, fn=load_target(args.target, {}), name=args.target)
+    else:
+        table = coefficient_table(grid, args.estimators, args.placements)
+    if args.plot is not None:
+        from .coefficients_plot import coefficients_png
+
+        title = f"c(d) of {args.target}" if args.target else "Gradient coefficients c(d)"
+        write_atomic(args.plot, coefficients_png(table, title))
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return render(table, fmt, "coefficients")

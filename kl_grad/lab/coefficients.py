@@ -171,9 +171,9 @@ def _builtin(estimator, placement) -> Callable:
     return term
 
 
-def coefficient_table(grid: Sequence[float] | np.ndarray | str = "-4:4:0.25", estimators: Sequence[str] | str | None = None,
-                      placements: Sequence[str] | str | None = None, fn: Callable | None = None,
-                      name: str | None = None) -> pd.DataFrame:
+def coefficient_table(grid: Sequence[float] | np.ndarray | str = "-4:4:0.25",
+                      estimators: Sequence[str] | str | None = None, placements: Sequence[str] | str | None = None,
+                      fn: Callable | None = None, name: str | None = None) -> pd.DataFrame:
     """Tidy table of c(d) = ∂surrogate_i/∂logp_i (autograd, float64, on-policy) on ``grid``.
 
     ``grid``: d values (array-like of shape (G,), at least 4 distinct) or ``"LO:HI:STEP"``.

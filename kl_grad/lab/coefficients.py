@@ -4,8 +4,9 @@ On-policy, with samples x ~ π_θ that autograd does not differentiate through a
 ref_logp, every KL term's per-sample gradient is c(d)·s, where d = log π_θ(x) − log π_ref(x) and
 s = ∇log π_θ(x): a placement's surrogate depends on θ only through logp = log π_θ(x) (the weight
 w = exp(logp − sg(logp)) has value 1 and gradient s). So c = ∂surrogate_i/∂logp_i, one backward
-of the sum over a grid of d. This is the framing of "Rethinking KL Regularization in RLHF"
-(arXiv 2510.01555), which compares estimators by their coefficient on the score.
+of the sum over a grid of d. This is the framing of Liu et al., "Rethinking KL Regularization in RLHF:
+From Value Estimation to Gradient Optimization" (arXiv 2510.01555), which reads "k_n as loss" through
+its equivalent coefficient in "k_n in reward".
 
 What c(d) implies for the expected gradient E_{π_θ}[c(d)·s] (E_{π_θ}[s] = 0 removes constants):
 

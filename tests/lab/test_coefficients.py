@@ -45,7 +45,7 @@ CLOSED_FORMS = {
 PLACEMENT_C = {"loss": lambda k, dk: dk, "loss-sgw": lambda k, dk: dk, "loss-w": lambda k, dk: k + dk,
                "reward": lambda k, dk: k}
 
-# Tiny, moderate and large |d|, avoiding the clamps' edges (k3 = 10 at d ≈ −2.53 and 11.0).
+# Tiny, moderate and large |d|, avoiding the clamps' edges (k3 = 10 at d ≈ −2.611 and 10.99998).
 GRID = np.array([-30, -7.5, -3, -1.3, -0.3, -1e-3, -1e-6, -1e-9, 0, 1e-9, 1e-6, 1e-3, 0.3, 1.7, 5, 12.5, 30.0])
 
 

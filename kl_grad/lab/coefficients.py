@@ -92,26 +92,28 @@ def _call(fn: Callable, logp: torch.Tensor, ref_logp: torch.Tensor, three: bool)
     return out
 
 
-def _coefficients_at(fn: Callable, d: np.ndarray, logp_value: float, three: bool) -> tuple[np.ndarray, torch.dtype]:
+def _coefficients_at(fn: Callable, d: np.ndarray, logp_value: float, three: bool
+                     ) -> tuple[np.ndarray, torch.dtype, bool]:
     """c_i = ∂fn_i/∂logp_i at logp = ``logp_value``, ref_logp = logp − d_i (float64 inputs).
 
     A per-sample output takes one backward of its sum. A scalar (an already reduced loss: mean, sum, ...)
     is evaluated one sample at a time, as a batch of one, where mean and sum agree (for a mean over n
-    samples c_i = n·∂L/∂logp_i; a batch of one needs no guess of the reduction).
+    samples c_i = n·∂L/∂logp_i; a batch of one needs no guess of the reduction). Returns (c, the output's
+    dtype, whether the output was per-sample).
     """
     dd = torch.as_tensor(d, dtype=torch.float64)
     logp = torch.full_like(dd, logp_value).requires_grad_(True)
     out = _call(fn, logp, logp.detach() - dd, three)
     if out.shape == logp.shape:
         (grad,) = torch.autograd.grad(out.sum(), logp, allow_unused=True)
-        return (np.zeros(len(d)) if grad is None else grad.detach().numpy().copy()), out.dtype
+        return (np.zeros(len(d)) if grad is None else grad.detach().numpy().copy()), out.dtype, True
     coeffs = np.empty(len(d))
     for i in range(len(d)):
         one = logp[i : i + 1].detach().clone().requires_grad_(True)
         out = _call(fn, one, one.detach() - dd[i : i + 1], three)
         (grad,) = torch.autograd.grad(out.sum(), one, allow_unused=True)
         coeffs[i] = 0.0 if grad is None else float(grad[0])
-    return coeffs, out.dtype
+    return coeffs, out.dtype, False
 
 
 def _fit(d: np.ndarray, c: np.ndarray) -> tuple[str, str]:
@@ -146,9 +148,17 @@ def _rows(name: str, placement: str, d: np.ndarray, fn: Callable) -> pd.DataFram
     # log π_θ = 0, log π_ref = −d: the log-ratio the function sees is d exactly (another base would round it,
     # e.g. (−31 − 1e-9) loses 7 of d's digits); a second base shows a function that uses log π_θ beyond d.
     base = 0.0
-    c, dtype = _coefficients_at(fn, d, base, three)
-    c_other, _ = _coefficients_at(fn, d, base - 2.0, three)
+    c, dtype, per_sample = _coefficients_at(fn, d, base, three)
+    c_other, *_ = _coefficients_at(fn, d, base - 2.0, three)
     warnings = []
+    if per_sample:  # the grid split in two batches must give the same c, unless outputs depend on other samples
+        half = len(d) // 2
+        split = np.concatenate([_coefficients_at(fn, part, base, three)[0] for part in (d[:half], d[half:])])
+        with np.errstate(invalid="ignore"):
+            coupled = np.abs(split - c) > LOGP_RTOL * (1 + np.abs(c))
+        if coupled.any():
+            warnings.append("each output depends on the other samples in the batch (c differs when the grid is "
+                            "split in two batches): c is of this grid as one batch")
     if dtype != torch.float64:
         warnings.append(f"the function computes in {str(dtype).replace('torch.', '')} (inputs were float64)")
     with np.errstate(invalid="ignore"):

@@ -280,3 +280,22 @@ def test_the_figure_is_a_png_identical_on_a_rerun_for_builtins_and_a_user_functi
               coefficient_table("-3:3:0.5", fn=_k3_clamped_by_hand)):
         pngs = [coefficients_png(t, "c(d)") for _ in range(2)]
         assert pngs[0] == pngs[1] and pngs[0].startswith(PNG_MAGIC) and b"Software" not in _text_chunks(pngs[0])
+
+
+def test_outputs_that_depend_on_the_other_samples_are_flagged():
+    # k2 normalised by the batch's (detached) total: per-sample shape, but each value depends on the whole batch
+    def normalised(logp, ref):
+        k2 = 0.5 * (logp - ref) ** 2
+        return k2 / k2.detach().sum()
+
+    t = coefficient_table(USER_GRID, fn=normalised)
+    assert t["warning"].str.contains("depends on the other samples").all()
+    assert (coefficient_table(USER_GRID, fn=_k3_by_hand)["warning"] == "").all()
+
+
+def test_a_gradient_that_is_not_finite_is_marked_on_its_row_and_refuses_the_label():
+    t = coefficient_table(USER_GRID, fn=lambda logp, ref: torch.sqrt(logp - ref), name="sqrt")
+    bad = ~np.isfinite(t["c"].to_numpy())
+    assert bad.any() and t.loc[bad, "warning"].str.contains("gradient not finite here").all()
+    assert not t.loc[~bad, "warning"].str.contains("not finite").any()
+    assert t["expected_gradient"].iloc[0].startswith("unavailable") and t["follows"].iloc[0] == "none"

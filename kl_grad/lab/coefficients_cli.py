@@ -1,8 +1,11 @@
 """``kl-grad coefficients``: the c(d) table and figure in one command (``coefficients.py``).
 
 Registered in ``cli.py`` by ``add_parser(sub)``; ``run(args)`` returns the text to print or write.
-Hook for a user's KL term: ``run`` passes ``args.target`` (None here) through ``load_target`` when a
-parser defines ``--target``/TARGET; ``coefficient_table(fn=...)`` already takes the loaded callable.
+
+Hook for a user's KL term (``module:function`` or ``file.py:function``): ``args.target`` is None until a
+TARGET argument is added to the parser (``p.add_argument("target", nargs="?", ...)`` in ``add_parser``).
+When it is set, ``run`` loads it with ``load_target(text, {})`` (given, else ``kl_grad.lab.target.load_target``,
+the audit's loader) and tabulates it as written through ``coefficient_table(fn=...)``.
 """
 
 from __future__ import annotations
@@ -68,7 +71,11 @@ def run(args, load_target: Callable | None = None) -> str:
     grid = parse_grid(args.grid)
     if args.target is not None:
         if load_target is None:
-            raise KLGradError("a TARGET needs the audit's loader (kl_grad.lab.target), which is not installed here")
+            try:
+                from .target import load_target
+            except ImportError:
+                raise KLGradError("a TARGET needs the audit's loader (kl_grad.lab.target), which this version "
+                                  "lacks") from None
         if args.estimators or args.placements:
             raise KLGradError("a TARGET is tabulated as written: drop --estimators/--placements")
         table = coefficient_table(grid, fn=load_target(args.target, {}), name=args.target)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+import types
 from io import StringIO
 
 import pandas as pd
@@ -77,9 +79,18 @@ def test_the_target_hook_tabulates_the_loaded_callable_as_written():
     assert table["follows"].iloc[0] == "policy||ref"
 
 
-def test_a_target_without_the_loader_or_with_builtins_is_refused():
+def test_without_a_loader_argument_the_audits_loader_is_used(monkeypatch):
+    fake = types.ModuleType("kl_grad.lab.target")
+    fake.load_target = lambda text, kwargs: (lambda logp, ref: logp - ref)  # k1 as loss: c = 1
+    monkeypatch.setitem(sys.modules, "kl_grad.lab.target", fake)
+    table = pd.read_csv(StringIO(coefficients_cli.run(_args(target="m:k1"))))
+    assert table["c"].tolist() == [1.0] * 5 and table["follows"].iloc[0] == "zero"
+
+
+def test_a_target_without_the_loader_or_with_builtins_is_refused(monkeypatch):
     from kl_grad.errors import KLGradError
 
+    monkeypatch.setitem(sys.modules, "kl_grad.lab.target", None)  # as if the audit's loader were not there
     with pytest.raises(KLGradError, match="needs the audit's loader"):
         coefficients_cli.run(_args(target="m:f"))
     with pytest.raises(KLGradError, match="tabulated as written"):

@@ -299,3 +299,25 @@ def test_a_gradient_that_is_not_finite_is_marked_on_its_row_and_refuses_the_labe
     assert bad.any() and t.loc[bad, "warning"].str.contains("gradient not finite here").all()
     assert not t.loc[~bad, "warning"].str.contains("not finite").any()
     assert t["expected_gradient"].iloc[0].startswith("unavailable") and t["follows"].iloc[0] == "none"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"grid": "4:-4:1"}, "needs LO < HI"),
+    ({"estimators": ["k9"]}, "unknown estimator 'k9'"),
+    ({"placements": ["nowhere"]}, "unknown placement 'nowhere'"),
+    ({"grid": 3}, "grid must be a str"),
+])
+def test_the_experiment_kind_checks_every_name_before_running(data, message):
+    from kl_grad.lab.experiments import KINDS, parse_experiment
+
+    with pytest.raises(KLGradError, match=message):
+        KINDS["coefficients"].check(parse_experiment({"kind": "coefficients", "title": "t", **data}, "x.toml"))
+
+
+def test_the_experiment_kind_runs_without_a_figure_when_asked():
+    from kl_grad.lab.experiments import KINDS, parse_experiment
+
+    exp = parse_experiment({"kind": "coefficients", "title": "t", "grid": "-1:1:0.5", "estimators": ["k2"],
+                            "placements": ["loss"], "plot": False}, "x.toml")
+    table, figures = KINDS["coefficients"].run(exp)
+    assert figures == {} and table["c"].tolist() == [-1, -0.5, 0, 0.5, 1]

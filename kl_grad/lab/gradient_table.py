@@ -210,8 +210,8 @@ def mc_gradients(problem: Problem, cases: list[Case], budget: Budget, progress=N
     counts = dict.fromkeys(clamped, 0)
     done = 0
     per_point = problem.sampling.fam.point_size(problem.sampling)  # tokens per sequence (1: single points)
-    for points in mc_points(problem.sampling, trials, samples, budget.seed, problem.dtype,
-                            CHUNK_ELEMENTS // per_point):
+    chunk = {} if per_point == 1 else {"chunk_elements": CHUNK_ELEMENTS // per_point}
+    for points in mc_points(problem.sampling, trials, samples, budget.seed, problem.dtype, **chunk):
         for key, grads in row_gradients(problem, points.x, cases).items():
             out[key][done:done + points.rows] = grads.double().numpy()
         if clamped:

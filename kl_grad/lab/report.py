@@ -129,8 +129,10 @@ VIEWS = {
     "sweep": {"markdown": sweep_markdown, "csv": to_csv, "json": to_json},
     "estimators": {"markdown": _github},
     "summary": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},
+    "length_sweep": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},  # lab/length_sweep.py
 }
-TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary}
+TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary,
+              "length_sweep": lambda table: f"{len(table)} rows; see length_sweep.png\n"}
 FORMATS = VIEWS["gradients"]  # the gradient table's formats (``kl-grad table --format``)
 
 

@@ -122,6 +122,21 @@ class Oracle:
             g += rho * (s.sum(0) / L * sum(kt) + sum(dkt[t] * s[t] for t in range(L)))
         return g
 
+    def token_level_partial(self):
+        """Σ_t E_{y_<t}[∇θ KL(π_θ(·|y_{t−1}) ‖ π_ref(·|y_{t−1}))] with the prefix distribution held fixed
+        (Tang & Munos, arXiv 2506.09477): per row, ∂KL(q‖p)/∂z = q·(D − Σ q D), D = log q − log p."""
+        q0, q = _chain(self.theta, self.v)
+        p0, p = _chain(self.ref, self.v)
+        row = lambda a, b: a * (np.log(a / b) - np.sum(a * np.log(a / b)))  # noqa: E731
+        g = np.zeros_like(self.theta)
+        for y in self.seqs:
+            prob = self.seq_prob(self.theta, y)
+            g[:self.v] += prob * row(q0, p0)
+            for t in range(1, self.L):
+                i = y[t - 1]
+                g[self.v + i * self.v:self.v + (i + 1) * self.v] += prob * row(q[i], p[i])
+        return g
+
     def expected(self, est, placement):
         sampling = self.theta if self.sampler is None else self.sampler
         return sum(self.seq_prob(sampling, y) * self.placement_grad(est, placement, y) for y in self.seqs)
@@ -155,6 +170,19 @@ def test_every_placement_matches_the_numpy_oracle(setup):
             want = oracle.expected(est, placement)
             np.testing.assert_allclose(rows.exact_grad.to_numpy(), want, rtol=0, atol=1e-8,
                                        err_msg=f"{est} {placement}")
+
+
+def test_per_token_losses_give_the_token_level_partial_gradient():
+    """k2 loss, k1 loss-w and k3 loss-w (on-policy): the partial gradient, not the sequence one (L ≥ 2)."""
+    length, v, pol, ref, _ = SETUPS[0]
+    oracle = Oracle(length, v, pol, ref)
+    partial = oracle.token_level_partial()
+    table = run_gradients(_spec_text(length, *pol), _spec_text(length, *ref), ["k1", "k2", "k3"],
+                          ["loss", "loss-w"], mode="exact").table
+    for est, placement in (("k2", "loss"), ("k1", "loss-w"), ("k3", "loss-w")):
+        rows = table[(table.estimator == est) & (table.placement == placement)]
+        np.testing.assert_allclose(rows.exact_grad.to_numpy(), partial, rtol=0, atol=1e-10)
+    assert np.abs(partial - oracle.true_grad("policy||ref")).max() > 1e-3
 
 
 def test_true_gradient_equals_finite_differences():

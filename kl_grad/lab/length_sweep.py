@@ -3,8 +3,8 @@
 A Markov chain with fixed INIT/TRANS logits (policy, reference and optional sampler) is taken at every
 length in ``lengths``; each L is one exact gradient table (enumeration of all V^L sequences), reduced to
 its vector summary (``summary.vector_summary``: relative bias norm ‖E[g] − ∇KL‖/‖∇KL‖ over all
-parameters, cosine, relative stdev of a ``samples``-sequence mean). With ``mc_trials`` > 0 each L is also
-measured by Monte Carlo (``mc_trials`` trials of ``samples`` sequences, seed ``seed``): the measured
+parameters, cosine, relative stdev of a ``samples``-sequence mean). With ``trials`` > 0 each L is also
+measured by Monte Carlo (``trials`` trials of ``samples`` sequences, seed ``seed``): the measured
 relative stdev, its relative bias norm and the largest |z| of a mean against its exact value. This is the
 binary-token toy of "A Comedy of Estimators" (arXiv 2512.21852), computed exactly.
 """
@@ -43,7 +43,7 @@ class LengthSweepExperiment:
     sampler_init: str = ""  # "" : on-policy
     sampler_trans: str = ""
     samples: int = 64  # sequences per batch: exact stdev of a samples-mean, and MC batch size
-    mc_trials: int = 0  # 0: exact only
+    trials: int = 0  # 0: exact only
     seed: int = 42
     notes: str = ""
 
@@ -65,8 +65,8 @@ def _args(exp: LengthSweepExperiment, length: int) -> dict:
 def check(exp: LengthSweepExperiment) -> None:
     for length in exp.lengths:
         check_gradient_request(**_args(exp, length), mode="exact")
-        if exp.mc_trials:
-            check_gradient_request(**_args(exp, length), mode="mc", trials=exp.mc_trials, seed=exp.seed)
+        if exp.trials:
+            check_gradient_request(**_args(exp, length), mode="mc", trials=exp.trials, seed=exp.seed)
 
 
 def length_sweep(exp: LengthSweepExperiment, progress=None) -> pd.DataFrame:
@@ -75,8 +75,8 @@ def length_sweep(exp: LengthSweepExperiment, progress=None) -> pd.DataFrame:
     for length in exp.lengths:
         exact = run_gradients(**_args(exp, length), mode="exact")
         block = exact.summary.assign(L=length, samples=exp.samples)
-        if exp.mc_trials:
-            mc = run_gradients(**_args(exp, length), mode="mc", trials=exp.mc_trials, seed=exp.seed,
+        if exp.trials:
+            mc = run_gradients(**_args(exp, length), mode="mc", trials=exp.trials, seed=exp.seed,
                                dtype="float64")
             ms = mc.summary
             z = mc.table.assign(az=mc.table["z_vs_exact"].abs()).groupby(["estimator", "placement"], sort=False)
@@ -129,7 +129,7 @@ def run(exp: LengthSweepExperiment, progress=None):
 def describe(exp: LengthSweepExperiment) -> str:
     sampler = (f"sampler `{exp.sampler_init}` / `{exp.sampler_trans}`" if exp.sampler_init
                else "on-policy")
-    mc = f"; MC {exp.mc_trials} trials × {exp.samples} sequences, seed {exp.seed}" if exp.mc_trials else ""
+    mc = f"; MC {exp.trials} trials × {exp.samples} sequences, seed {exp.seed}" if exp.trials else ""
     return (f"Markov chain init `{exp.init}`, trans `{exp.trans}`; reference init `{exp.ref_init}`, trans "
             f"`{exp.ref_trans}`; {sampler}; L ∈ {exp.lengths}; exact, stdev of a {exp.samples}-sequence mean{mc}.")
 

@@ -23,7 +23,7 @@ BASE = dict(kind="length_sweep", title="t", init="0.4,-0.4", trans="0.8,-0.8/-0.
 
 
 def test_trl_sequence_ratio_keeps_one_over_l_of_the_gradient():
-    exp = parse_experiment(dict(BASE, lengths=[1, 2, 3, 5], samples=16, mc_trials=200, seed=3), "test")
+    exp = parse_experiment(dict(BASE, lengths=[1, 2, 3, 5], samples=16, trials=200, seed=3), "test")
     table, figures = KINDS["length_sweep"].run(exp)
     trl = table[table.placement == "trl-seq"]
     np.testing.assert_allclose(trl.rel_bias_norm, 1 - 1 / trl.L.to_numpy(), atol=1e-10)

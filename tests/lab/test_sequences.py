@@ -273,3 +273,11 @@ def test_label_round_trips():
     spec = parse_spec("markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1")
     assert parse_spec(spec.label) == spec
     assert spec.param_names[:4] == ("init[0]", "init[1]", "init[2]", "trans[0][0]")
+
+
+def test_too_many_sequences_are_refused_before_any_work_and_values_are_refused():
+    with pytest.raises(KLGradError, match=r"enumerates 1099511627776 sequences"):
+        run_gradients("markov:40:0,0:0,1/1,0", "markov:40:0,1:0,0/0,0", "k1", "loss", mode="exact")
+    from kl_grad.lab.value_table import run_values
+    with pytest.raises(KLGradError, match="value tables take single-point families"):
+        run_values("markov:2:0,0:0,1/1,0", "markov:2:0,1:0,0/0,0", "k1")

@@ -1,4 +1,4 @@
-"""Parametric families: parse ``normal:LOC,SCALE`` or ``categorical:L0,L1,...`` into a validated ``DistSpec``.
+"""Parametric families: parse ``normal:LOC,SCALE``, ``categorical:L0,...`` or ``markov:L:INIT:TRANS`` (a DistSpec).
 
 A family is asked what it can do, never what it is called: its parameter names
 (in torch's vocabulary, ``loc``, ``scale``, ``logits``) and the rule for each,

@@ -26,12 +26,21 @@ examples:
   kl-grad table --policy normal:0,1 --ref normal:1,1.1 --estimators reverse_k1,reverse_k2 --format grid
       the reverse table, printed as seed 003 prints it
   kl-grad table --policy normal:0,1 --ref normal:1,1.1 --trials 200 --format csv > grads.csv
+  kl-grad table --policy markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1 --ref markov:4:0,0,0:0,0,0/0,0,0/0,0,0 \
+      --mode exact --placements loss,loss-prefix-w,reward,both --summary
+      sequences: a 3-token Markov chain of length 4, one summary line per estimator × placement
 
 placements (how the per-sample estimator k(d) becomes the loss; w = π_θ/sg(m), m = the sampler):
   loss        k(d)            plain loss, as GRPO-style code does
   loss-sgw    sg(w)·k(d)      importance-corrected value, no score term
   loss-w      w·k(d)          differentiable weight (on-policy w ≡ 1 with gradient s)
   reward      w·sg(k(d))      KL as a reward penalty under REINFORCE
+
+sequence placements (markov:L:INIT:TRANS policies; d_t, k_t = k(d_t) per token, w_t = π_θ(y_t|y_<t)/sg(m),
+W_t = Π_{τ≤t} w_τ; the truth is ∇ of the sequence KL E[Σ_t d_t]; see kl_grad/sequences.py):
+  loss Σ_t k_t · loss-sgw Σ_t sg(w_t)k_t · loss-w Σ_t w_t k_t · loss-prefix-w Σ_t W_t k_t ·
+  reward Σ_t w_t sg(Σ_{t'≥t} k_t') · reward-prefix-w Σ_t W_t sg(k_t) · reward-seq W_L sg(Σ_t k_t) ·
+  both loss + reward · trl-seq exp(mean_t log w_t)·Σ_t k_t (TRL's sequence-level ratio)
 
 reading the table:
   direction   the KL whose gradient the row is compared with: policy||ref = KL(π_θ‖π_ref),
@@ -100,6 +109,7 @@ def _progress(enabled: bool):
 def build_parser() -> argparse.ArgumentParser:
     from ..estimators import ESTIMATORS
     from ..placements import PLACEMENTS
+    from ..sequences import SEQUENCE_PLACEMENTS
     from .report import VIEWS
 
     g, v_ = GradientExperiment, ValueExperiment  # the run defaults, declared once there
@@ -115,12 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "analytic ∇KL in both directions.", epilog=EPILOG_TABLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--policy", required=True, help="π_θ as FAMILY:PARAMS, e.g. normal:0,1 (LOC,SCALE) or "
-                   "categorical:0,0.5,-1 (logits, a token-like policy); its parameters are differentiated")
+                   "categorical:0,0.5,-1 (logits, a token-like policy) or markov:L:INIT:TRANS (token sequences "
+                   "of length L, e.g. markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1); its parameters are differentiated")
     t.add_argument("--ref", required=True, help="π_ref, e.g. normal:1,1.1")
     t.add_argument("--estimators", type=_csv_list, default=list(DEFAULT_ESTIMATORS),
                    help=f"comma list from: {', '.join(ESTIMATORS)} (default {','.join(DEFAULT_ESTIMATORS)})")
     t.add_argument("--placements", type=_csv_list, default=list(DEFAULT_PLACEMENTS),
-                   help=f"comma list from: {', '.join(PLACEMENTS)} (default {','.join(DEFAULT_PLACEMENTS)})")
+                   help=f"comma list from: {', '.join(PLACEMENTS)} (default {','.join(DEFAULT_PLACEMENTS)}); "
+                   f"markov sequences: {', '.join(SEQUENCE_PLACEMENTS)}")
     t.add_argument("--sampler", default=None, help="off-policy sampling distribution (default: the policy)")
     t.add_argument("--direction", default=None, help="compare every row with this KL's gradient: policy||ref or "
                    "ref||policy (aliases: reverse = policy||ref, forward = ref||policy, the RLHF papers' usage); "
@@ -137,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", default=g.dtype, help=f"float32 (as trainers) or float64; default {g.dtype}")
     t.add_argument("--format", default=None, help=f"one of {', '.join(VIEWS['gradients'])} (default: from the -o "
                    "extension .md/.csv/.json, else markdown)")
+    t.add_argument("--summary", action="store_true", help="print the vector summary instead: one line per "
+                   "estimator × placement over all parameters (relative bias norm, cosine, follows, relative "
+                   f"stdev); formats {', '.join(VIEWS['summary'])}")
     t.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout (written whole or "
                    "not at all; missing parent folders are created)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -199,13 +214,14 @@ def _cmd_table(args) -> str:
     from .gradient_table import run_gradients
     from .report import render
 
-    fmt = _output_format(args, "gradients")  # checked before the run; run_gradients checks the rest before any work
+    kind = "summary" if args.summary else "gradients"
+    fmt = _output_format(args, kind)  # checked before the run; run_gradients checks the rest before any work
     show = not args.quiet and sys.stderr.isatty()
     run = run_gradients(args.policy, args.ref, args.estimators, args.placements, mode=args.mode,
                         samples=args.samples, trials=args.trials, seed=args.seed, sampler=args.sampler,
                         direction=args.direction, pathwise=args.pathwise, dtype=args.dtype,
                         progress=_progress(show))  # called by MC runs only
-    return render(run.table, fmt, "gradients")
+    return render(run.summary if args.summary else run.table, fmt, kind)
 
 
 def _cmd_values(args) -> str:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..errors import KLGradError, choose
 from . import coefficients_kind
+from . import length_sweep
 from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
 from .families import parse_spec
 from .figures import sweep_png, violin_png
@@ -121,6 +122,7 @@ KINDS: dict[str, Kind] = {
         Kind(SweepExperiment, _check_sweep, _run_sweep, _describe_sweep),
         Kind(coefficients_kind.CoefficientExperiment, coefficients_kind.check, coefficients_kind.run,
              coefficients_kind.describe),
+        Kind(length_sweep.LengthSweepExperiment, length_sweep.check, length_sweep.run, length_sweep.describe),
     )
 }
 

@@ -28,7 +28,7 @@ from .config import DEFAULT_PLACEMENTS, GradientExperiment, Mode
 from .families import DistSpec
 from .gradients import row_gradients
 from .limits import check_mc_memory, exact_too_big
-from .montecarlo import check_seed, mc_points
+from .montecarlo import CHUNK_ELEMENTS, check_seed, mc_points
 from .problem import Problem
 from .quadrature import Moments, exact_moments
 from .statistics import (
@@ -93,7 +93,7 @@ def check_gradient_request(policy, ref, estimators, placements=DEFAULT_PLACEMENT
     """
     budget = Budget(mode, samples, trials, seed)
     problem = Problem(policy, ref, sampler, dtype, pathwise)
-    cases = make_cases(estimators, placements)
+    cases = make_cases(estimators, placements, sequence=problem.policy.fam.sequential)
     direction = None if direction is None else resolve_direction(direction)
     if budget.mode is Mode.MC:
         check_mc_memory(problem, samples)
@@ -183,7 +183,21 @@ def exact_gradient_moments(problem: Problem, cases: list[Case]) -> dict[tuple[st
         return {c.key: Moments(nan, nan, nan, nan, 0, [f"not computed: {too_big}"] * len(nan)) for c in cases}
     problem64 = problem.in_float64()
     anchors = (problem.policy, problem.ref) if problem.sampler else (problem.ref,)
-    return exact_moments(lambda x: row_gradients(problem64, x, cases), problem.sampling, anchors)
+    return exact_moments(lambda x: _chunked(lambda part: row_gradients(problem64, part, cases), x, problem),
+                         problem.sampling, anchors)
+
+
+EXACT_CHUNK_TOKENS = 1 << 17  # sequence families: tokens per chunk of an enumeration (bounded graph memory)
+
+
+def _chunked(evaluate, x: torch.Tensor, problem: Problem) -> dict:
+    """``evaluate`` over row chunks of x, concatenated (sequence families; others in one call)."""
+    size = problem.sampling.fam.point_size(problem.sampling)
+    step = max(1, EXACT_CHUNK_TOKENS // size)
+    if size == 1 or x.shape[0] <= step:
+        return evaluate(x)
+    parts = [evaluate(x[i:i + step]) for i in range(0, x.shape[0], step)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def mc_gradients(problem: Problem, cases: list[Case], budget: Budget, progress=None):
@@ -195,7 +209,9 @@ def mc_gradients(problem: Problem, cases: list[Case], budget: Budget, progress=N
     clamped = {c.estimator.name: c.estimator.clamp_active for c in cases if c.estimator.clamp_active}
     counts = dict.fromkeys(clamped, 0)
     done = 0
-    for points in mc_points(problem.sampling, trials, samples, budget.seed, problem.dtype):
+    per_point = problem.sampling.fam.point_size(problem.sampling)  # tokens per sequence (1: single points)
+    chunk = {} if per_point == 1 else {"chunk_elements": CHUNK_ELEMENTS // per_point}
+    for points in mc_points(problem.sampling, trials, samples, budget.seed, problem.dtype, **chunk):
         for key, grads in row_gradients(problem, points.x, cases).items():
             out[key][done:done + points.rows] = grads.double().numpy()
         if clamped:
@@ -207,7 +223,7 @@ def mc_gradients(problem: Problem, cases: list[Case], budget: Budget, progress=N
         done += points.rows
         if progress:
             progress(done, trials)
-    return out, {name: n / (trials * samples) for name, n in counts.items()}
+    return out, {name: n / (trials * samples * per_point) for name, n in counts.items()}
 
 
 def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None = None) -> GradientRun:

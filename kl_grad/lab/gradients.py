@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from ..placements import surrogate
+from ..sequences import sequence_surrogate
 from .problem import Problem
 from .terms import Case
 
@@ -41,7 +42,8 @@ def row_gradients(problem: Problem, points: torch.Tensor, cases: list[Case],
             contrast to everything else here: the points become x(θ) (the family's
             reparameterisation, e.g. loc + scale·ε with the ε that drew them), so autograd also
             differentiates through the sample and through log π_ref(x).
-        points: (rows, cols) detached sample points (integers for enumerable families).
+        points: (rows, cols) detached sample points (integers for enumerable families); (rows, cols, L)
+            token sequences for sequence families, whose cases use ``kl_grad.sequences`` placements.
         cases: estimator × placement pairs sharing these points.
         form: "split" or "single" (see the module doc); default: "single" for pathwise runs and
             enumerable families, "split" otherwise. The tests set it to compare both.
@@ -59,8 +61,12 @@ def row_gradients(problem: Problem, points: torch.Tensor, cases: list[Case],
     log_ratio = logp - ref_logp  # d, shared by every case's graph
     cols = points.shape[1]
     out = {}
+    sequential = problem.policy.fam.sequential  # points (rows, cols, L), per-token log-probs
     for i, case in enumerate(cases):
-        per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
+        if sequential:
+            per_sample = sequence_surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp)
+        else:
+            per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
         # Sum over rows of each row's mean; sum/cols equals mean() in value, with a cheaper backward.
         loss = per_sample.sum() / cols
         out[case.key] = finish(torch.autograd.grad(loss, wrt, retain_graph=i + 1 < len(cases)))  # (rows, P)

@@ -28,6 +28,7 @@ MC_BYTES = 32  # per point per byte of dtype (float32: 128 B, float64: 256 B)
 MC_BYTES_PER_LOGIT = 14
 EXACT_BYTES_PER_PAIR = 64  # plus EXACT_BYTES_PER_CASE for each estimator × placement
 EXACT_BYTES_PER_CASE = 16
+SEQUENCE_BYTES_PER_TOKEN = 32  # exact, sequence families: int64 tokens (N, L) and the temporaries forming them
 
 
 def memory_budget() -> int:
@@ -50,6 +51,7 @@ def check_mc_memory(problem: Problem, samples: int) -> None:
     per_point = MC_BYTES * torch.finfo(problem.dtype).bits // 8
     if problem.policy.fam.enumerable:
         per_point = max(per_point, MC_BYTES_PER_LOGIT * len(problem.param_names))
+    per_point *= problem.policy.fam.point_size(problem.policy)  # sequences: per token
     budget = memory_budget()
     need = max(samples, CHUNK_ELEMENTS) * per_point
     if need > budget:
@@ -63,11 +65,19 @@ def exact_too_big(problem: Problem, cases: int = 1) -> str:
     """Why enumerating the support would not fit (nodes × parameters), naming the largest that does; "" if it fits."""
     if not problem.sampling.fam.enumerable:
         return ""  # quadrature: at most 256 nodes (plus a 1601-point tail grid)
-    k = len(problem.sampling.values)
+    k = problem.sampling.fam.support_size(problem.sampling)  # categories, or V^L sequences
     budget, per_pair = memory_budget(), EXACT_BYTES_PER_PAIR + EXACT_BYTES_PER_CASE * cases
     need = k * len(problem.param_names) * per_pair
+    tokens = problem.sampling.fam.point_size(problem.sampling)
+    if problem.sampling.fam.sequential:  # the enumerated sequences: int64 tokens and their digit arithmetic
+        need += k * tokens * SEQUENCE_BYTES_PER_TOKEN
     if need <= budget:
         return ""
+    if problem.sampling.fam.sequential:
+        per_seq = per_pair * len(problem.param_names) + tokens * SEQUENCE_BYTES_PER_TOKEN
+        return (f"exact mode enumerates {k} sequences × {len(problem.param_names)} parameters, about {_gib(need)}; "
+                f"at most {budget // per_seq} sequences fit in this machine's budget "
+                f"of {_gib(budget)}")
     most = math.isqrt(budget // per_pair)
     return (f"exact mode enumerates {k} categories × {len(problem.param_names)} parameters, about {_gib(need)}; "
             f"at most {most} logits fit in this machine's budget of {_gib(budget)}")

@@ -54,10 +54,12 @@ class Problem:
         set_("sampler", None if self.sampler is None else as_spec(self.sampler, "sampler"))
         set_("dtype", dtype_of(self.dtype))
         for role, other in (("ref", self.ref), ("sampler", self.sampler)):
-            if other is not None and (other.family != self.policy.family
+            if other is not None and (other.family != self.policy.family or other.structure != self.policy.structure
                                       or len(other.values) != len(self.policy.values)):
                 raise KLGradError(f"{role} {other.label} does not match policy {self.policy.label}: "
-                                  f"expected the same family with {len(self.policy.values)} parameters")
+                                  f"expected the same family with {len(self.policy.values)} parameters"
+                                  + (f" and structure {self.policy.structure} (sequence length)"
+                                     if self.policy.structure else ""))
         if self.pathwise:
             if not self.policy.fam.reparameterisable:
                 raise KLGradError(f"pathwise (rsample) gradients need a continuous reparameterisable policy "

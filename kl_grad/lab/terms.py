@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..errors import KLGradError, split_names
 from ..estimators import ESTIMATORS, Estimator, get_estimator
 from ..placements import Placement, get_placement
+from ..sequences import get_sequence_placement
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,9 @@ class Case:
         return (self.estimator.name, self.placement.name)
 
 
-def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list[Case]:
-    """Validated estimator × placement pairs (errors list the allowed names); "k1,k2" strings also work."""
+def make_cases(estimators: list[str] | str, placements: list[str] | str, sequence: bool = False) -> list[Case]:
+    """Validated estimator × placement pairs (errors list the allowed names); "k1,k2" strings also work.
+    ``sequence``: placements come from ``kl_grad.sequences.SEQUENCE_PLACEMENTS`` (sequence families)."""
     estimators, placements = split_names(estimators), split_names(placements)
     if not estimators:
         raise KLGradError("no estimators given; pass at least one, e.g. k1,k2,k3")
@@ -36,7 +38,7 @@ def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list
     cases, spelled = [], {}
     for e in estimators:
         for p in placements:
-            case = Case(get_estimator(e), get_placement(p))
+            case = Case(get_estimator(e), (get_sequence_placement if sequence else get_placement)(p))
             if case.key in spelled:
                 first = spelled[case.key]
                 alias = f" ({first} and {e} are the same estimator)" if first != e.strip() else ""

@@ -60,6 +60,9 @@ def run_values(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str
     mode = Mode.of(mode)
     check_samples(mode, samples)
     problem = Problem(policy, ref)
+    if problem.policy.fam.sequential:
+        raise KLGradError(f"value tables take single-point families (normal, categorical), not {problem.policy.family} "
+                          "sequences; use kl-grad table for sequence gradients")
     if mode is Mode.MC:
         check_seed(seed)
         check_mc_memory(problem.in_float64(), samples)

@@ -16,6 +16,7 @@ from kl_grad.errors import KLGradError
 from kl_grad.estimators import ESTIMATORS
 from kl_grad.lab import run_gradients, run_values, sweep
 from kl_grad.lab.coefficients import coefficient_table
+from kl_grad.lab.length_sweep import LengthSweepExperiment, length_sweep
 from kl_grad.lab.report import FLOAT_FORMAT, TEXT_VIEWS, VIEWS, estimators_table, render
 from tests.problems import SCHULMAN_FAR, SEED003
 
@@ -43,6 +44,8 @@ def tables() -> dict[str, pd.DataFrame]:
         "sweep": _with_specials(sweep(policy, ref, "loc", [0.5, 1.0], ["k2"]), "bias_rel"),
         "estimators": estimators_table(),
         "coefficients": _with_specials(coefficient_table("-2:2:0.5", ["k1", "k3"], ["loss", "reward"]), "c"),
+        "length_sweep": _with_specials(length_sweep(LengthSweepExperiment(
+            "t", "0,1", "0.5,0/0,-0.5", "0,0", "0,0/0,0", [1, 2], ["k1"], ["loss", "reward"])), "rel_stdev"),
     }
 
 
@@ -81,7 +84,8 @@ def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
     records = json.loads(render(table, "json", kind))  # strict JSON: no Infinity or NaN literals
     assert len(records) == len(table) and all(list(r) == list(table.columns) for r in records)
     special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel", "summary": "rel_stdev",
-               "coefficients": "c"}[kind]
+               "coefficients": "c",
+               "length_sweep": "rel_stdev"}[kind]
     assert [r[special] for r in records[:3]] == ["inf", "-inf", None]
     for record, (_, row) in zip(records, table.iterrows()):
         for col, value in record.items():

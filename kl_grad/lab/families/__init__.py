@@ -1,4 +1,4 @@
-"""Parametric families: parse ``normal:LOC,SCALE`` or ``categorical:L0,L1,...`` into a validated ``DistSpec``.
+"""Parametric families: parse ``normal:LOC,SCALE``, ``categorical:L0,...`` or ``markov:L:INIT:TRANS`` (a DistSpec).
 
 A family is asked what it can do, never what it is called: its parameter names
 (in torch's vocabulary, ``loc``, ``scale``, ``logits``) and the rule for each,
@@ -44,6 +44,7 @@ class Family:
     example: str
     enumerable = False
     reparameterisable = False
+    sequential = False  # points are token sequences (…, L) with per-token log-probs (families/markov.py)
 
     def param_names(self, k: int) -> tuple[str, ...]:
         """Names of the parameters of a spec with k values."""
@@ -55,6 +56,26 @@ class Family:
 
     def rule(self, param: str) -> Rule:
         return FINITE
+
+    def check_structure(self, structure: tuple) -> None:
+        """Validate ``DistSpec.structure`` (families with a shape beyond their values, e.g. a length)."""
+        if structure:
+            raise KLGradError(f"{self.name} takes no structure, got {structure}")
+
+    def label(self, spec: DistSpec) -> str:
+        return f"{self.name}:" + ",".join(f"{v:g}" for v in spec.values)
+
+    def make(self, spec: DistSpec, params: list[torch.Tensor]):
+        """The distribution of ``spec``'s form with parameters ``params`` (``build`` unless the form matters)."""
+        return self.build(params)
+
+    def support_size(self, spec: DistSpec) -> int:
+        """How many points an enumeration has (enumerable families)."""
+        return len(spec.values)
+
+    def point_size(self, spec: DistSpec) -> int:
+        """Scalars per point (a sequence's length; 1 for single tokens and reals)."""
+        return 1
 
     def build(self, params: list[torch.Tensor]) -> Distribution:
         """The torch distribution with these parameters (one tensor each, all the same shape)."""
@@ -91,9 +112,11 @@ class DistSpec:
 
     family: str
     values: tuple[float, ...]
+    structure: tuple = ()  # the form beyond the values, e.g. (L,) for a Markov chain's length; () otherwise
 
     def __post_init__(self):  # DistSpec("normal", (0, -1)) fails here, not as NaN rows later
         fam = choose("family", self.family, FAMILIES)
+        fam.check_structure(self.structure)
         if not fam.valid_count(len(self.values)):
             raise KLGradError(f"{self.family} takes {fam.arity}, got {len(self.values)} values")
         for name, value in zip(fam.param_names(len(self.values)), self.values):
@@ -118,14 +141,14 @@ class DistSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.family}:" + ",".join(f"{v:g}" for v in self.values)
+        return self.fam.label(self)
 
     def as_dict(self) -> dict[str, float]:
         return dict(zip(self.param_names, self.values))
 
     def build(self, dtype: torch.dtype = torch.float32) -> Distribution:
         """The fixed distribution (no grad): reference, sampler, or policy at θ0."""
-        return self.fam.build([torch.tensor(v, dtype=dtype) for v in self.values])
+        return self.fam.make(self, [torch.tensor(v, dtype=dtype) for v in self.values])
 
     def leaves(self, batch_shape: tuple[int, ...], dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """Trainable copies of the parameters, one per batch element, all equal to θ0.
@@ -143,7 +166,7 @@ class DistSpec:
 
     def build_from(self, leaves: dict[str, torch.Tensor]) -> Distribution:
         """The distribution whose parameters are ``leaves`` (differentiable)."""
-        return self.fam.build([leaves[name] for name in self.param_names])
+        return self.fam.make(self, [leaves[name] for name in self.param_names])
 
 
 def parse_spec(text: str, what: str = "distribution") -> DistSpec:
@@ -152,6 +175,8 @@ def parse_spec(text: str, what: str = "distribution") -> DistSpec:
     if not sep:
         raise KLGradError(f"malformed {what} {text!r}; expected FAMILY:PARAMS such as {FAMILIES['normal'].example}")
     fam = choose("family", fam_name.strip().lower(), FAMILIES)
+    if hasattr(fam, "parse"):  # a family with its own spec form (markov:L:INIT:TRANS)
+        return fam.parse(rest, text, what)
     parts = [p.strip() for p in rest.split(",")]
     if not fam.valid_count(len(parts)):
         raise KLGradError(f"malformed {what} {text!r}; expected {fam.arity} such as {fam.example}")
@@ -164,10 +189,10 @@ def parse_spec(text: str, what: str = "distribution") -> DistSpec:
     return make_spec(fam.name, values, f"{what} {text!r}")
 
 
-def make_spec(family: str, values, what: str = "distribution") -> DistSpec:
+def make_spec(family: str, values, what: str = "distribution", structure: tuple = ()) -> DistSpec:
     """A DistSpec from numbers; errors name ``what`` and the broken rule."""
     try:
-        return DistSpec(family, tuple(values))
+        return DistSpec(family, tuple(values), structure)
     except KLGradError as exc:
         raise KLGradError(f"invalid {what}: {str(exc).split(': ', 1)[-1]}") from None
 
@@ -183,6 +208,7 @@ def as_spec(spec: DistSpec | str, what: str = "distribution") -> DistSpec:
 
 
 from .categorical import Categorical  # noqa: E402  (the families need Family, defined above)
+from .markov import Markov  # noqa: E402
 from .normal import Normal  # noqa: E402
 
-FAMILIES: dict[str, Family] = {fam.name: fam for fam in (Normal(), Categorical())}
+FAMILIES: dict[str, Family] = {fam.name: fam for fam in (Normal(), Categorical(), Markov())}

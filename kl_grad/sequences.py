@@ -1,0 +1,130 @@
+"""Sequence placements: how per-token KL estimates become one differentiable surrogate per sequence.
+
+Inputs are per-token log-probs of sampled sequences, shape (…, L): ``logp`` = log π_θ(y_t | y_<t) (with
+grad), ``ref_logp`` = log π_ref(y_t | y_<t), and optionally ``sampler_logp`` = log m(y_t | y_<t) of the
+behaviour policy (None: on-policy, m = sg(π_θ)). With sg = ``.detach()``:
+
+    d_t = logp_t − ref_logp_t,   k_t = k(d_t),   w_t = π_θ(y_t|y_<t) / sg(m(y_t|y_<t)),   W_t = Π_{τ≤t} w_τ
+
+(on-policy every w_t and W_t has value 1 and gradient the score: ∇w_t = s_t, ∇W_t = Σ_{τ≤t} s_τ). The
+target is ∇θ of the sequence-level KL(π_θ‖π_ref) = E_π[Σ_t d_t]. Placements (per sequence, summed over
+tokens; the caller averages over sequences):
+
+    loss             Σ_t k_t                          the per-token KL loss (GRPO-style)
+    loss-sgw         Σ_t sg(w_t)·k_t                  per-token importance weight, no score term
+    loss-w           Σ_t w_t·k_t                      per-token differentiable weight
+    loss-prefix-w    Σ_t W_t·k_t                      the weight of the whole prefix y_≤t
+    reward           Σ_t w_t·sg(Σ_{t'≥t} k_t')        KL as a reward penalty, REINFORCE with reward-to-go
+    reward-prefix-w  Σ_t W_t·sg(k_t)                  gradient Σ_τ s_τ·Σ_{t≥τ} W_t k_t: reward-to-go with
+                                                      prefix importance weights (off-policy)
+    reward-seq       W_L·sg(Σ_t k_t)                  whole-sequence penalty: gradient (Σ_t s_t)·Σ_t k_t
+                                                      on-policy, the sequence score times the total
+    both             loss + reward                    Σ_t k_t + Σ_t w_t·sg(Σ_{t'≥t} k_t'), the fix of
+                                                      "A Comedy of Estimators" (arXiv 2512.21852)
+    trl-seq          ρ·Σ_t k_t,  ρ = exp(mean_t log w_t)   TRL's GRPOTrainer with importance_sampling_level
+                                                      = "sequence" (GSPO's length-normalised sequence ratio,
+                                                      arXiv 2507.18071) multiplying the per-token KL
+                                                      (use_bias_correction_kl; trl/trainer/grpo_trainer.py)
+
+Weights are formed in float64 (prefix products of ratios over many tokens), and the surrogate is
+returned in float64. Per-token placements reuse ``placements.PLACEMENTS`` (their k3 loss-w closed form).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .errors import choose
+from .estimators import Estimator
+from .placements import PLACEMENTS, surrogate
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class SequencePlacement:
+    """A registered sequence placement: ``fn(estimator, logp, ref_logp, sampler_logp)`` maps (…, L)
+    per-token log-probs to (…,) per-sequence surrogate values (float64)."""
+
+    name: str
+    formula: str
+    fn: Callable[[Estimator, Tensor, Tensor, Tensor | None], Tensor]
+
+
+def _per_token(name: str):
+    single = PLACEMENTS[name]
+    return lambda est, lp, ref, smp: surrogate(est, single, lp, ref, smp).to(torch.float64).sum(-1)
+
+
+def _log_w(logp: Tensor, sampler_logp: Tensor | None) -> Tensor:
+    """log w_t = log π_θ − sg(log m), float64 (on-policy m = sg(π_θ): value 0, gradient the score)."""
+    base = logp.detach() if sampler_logp is None else sampler_logp.detach()
+    return logp.to(torch.float64) - base.to(torch.float64)
+
+
+def _k(est: Estimator, logp: Tensor, ref_logp: Tensor) -> Tensor:
+    return est.of_log_ratio(logp - ref_logp).to(torch.float64)
+
+
+def to_go(x: Tensor) -> Tensor:
+    """Reward-to-go along the last axis: out_t = Σ_{t'≥t} x_t'."""
+    return x.flip(-1).cumsum(-1).flip(-1)
+
+
+def _loss_prefix_w(est, logp, ref, smp):
+    return (torch.exp(_log_w(logp, smp).cumsum(-1)) * _k(est, logp, ref)).sum(-1)
+
+
+def _reward(est, logp, ref, smp):
+    return (torch.exp(_log_w(logp, smp)) * to_go(_k(est, logp, ref)).detach()).sum(-1)
+
+
+def _reward_prefix_w(est, logp, ref, smp):
+    return (torch.exp(_log_w(logp, smp).cumsum(-1)) * _k(est, logp, ref).detach()).sum(-1)
+
+
+def _reward_seq(est, logp, ref, smp):
+    return torch.exp(_log_w(logp, smp).sum(-1)) * _k(est, logp, ref).detach().sum(-1)
+
+
+def _both(est, logp, ref, smp):
+    return _per_token("loss")(est, logp, ref, smp) + _reward(est, logp, ref, smp)
+
+
+def _trl_seq(est, logp, ref, smp):
+    return torch.exp(_log_w(logp, smp).mean(-1)) * _k(est, logp, ref).sum(-1)
+
+
+SEQUENCE_PLACEMENTS: dict[str, SequencePlacement] = {
+    p.name: p
+    for p in (
+        SequencePlacement("loss", "Σ_t k_t", _per_token("loss")),
+        SequencePlacement("loss-sgw", "Σ_t sg(w_t)·k_t", _per_token("loss-sgw")),
+        SequencePlacement("loss-w", "Σ_t w_t·k_t", _per_token("loss-w")),
+        SequencePlacement("loss-prefix-w", "Σ_t W_t·k_t", _loss_prefix_w),
+        SequencePlacement("reward", "Σ_t w_t·sg(Σ_{t'≥t} k_t')", _reward),
+        SequencePlacement("reward-prefix-w", "Σ_t W_t·sg(k_t)", _reward_prefix_w),
+        SequencePlacement("reward-seq", "W_L·sg(Σ_t k_t)", _reward_seq),
+        SequencePlacement("both", "Σ_t k_t + Σ_t w_t·sg(Σ_{t'≥t} k_t')", _both),
+        SequencePlacement("trl-seq", "exp(mean_t log w_t)·Σ_t k_t", _trl_seq),
+    )
+}
+
+
+def get_sequence_placement(name: str) -> SequencePlacement:
+    """Look a sequence placement up by name; unknown names list the allowed ones."""
+    return choose("sequence placement", name.strip(), SEQUENCE_PLACEMENTS)  # type: ignore[return-value]
+
+
+def sequence_surrogate(estimator: Estimator, placement: SequencePlacement | str, logp: Tensor, ref_logp: Tensor,
+                       sampler_logp: Tensor | None = None) -> Tensor:
+    """Per-sequence differentiable surrogate (…,) float64 from per-token log-probs (…, L).
+
+    Usage in training code: ``sequence_surrogate(k3, "loss-prefix-w", logp, ref_logp).mean()``.
+    """
+    if isinstance(placement, str):
+        placement = get_sequence_placement(placement)
+    return placement.fn(estimator, logp, ref_logp, sampler_logp)

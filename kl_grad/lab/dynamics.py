@@ -47,12 +47,17 @@ CHECK_EVERY = 100
 CHECK_SLACK = 1e-9  # relative slack of the exactness check beyond both stated errors (float64 autograd rounding)
 
 RESULT_COLUMNS = ["estimator", "placement", "converged", "steps", "kl", "objective", "distance_to_optimum",
-                  f"distance_to_optimum_{REF_POLICY}", "grad_norm", "diverged", "final", "warning"]
+                  f"distance_to_optimum_{REF_POLICY}", "grad_norm", "diverged", "final", "optimum",
+                  f"optimum_{REF_POLICY}", "family", "policy", "ref", "reward", "beta", "lr", "sampler", "samples",
+                  "warning"]
+DEFAULT_LR = {"categorical": 1.0, "normal": 0.2}  # converge within DEFAULT_STEPS on the README's examples
+DEFAULT_STEPS = 400
 
 
 @dataclass
 class TrainRun:
-    """``table``: one row per case (``RESULT_COLUMNS``; ``final`` = probabilities or (loc, scale), a list);
+    """``table``: one row per case (``RESULT_COLUMNS``; ``final``, ``optimum``: probabilities (categorical) or
+    (loc, scale) (normal), lists; ``optimum_ref||policy`` the other objective's, or None where not derived);
     ``trajectory``: one row per (case, step) with step, distance_to_optimum, kl, objective, grad_norm;
     ``optimum``: π* (probabilities or (loc, scale)); ``ref_policy_optimum``: the other objective's."""
 
@@ -141,11 +146,15 @@ def _train_case(case, policy, ref, reward, beta, steps, lr, sampler, samples, se
 
 
 def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | str, beta: float,
-                 estimators: list[str] | str, placements: list[str] | str, steps: int, lr: float, *,
+                 estimators: list[str] | str, placements: list[str] | str, steps: int = DEFAULT_STEPS,
+                 lr: float | None = None, *,
                  sampler: DistSpec | str | None = None, samples: int | None = None, seed: int = 0,
                  tol: float = TOL, check_every: int = CHECK_EVERY,
                  progress: Callable[[str], None] | None = None) -> TrainRun:
-    """Train each estimator × placement from ``policy`` (module doc); one row per case in ``.table``."""
+    """Train each estimator × placement from ``policy`` (module doc); one row per case in ``.table``.
+    ``lr`` None: ``DEFAULT_LR`` of the policy's family."""
+    if lr is None:
+        lr = DEFAULT_LR.get(as_spec(policy, "policy").family, 0.1)
     policy, ref, reward, cases, sampler = check_training(policy, ref, reward, beta, estimators, placements, steps,
                                                          lr, sampler, samples, seed, tol)
     if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
@@ -168,7 +177,11 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
                                          check_every, record)
         kl = Problem(spec, ref).true_kl(POLICY_REF)
         out.update(kl=kl, objective=reward.expected(spec) - beta * kl, distance_to_optimum=distance(spec, optimum),
-                   **{f"distance_to_optimum_{REF_POLICY}": distance(spec, other)}, final=list(as_point(spec)))
+                   **{f"distance_to_optimum_{REF_POLICY}": distance(spec, other),
+                      f"optimum_{REF_POLICY}": None if other is None else list(other)},
+                   final=list(as_point(spec)), optimum=list(optimum), family=policy.family, policy=policy.label,
+                   ref=ref.label, reward=reward.label, beta=beta, lr=lr,
+                   sampler=sampler.label if sampler else "policy", samples="exact" if samples is None else samples)
         if out["diverged"]:
             out["warning"] = "; ".join(filter(None, [out["diverged"], out["warning"]]))
         if refused:
@@ -182,7 +195,5 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
 
 
 def stderr_progress(line: str) -> None:
+    """Progress lines for long runs, on stderr."""
     print(f"  {line}", file=sys.stderr, flush=True)
-
-
-__all__ = ["run_training", "TrainRun", "TOL", "as_spec"]

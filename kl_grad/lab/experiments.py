@@ -38,6 +38,7 @@ from .gradient_table import check_gradient_request, run_gradients
 from .problem import Problem
 from .sweep import sweep
 from .terms import value_estimators
+from .train_kind import TrainExperiment, check_train, describe_train, run_train
 from .value_table import check_samples, run_values
 
 
@@ -118,6 +119,7 @@ KINDS: dict[str, Kind] = {
         Kind(GradientExperiment, _check_gradients, _run_gradients, _describe_gradients),
         Kind(ValueExperiment, _check_values, _run_values, _describe_values),
         Kind(SweepExperiment, _check_sweep, _run_sweep, _describe_sweep),
+        Kind(TrainExperiment, check_train, run_train, describe_train),
     )
 }
 

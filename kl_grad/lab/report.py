@@ -20,6 +20,7 @@ from tabulate import tabulate
 from ..errors import choose
 from ..estimators import ESTIMATORS
 from .config import Mode
+from .train_report import TRAIN_VIEWS, train_markdown
 
 FLOAT_FORMAT = "%.10g"
 # Columns shown in human-readable tables (CSV/JSON carry every column).
@@ -129,8 +130,9 @@ VIEWS = {
     "sweep": {"markdown": sweep_markdown, "csv": to_csv, "json": to_json},
     "estimators": {"markdown": _github},
     "summary": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},
+    "train": TRAIN_VIEWS,
 }
-TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary}
+TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary, "train": train_markdown}
 FORMATS = VIEWS["gradients"]  # the gradient table's formats (``kl-grad table --format``)
 
 

@@ -46,8 +46,9 @@ MAX_LOGIT_SPREAD = 50.0
 CHECK_EVERY = 100
 CHECK_SLACK = 1e-9  # relative slack of the exactness check beyond both stated errors (float64 autograd rounding)
 
+FINAL_COLUMNS = {"categorical": ["probs"], "normal": ["loc", "scale"]}  # where each family's end point goes
 RESULT_COLUMNS = ["estimator", "placement", "converged", "steps", "kl", "objective", "distance_to_optimum",
-                  f"distance_to_optimum_{REF_POLICY}", "grad_norm", "diverged", "final", "optimum",
+                  f"distance_to_optimum_{REF_POLICY}", "grad_norm", "diverged", "optimum",
                   f"optimum_{REF_POLICY}", "family", "policy", "ref", "reward", "beta", "lr", "sampler", "samples",
                   "warning"]
 DEFAULT_LR = {"categorical": 1.0, "normal": 0.2}  # converge within DEFAULT_STEPS on the README's examples
@@ -56,8 +57,8 @@ DEFAULT_STEPS = 400
 
 @dataclass
 class TrainRun:
-    """``table``: one row per case (``RESULT_COLUMNS``; ``final``, ``optimum``: probabilities (categorical) or
-    (loc, scale) (normal), lists; ``optimum_ref||policy`` the other objective's, or None where not derived);
+    """``table``: one row per case (``RESULT_COLUMNS`` plus the end point: ``probs``, a list (categorical), or
+    ``loc`` and ``scale`` (normal); ``optimum`` and ``optimum_ref||policy``: the two optima as text);
     ``trajectory``: one row per (case, step) with step, distance_to_optimum, kl, objective, grad_norm;
     ``optimum``: π* (probabilities or (loc, scale)); ``ref_policy_optimum``: the other objective's."""
 
@@ -178,8 +179,8 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
         kl = Problem(spec, ref).true_kl(POLICY_REF)
         out.update(kl=kl, objective=reward.expected(spec) - beta * kl, distance_to_optimum=distance(spec, optimum),
                    **{f"distance_to_optimum_{REF_POLICY}": distance(spec, other),
-                      f"optimum_{REF_POLICY}": None if other is None else list(other)},
-                   final=list(as_point(spec)), optimum=list(optimum), family=policy.family, policy=policy.label,
+                      f"optimum_{REF_POLICY}": point_text(other, policy.family)},
+                   optimum=point_text(optimum, policy.family), family=policy.family, policy=policy.label,
                    ref=ref.label, reward=reward.label, beta=beta, lr=lr,
                    sampler=sampler.label if sampler else "policy", samples="exact" if samples is None else samples)
         if out["diverged"]:
@@ -187,11 +188,23 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
         if refused:
             for key in ("kl", "objective", "distance_to_optimum", f"distance_to_optimum_{REF_POLICY}", "grad_norm"):
                 out[key] = math.nan
-            out["final"] = [math.nan] * len(out["final"])
+        end = as_point(spec) if not refused else np.full(len(as_point(spec)), math.nan)
+        out.update({"probs": [float(v) for v in end]} if policy.family == "categorical" else dict(zip(("loc", "scale"), end)))
         rows.append(out)
-    table = pd.DataFrame(rows)[RESULT_COLUMNS]
+    columns = RESULT_COLUMNS[:2] + FINAL_COLUMNS[policy.family] + RESULT_COLUMNS[2:]
+    table = pd.DataFrame(rows)[columns]
     table["diverged"] = table["diverged"] != ""
     return TrainRun(table, pd.DataFrame(traj), optimum, other, policy.param_names)
+
+
+def point_text(point: np.ndarray | None, family: str) -> str:
+    """(q_1, …) for probabilities, N(loc, scale) for a Normal, 6 significant digits; NaN: none exists."""
+    if point is None:
+        return "not derived for this reward"
+    if not np.all(np.isfinite(point)):
+        return "none (no stationary point)"
+    text = ", ".join(f"{v:.6g}" for v in point)
+    return f"({text})" if family == "categorical" else f"N({text})"
 
 
 def stderr_progress(line: str) -> None:

@@ -20,7 +20,6 @@ from tabulate import tabulate
 from ..errors import choose
 from ..estimators import ESTIMATORS
 from .config import Mode
-from .train_report import TRAIN_VIEWS, train_markdown
 
 FLOAT_FORMAT = "%.10g"
 # Columns shown in human-readable tables (CSV/JSON carry every column).
@@ -130,9 +129,11 @@ VIEWS = {
     "sweep": {"markdown": sweep_markdown, "csv": to_csv, "json": to_json},
     "estimators": {"markdown": _github},
     "summary": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},
-    "train": TRAIN_VIEWS,
 }
-TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary, "train": train_markdown}
+TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary}
+from .train_report import TRAIN_VIEWS  # noqa: E402  (it uses the helpers above)
+
+VIEWS["train"], TEXT_VIEWS["train"] = TRAIN_VIEWS, TRAIN_VIEWS["markdown"]
 FORMATS = VIEWS["gradients"]  # the gradient table's formats (``kl-grad table --format``)
 
 

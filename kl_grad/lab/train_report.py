@@ -1,68 +1,45 @@
 """Views of a training-dynamics table (``dynamics.run_training(...).table``): markdown, grid, CSV, JSON.
 
-One row per estimator × placement. JSON is a list of objects with ``estimator``, ``placement``, ``probs``
-(categorical: final policy probabilities) or ``loc`` and ``scale`` (normal: final parameters),
-``converged``, ``steps``, ``kl`` (true KL(π_θ‖π_ref) at the end), ``objective`` (true J at the end),
-``distance_to_optimum`` (TV for categorical, parameter distance for normal, against π*),
-``distance_to_optimum_ref||policy``, ``diverged``, ``warning`` and the run's inputs. NaN is ``null``
-(the warning says why). Self-contained (``report.VIEWS["train"]`` points here).
+One row per estimator × placement. JSON is a list of objects, one key per column: ``estimator``,
+``placement``, ``probs`` (categorical: final policy probabilities, a list) or ``loc`` and ``scale`` (normal:
+final parameters), ``converged``, ``steps``, ``kl`` (true KL(π_θ‖π_ref) at the end), ``objective`` (true J at
+the end), ``distance_to_optimum`` (TV for categorical, parameter distance for normal, against π*),
+``distance_to_optimum_ref||policy``, ``grad_norm``, ``diverged``, the optima and the run's inputs, and
+``warning``. NaN is ``null`` and ±inf the strings "inf"/"-inf" (the warning says why).
+``report.VIEWS["train"]`` points here.
 """
 
 from __future__ import annotations
 
 import json
-import math
 
 import pandas as pd
 from tabulate import tabulate
 
-FLOAT_FORMAT = "%.10g"
 _SHOWN = ["estimator", "placement", "converged", "steps", "final", "kl", "objective", "distance_to_optimum",
           "distance_to_optimum_ref||policy", "diverged", "warning"]
 
 
-def _num(v):
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return v
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float):
-        if math.isnan(v):
-            return None
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return float(FLOAT_FORMAT % v)
-    return v
-
-
-def _point(values, family: str, digits: str = ".6g") -> str:
-    if values is None:
-        return ""
-    text = ", ".join(format(v, digits) for v in values)
-    return f"({text})" if family == "categorical" else f"N({text})"
+def _final(row) -> str:
+    if "probs" in row:
+        return "(" + ", ".join(f"{v:.6g}" for v in row["probs"]) + ")"
+    return f"N({row['loc']:.6g}, {row['scale']:.6g})"
 
 
 def _header(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
     row = table.iloc[0]
-    fam = row["family"]
-    other = row["optimum_ref||policy"]
-    what = "π*" if fam == "categorical" else "π* = N(loc, scale)"
-    lines = [f"{row['policy']} → ref {row['ref']}, reward {row['reward']}, β = {row['beta']:g}, lr = {row['lr']:g}, "
-             f"sampler {row['sampler']}, KL term {'exact' if row['samples'] == 'exact' else str(row['samples']) + ' samples'}"
-             " per step.",
-             f"{what} ∝ π_ref·exp(R/β): {_point(row['optimum'], fam)}; optimum of E[R] − β·KL(π_ref‖π_θ): "
-             + (_point(other, fam) if other is not None else "not derived for this reward") + ".", ""]
-    return "\n".join(lines) + "\n"
+    how = "exact expected" if row["samples"] == "exact" else f"{row['samples']}-sample MC"
+    return (f"Start {row['policy']}, reference {row['ref']}, reward {row['reward']}, β = {row['beta']:g}, "
+            f"lr = {row['lr']:g}, samples from {row['sampler']}, {how} KL gradient per step.\n"
+            f"π* ∝ π_ref·exp(R/β) = {row['optimum']}; optimum of E[R] − β·KL(π_ref‖π_θ): "
+            f"{row['optimum_ref||policy']}.\n\n")
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
-    shown = table[[c for c in _SHOWN if c in table.columns]].copy()
-    shown["final"] = [_point(v, f) for v, f in zip(table["final"], table["family"])]
-    return shown
+    shown = table.assign(final=[_final(r) for _, r in table.iterrows()])
+    return shown[[c for c in _SHOWN if c in shown.columns]]
 
 
 def train_markdown(table: pd.DataFrame) -> str:
@@ -77,31 +54,23 @@ def train_grid(table: pd.DataFrame) -> str:
 
 
 def train_csv(table: pd.DataFrame) -> str:
-    flat = table.copy()
-    for col in ("final", "optimum", "optimum_ref||policy"):
-        flat[col] = [";".join(FLOAT_FORMAT % v for v in vals) if vals is not None else "" for vals in flat[col]]
-    return flat.to_csv(index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+    from .report import to_csv  # report imports this module to register the views
+
+    return to_csv(table)
 
 
-def _record(row: dict) -> dict:
-    out = {}
-    for key, v in row.items():
-        if key in ("final", "optimum", "optimum_ref||policy"):
-            names = ["probs"] if row["family"] == "categorical" else ["loc", "scale"]
-            prefix = "" if key == "final" else f"{key}_"
-            if v is None:
-                out[f"{key}"] = None
-            elif len(names) == 1:
-                out[prefix + names[0]] = [_num(x) for x in v]
-            else:
-                out.update({prefix + n: _num(x) for n, x in zip(names, v)})
-        else:
-            out[key] = _num(v)
-    return out
+def _value(v):
+    from .report import _json_value
+
+    if isinstance(v, list):  # probabilities: every digit (JSON has no precision loss for floats)
+        return [None if x != x else ("inf" if x == float("inf") else "-inf" if x == float("-inf") else float(x))
+                for x in v]
+    return _json_value(v)
 
 
 def train_json(table: pd.DataFrame) -> str:
-    return json.dumps([_record(r) for r in table.to_dict(orient="records")], indent=2, ensure_ascii=False) + "\n"
+    records = [{k: _value(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
+    return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
 
 
 TRAIN_VIEWS = {"markdown": train_markdown, "grid": train_grid, "csv": train_csv, "json": train_json}

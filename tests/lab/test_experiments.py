@@ -14,7 +14,7 @@ from kl_grad.lab.experiments import KINDS, load_experiment, parse_experiment
 from kl_grad.lab.report import TEXT_VIEWS, VIEWS
 
 EXPERIMENTS = sorted((Path(__file__).parents[2] / "experiments").glob("*.toml"))
-TINY = {"samples": 64, "trials": 3}
+TINY = {"samples": 64, "trials": 3, "steps": 3}
 
 
 def test_there_are_experiments():
@@ -30,7 +30,7 @@ def test_shipped_experiment_runs_at_tiny_budget(path):
     table, figures = kind.run(tiny)
     assert len(table) > 0
     # A number is either present or refused with a reason (e.g. exact mode on clamped estimators).
-    means = table["mean_grad"] if "mean_grad" in table else table["mean"]
+    means = table[next(c for c in ("mean_grad", "mean", "kl") if c in table)]  # kl: a train run's end point
     assert (means.notna() | (table["warning"] != "")).all()
     assert all(png.startswith(b"\x89PNG") for png in figures.values())
 
@@ -40,7 +40,7 @@ GOOD = {"kind": "gradients", "title": "t", "policy": "normal:0,1", "ref": "norma
 
 @pytest.mark.parametrize("change, message", [
     ({"trails": 5}, "unknown key(s) trails; allowed: kind, title"),
-    ({"kind": "grads"}, "unknown experiment kind 'grads'; expected one of gradients, values, sweep"),
+    ({"kind": "grads"}, "unknown experiment kind 'grads'; expected one of gradients, values, sweep, train"),
     ({"samples": "100"}, "samples must be a int"),
     ({"samples": 1.5}, "samples must be a int"),
     ({"estimators": "k1"}, "estimators must be a list of strings"),
@@ -89,7 +89,7 @@ def test_invalid_toml_is_one_error(tmp_path):
 
 
 def test_every_kind_has_views_and_a_text_view():
-    assert set(KINDS) == {"gradients", "values", "sweep"}
+    assert set(KINDS) == {"gradients", "values", "sweep", "train"}
     for name, kind in KINDS.items():
         assert kind.config.kind == name and name in VIEWS and name in TEXT_VIEWS
 

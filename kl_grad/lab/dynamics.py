@@ -140,7 +140,10 @@ def _train_case(case, policy, ref, reward, beta, steps, lr, sampler, samples, se
         if out["diverged"]:
             return out, spec, False
         spec = make_spec(spec.family, theta, "policy during training")
-    if samples is None:
+    if samples is not None:
+        out["warning"] = (f"noisy steps ({samples} samples): converged is not assessed; the last step's gradient norm "
+                          f"was {out['grad_norm']:.2e}")
+    else:
         out["warning"] = (f"not converged: gradient norm {out['grad_norm']:.2e} ≥ {tol:g} after {steps} steps "
                           "(the KL term does not balance the reward here, or more steps / a larger lr are needed)")
     return out, spec, False
@@ -189,7 +192,8 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
             for key in ("kl", "objective", "distance_to_optimum", f"distance_to_optimum_{REF_POLICY}", "grad_norm"):
                 out[key] = math.nan
         end = as_point(spec) if not refused else np.full(len(as_point(spec)), math.nan)
-        out.update({"probs": [float(v) for v in end]} if policy.family == "categorical" else dict(zip(("loc", "scale"), end)))
+        out.update({"probs": [float(v) for v in end]} if policy.family == "categorical"
+                   else dict(zip(("loc", "scale"), end)))
         rows.append(out)
     columns = RESULT_COLUMNS[:2] + FINAL_COLUMNS[policy.family] + RESULT_COLUMNS[2:]
     table = pd.DataFrame(rows)[columns]

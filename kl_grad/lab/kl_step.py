@@ -74,7 +74,7 @@ def independent_kl_gradient(case: Case, policy: DistSpec, ref: DistSpec,
         mean = np.array([math.fsum(w * grads[:, j]) for j in range(grads.shape[1])])
         return mean, 1e-13 * (np.abs(w[:, None] * grads).sum(axis=0) + 1e-300)
     loc, scale = m.values
-    density = torch.distributions.Normal(torch.tensor(loc, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64))
+    density = torch.distributions.Normal(*(torch.tensor(v, dtype=torch.float64) for v in (loc, scale)))
 
     def integrand(x):
         return math.exp(float(density.log_prob(torch.tensor(x, dtype=torch.float64)))) * \

@@ -26,6 +26,7 @@ reproduce: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_runner
 	$(PY) -m benchmarks.bench_sequences
+	$(PY) -m benchmarks.bench_train
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

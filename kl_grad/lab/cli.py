@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "only its results folder is written")
     r.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: ./results)")
 
+    from .train_cli import add_parser as add_train
+
+    add_train(sub)
     sub.add_parser("estimators", help="list the registered estimators and what they target",
                    description="List every registered estimator: formula (r = π_ref/π_θ), the KL direction it "
                    "targets, whether its value is an unbiased KL estimate, aliases and source.")
@@ -253,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
 
             reproduce(args.experiments, args.out)
             return 0
+        from .train_cli import cmd_train
+
         commands = {"table": _cmd_table, "values": _cmd_values, "estimators": _cmd_estimators,
-                    "coefficients": coefficients_cli.run}
+                    "coefficients": coefficients_cli.run, "train": cmd_train}
         text = commands[args.command](args)
         if getattr(args, "output", None):
             from .output import write_atomic

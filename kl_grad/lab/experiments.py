@@ -40,6 +40,7 @@ from .gradient_table import check_gradient_request, run_gradients
 from .problem import Problem
 from .sweep import sweep
 from .terms import value_estimators
+from .train_kind import TrainExperiment, check_train, describe_train, run_train
 from .value_table import check_samples, run_values
 
 
@@ -123,6 +124,7 @@ KINDS: dict[str, Kind] = {
         Kind(coefficients_kind.CoefficientExperiment, coefficients_kind.check, coefficients_kind.run,
              coefficients_kind.describe),
         Kind(length_sweep.LengthSweepExperiment, length_sweep.check, length_sweep.run, length_sweep.describe),
+        Kind(TrainExperiment, check_train, run_train, describe_train),
     )
 }
 

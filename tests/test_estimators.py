@@ -204,7 +204,8 @@ def test_registered_facts():
     assert [n for n, e in ESTIMATORS.items() if e.direction == REF_POLICY] == ["reverse_k1", "reverse_k2",
                                                                                 "reverse_k1_cv"]
     assert [n for n, e in ESTIMATORS.items() if e.gradient_only] == ["reverse_k2"]
-    assert [n for n, e in ESTIMATORS.items() if e.clamp_active is not None] == ["k3_clamped"]
+    assert [n for n, e in ESTIMATORS.items() if e.clamp_active is not None] == ["k3_clamped", "verl:abs", "openrlhf:k1",
+                                                                                "openrlhf:k2", "openrlhf:k3"]
 
 
 def test_k3_nonnegative_and_quadratic_at_tiny_d():

@@ -8,10 +8,10 @@ derivative, so placement loss-w differentiates them by plain autograd.
 
 from __future__ import annotations
 
+from ..directions import POLICY_REF
 import torch
 
-from ..directions import POLICY_REF
-from ..estimators import VALUE_CLAMP, Estimator, _k1, _k2, _k3, _k3_clamped, register, straight_through
+from ..estimators import VALUE_CLAMP, Estimator, _k1, _k2, _k3, _k3_clamped, register, smooth, straight_through
 
 OPENRLHF_CLAMP = 10.0  # compute_approx_kl clamps every estimator's output to ±10
 
@@ -33,7 +33,13 @@ openrlhf_k1 = register(Estimator("openrlhf:k1", "clamp(d, ±10)", POLICY_REF, Fa
                                  source="OpenRLHF compute_approx_kl 'k1'", clamp_active=_beyond(_k1)))
 openrlhf_k2 = register(Estimator("openrlhf:k2", "clamp(½d², ±10)", POLICY_REF, False, _clamped(_k2),
                                  source="OpenRLHF compute_approx_kl 'k2'", clamp_active=_beyond(_k2)))
-openrlhf_k3 = register(Estimator("openrlhf:k3", "clamp(r − 1 − log r, ±10)", POLICY_REF, False, _clamped(_k3),
+def _k3_clamped_slope(d):
+    """k3' = 1 − e^(−d) in closed form (as kl_grad's k3), 0 where the ±10 value clamp is active."""
+    return torch.where(_k3(d) > VALUE_CLAMP, torch.zeros_like(d), -torch.expm1(-d))
+
+
+openrlhf_k3 = register(Estimator("openrlhf:k3", "clamp(r − 1 − log r, ±10)", POLICY_REF, False,
+                                 smooth(_clamped(_k3), _k3_clamped_slope),
                                  source="OpenRLHF compute_approx_kl 'k3' (also slime/ROLL low_var_kl)",
                                  clamp_active=lambda d: _k3(d) > VALUE_CLAMP))
 

@@ -3,7 +3,7 @@
 Each entry of ``TERM`` maps (lp, ref, old) — float64 arrays of one shape, ``old`` None for on-policy — to
 (value, grad): the per-token value the framework computes and ∂value/∂lp per token, both differentiated
 by hand. With d = lp − ref, w = e^(lp − old) (∂w/∂lp = w; on-policy w = 1 with ∂w/∂lp = 1), k3 = e^(−d) − 1 + d,
-k3' = 1 − e^(−d). A clamp's derivative is 0 where it is active. Reward terms give the surrogate's gradient
+k3' = 1 − e^(−d) (so k3 + k3' = d exactly). A clamp's derivative is 0 where it is active. Reward terms give the surrogate's gradient
 w·value (REINFORCE with the detached penalty). Sequence-level ratios are in ``trl_seq`` (they couple tokens).
 """
 
@@ -84,7 +84,7 @@ def _openrlhf_weighted(lp, ref, old):
 
 def _trl_bias(lp, ref, old):
     d, w = lp - ref, _w(lp, old)
-    return w * _k3(d), w * (_k3(d) + _dk3(d))
+    return w * _k3(d), w * d  # k3 + k3' = (e^−d − 1 + d) + (1 − e^−d) = d exactly
 
 
 def _nemo(kind):
@@ -94,7 +94,8 @@ def _nemo(kind):
         kl, dkl = {"k1": (c, np.ones_like(d)), "k2": (0.5 * c * c, d), "k3": (_k3(c), _dk3(d))}[kind]
         inside = np.abs(d) < 20
         v = w * kl
-        g = np.where(inside, w * kl + w * dkl, 0.0)  # beyond the input clamp: w detached, kl constant
+        total = d if kind == "k3" else kl + dkl  # k3 + k3' = d exactly
+        g = np.where(inside, w * total, 0.0)  # beyond the input clamp: w detached, kl constant
         return _clip_value(v, g, 10.0)
     return f
 
@@ -107,7 +108,7 @@ def _nemo_legacy(lp, ref, old):
 
 def _slime_is(lp, ref, old):
     d, w = lp - ref, _w(lp, old)
-    return _clip_value(w * _k3(d), w * (_k3(d) + _dk3(d)), 10.0)
+    return _clip_value(w * _k3(d), w * d, 10.0)
 
 
 def _oi(kind):

@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("estimators", help="list the registered estimators and what they target",
                    description="List every registered estimator: formula (r = π_ref/π_θ), the KL direction it "
                    "targets, whether its value is an unbiased KL estimate, aliases and source.")
+    from . import frameworks_cli
+
+    frameworks_cli.add_parser(sub)
     return parser
 
 
@@ -236,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             reproduce(args.experiments, args.out)
             return 0
         commands = {"table": _cmd_table, "values": _cmd_values, "estimators": _cmd_estimators}
-        text = commands[args.command](args)
+        text = (getattr(args, "handler", None) or commands[args.command])(args)
         if getattr(args, "output", None):
             from .output import write_atomic
 

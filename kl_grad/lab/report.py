@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from ..errors import choose
 from ..estimators import ESTIMATORS
+from .catalogue_table import catalogue_markdown, catalogue_text
 from .config import Mode
 
 FLOAT_FORMAT = "%.10g"
@@ -129,8 +130,9 @@ VIEWS = {
     "sweep": {"markdown": sweep_markdown, "csv": to_csv, "json": to_json},
     "estimators": {"markdown": _github},
     "summary": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},
+    "frameworks": {"markdown": catalogue_markdown, "csv": to_csv, "json": to_json},
 }
-TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary}
+TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary, "frameworks": catalogue_text}
 FORMATS = VIEWS["gradients"]  # the gradient table's formats (``kl-grad table --format``)
 
 

@@ -16,6 +16,8 @@ from kl_grad.errors import KLGradError
 from kl_grad.estimators import ESTIMATORS
 from kl_grad.lab import run_gradients, run_values, sweep
 from kl_grad.lab.report import FLOAT_FORMAT, TEXT_VIEWS, VIEWS, estimators_table, render
+from kl_grad.lab.catalogue_table import CatalogueExperiment
+from kl_grad.lab.catalogue_table import run as run_catalogue
 from tests.problems import SCHULMAN_FAR, SEED003
 
 
@@ -41,6 +43,7 @@ def tables() -> dict[str, pd.DataFrame]:
         "values": _with_specials(run_values(SCHULMAN_FAR.policy, SCHULMAN_FAR.ref, ["k1", "k2", "k3"]), "stdev_rel"),
         "sweep": _with_specials(sweep(policy, ref, "loc", [0.5, 1.0], ["k2"]), "bias_rel"),
         "estimators": estimators_table(),
+        "frameworks": run_catalogue(CatalogueExperiment("t", terms=["verl:kl", "trl:k3"], problems=["tokens-on"]))[0],
     }
 
 

@@ -30,7 +30,8 @@ def test_exact_values_match_the_oracle(problem):
         assert row["direction"] == oracles.TARGET[name]
         assert row["true_kl"] == pytest.approx(kl, rel=1e-12)  # torch's closed form vs the hand-written one
         if math.isnan(row["mean"]):  # only a clamp's kink may stop the quadrature, and it must say so
-            assert ESTIMATORS[name].clamp_active is not None, name  # clamped or kinked (k3_clamped, verl:abs, ...)
+            est = ESTIMATORS[name]  # clamped or kinked: k3_clamped, verl:abs, openrlhf:k3, verl:k3+'s clamped value
+            assert est.clamp_active is not None or "clamped" in est.formula, name
             assert "did not converge" in row["warning"] and row["verdict"] == "unavailable"
             continue
         mean, var = oracles.value_moments(name, problem.policy, problem.ref)

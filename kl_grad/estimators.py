@@ -161,6 +161,7 @@ class Estimator:
     gradient_only: bool = False
     derivative: Callable[[Tensor], Tensor] | None = None  # k'(d), float64 in and out
     score_coefficient: Callable[[Tensor], Tensor] | None = None  # k(d) + k'(d), float64 in and out
+    kinked: bool = False  # a clamp or |·| in k: exact mode on continuous families refuses it (lab/kinks.py)
 
     def __call__(self, logp: Tensor, ref_logp: Tensor) -> Tensor:
         """Per-sample estimate from policy and reference log-probs (broadcast)."""

@@ -3,8 +3,9 @@
 Each entry of ``TERM`` maps (lp, ref, old) — float64 arrays of one shape, ``old`` None for on-policy — to
 (value, grad): the per-token value the framework computes and ∂value/∂lp per token, both differentiated
 by hand. With d = lp − ref, w = e^(lp − old) (∂w/∂lp = w; on-policy w = 1 with ∂w/∂lp = 1), k3 = e^(−d) − 1 + d,
-k3' = 1 − e^(−d) (so k3 + k3' = d exactly). A clamp's derivative is 0 where it is active. Reward terms give the surrogate's gradient
-w·value (REINFORCE with the detached penalty). Sequence-level ratios are in ``trl_seq`` (they couple tokens).
+k3' = 1 − e^(−d) (so k3 + k3' = d exactly). A clamp's derivative is 0 where it is active. Reward terms give
+the surrogate's gradient w·value (REINFORCE with the detached penalty). Sequence-level ratios, which couple
+the tokens of a sequence, are in ``trl_seq``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from ..errors import choose
 from .terms import (
-    FrameworkTerm, clamp_value, k1, k2, k3, ratio, sequence_ratio, straight_through,
+    FrameworkTerm,
+    clamp_value,
+    k1,
+    k2,
+    k3,
+    ratio,
+    sequence_ratio,
+    straight_through,
 )
 
 VERL = "volcengine/verl, verl/trainer/ppo/core_algos.py (kl_penalty / kl_penalty_forward), 2025 versions with k1+/k3+"

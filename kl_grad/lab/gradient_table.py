@@ -27,6 +27,7 @@ from ..errors import KLGradError
 from .config import DEFAULT_PLACEMENTS, GradientExperiment, Mode
 from .families import DistSpec
 from .gradients import row_gradients
+from .kinks import refuse_kinked
 from .limits import check_mc_memory, exact_too_big
 from .montecarlo import check_seed, mc_points
 from .problem import Problem
@@ -183,7 +184,8 @@ def exact_gradient_moments(problem: Problem, cases: list[Case]) -> dict[tuple[st
         return {c.key: Moments(nan, nan, nan, nan, 0, [f"not computed: {too_big}"] * len(nan)) for c in cases}
     problem64 = problem.in_float64()
     anchors = (problem.policy, problem.ref) if problem.sampler else (problem.ref,)
-    return exact_moments(lambda x: row_gradients(problem64, x, cases), problem.sampling, anchors)
+    moments = exact_moments(lambda x: row_gradients(problem64, x, cases), problem.sampling, anchors)
+    return refuse_kinked(moments, {c.key: c.estimator for c in cases}, problem.sampling)
 
 
 def mc_gradients(problem: Problem, cases: list[Case], budget: Budget, progress=None):

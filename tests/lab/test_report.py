@@ -15,9 +15,9 @@ import pytest
 from kl_grad.errors import KLGradError
 from kl_grad.estimators import ESTIMATORS
 from kl_grad.lab import run_gradients, run_values, sweep
-from kl_grad.lab.report import FLOAT_FORMAT, TEXT_VIEWS, VIEWS, estimators_table, render
 from kl_grad.lab.catalogue_table import CatalogueExperiment
 from kl_grad.lab.catalogue_table import run as run_catalogue
+from kl_grad.lab.report import FLOAT_FORMAT, TEXT_VIEWS, VIEWS, estimators_table, render
 from tests.problems import SCHULMAN_FAR, SEED003
 
 
@@ -43,7 +43,8 @@ def tables() -> dict[str, pd.DataFrame]:
         "values": _with_specials(run_values(SCHULMAN_FAR.policy, SCHULMAN_FAR.ref, ["k1", "k2", "k3"]), "stdev_rel"),
         "sweep": _with_specials(sweep(policy, ref, "loc", [0.5, 1.0], ["k2"]), "bias_rel"),
         "estimators": estimators_table(),
-        "frameworks": run_catalogue(CatalogueExperiment("t", terms=["verl:kl", "trl:k3"], problems=["tokens-on"]))[0],
+        "frameworks": _with_specials(run_catalogue(CatalogueExperiment(
+            "t", terms=["verl:kl", "trl:k3"], problems=["tokens-on", "tokens-off"]))[0], "err_norm"),
     }
 
 
@@ -81,7 +82,8 @@ def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
     table = tables[kind]
     records = json.loads(render(table, "json", kind))  # strict JSON: no Infinity or NaN literals
     assert len(records) == len(table) and all(list(r) == list(table.columns) for r in records)
-    special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel", "summary": "rel_stdev"}[kind]
+    special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel", "summary": "rel_stdev",
+               "frameworks": "err_norm"}[kind]
     assert [r[special] for r in records[:3]] == ["inf", "-inf", None]
     for record, (_, row) in zip(records, table.iterrows()):
         for col, value in record.items():

@@ -76,11 +76,9 @@ def _openrlhf(value, slope):
     return f
 
 
-def _openrlhf_weighted(lp, ref, old):
+def _openrlhf_unbiased_gradient(lp, ref, old):
     d, w = lp - ref, _w(lp, old)
-    kv, kg = _clip_value(_k3(d), _dk3(d), 10.0)
-    cap = np.minimum(w, 10.0)
-    return kv * cap, kg * cap + kv * np.where(w < 10, w, 0.0)
+    return np.clip(_k3_careful(d), -10, 10), np.minimum(w, 10.0) * d  # value kept; gradient sg(min(w, 10))·d
 
 
 def _trl_bias(lp, ref, old):
@@ -135,7 +133,7 @@ TERM = {
     "verl:reward:kl": _reward(lambda d: d), "verl:reward:low_var_kl": _reward(lambda d: _verl_low_var_kl(d)[0]),
     "openrlhf:k1": _openrlhf(lambda d: d, np.ones_like), "openrlhf:k2": _openrlhf(lambda d: 0.5 * d * d, lambda d: d),
     "openrlhf:k3": _LVK, "openrlhf:reward:k1": _reward(lambda d: np.clip(d, -10, 10)),
-    "openrlhf:k3-weighted": _openrlhf_weighted,
+    "openrlhf:k3-unbiased-gradient": _openrlhf_unbiased_gradient,
     "trl:k3": _K3, "trl:k3-bias-corrected": _trl_bias,
     "nemo-rl:k1": _nemo("k1"), "nemo-rl:k2": _nemo("k2"), "nemo-rl:k3": _nemo("k3"), "nemo-rl:k3-legacy": _nemo_legacy,
     "slime:k1": _K1, "slime:k2": _K2, "slime:k3": _K3, "slime:low_var_kl": _LVK, "slime:low_var_kl-is": _slime_is,

@@ -25,8 +25,10 @@ from .terms import (
 VERL = "volcengine/verl, verl/trainer/ppo/core_algos.py (kl_penalty / kl_penalty_forward), 2025 versions with k1+/k3+"
 VERL_OLD = "volcengine/verl, verl/trainer/ppo/core_algos.py kl_penalty, v0.2–v0.3 (no input clamp)"
 OPENRLHF = "OpenRLHF/OpenRLHF, openrlhf/models/utils.py compute_approx_kl (commit 10c7336 and later)"
-TRL = ("huggingface/trl, trl/trainer/grpo_trainer.py _compute_loss and grpo_config.py "
-       "(use_bias_correction_kl default False; versions read 2025-2026)")
+OPENRLHF_UNBIASED = ("OpenRLHF/OpenRLHF PR #1309 (merged 2026-08-14), --algo.kl.unbiased_gradient: forward value kept, "
+                     "gradient w·k1·∇log π with w clamped and detached (cap 10 as the issue reports)")
+TRL = ("huggingface/trl, trl/trainer/grpo_trainer.py _compute_loss and grpo_config.py (2025-2026; "
+       "use_bias_correction_kl added in PR #4638, default False; default True since PR #6503, merged 2026-07-29)")
 NEMO = ("NVIDIA-NeMo/RL, nemo_rl/algorithms/loss_functions.py ClippedPGLossFn + algorithms/utils.py calculate_kl "
         "(kl_input_clamp_value 20, kl_output_clamp_value 10; 2026 main)")
 NEMO_OLD = "NVIDIA-NeMo/RL, nemo_rl/algorithms/loss_functions.py + utils.py calculate_kl_penalty_joschu2020, v0.2–v0.3"
@@ -49,8 +51,11 @@ def _openrlhf(base):
     return lambda lp, ref, old=None, mask=None: clamp_value(base(lp, ref), 10.0)
 
 
-def _openrlhf_weighted(lp, ref, old=None, mask=None):
-    return clamp_value(k3(lp, ref), 10.0) * ratio(lp, old).clamp(max=10.0)
+def _openrlhf_unbiased_gradient(lp, ref, old=None, mask=None):
+    """Value clamp(k3, ±10); gradient sg(min(w, 10))·d through a straight-through term (value 0)."""
+    value = clamp_value(k3(lp, ref), 10.0).detach()
+    slope = (ratio(lp, old).clamp(max=10.0) * (lp - ref)).detach()
+    return value + slope * (lp - lp.detach())
 
 
 def _trl_k3(lp, ref, old=None, mask=None):
@@ -143,15 +148,17 @@ _TERMS = [
        clamp="value to ±10", kinked=True, estimator="openrlhf:k3", notes="GRPO recipes: use_kl_loss, kl_estimator k3"),
     _T("openrlhf:reward:k1", "clamp(d, ±10) as a per-token reward penalty", _openrlhf(k1), "reward", "token-mean",
        OPENRLHF, clamp="value to ±10", kinked=True, notes="PPO default: init_kl_coef in the reward, estimator k1"),
-    _T("openrlhf:k3-weighted", "clamp(r − 1 − log r, ±10) · min(w, 10)", _openrlhf_weighted, "loss", "token-mean",
-       OPENRLHF, clamp="value to ±10, then the weight capped at 10", weight="π_θ/π_old, differentiable, capped at 10",
-       kinked=True, uses_old=True, notes="the opt-in weighted KL gradient (cap and order as read)"),
+    _T("openrlhf:k3-unbiased-gradient", "value clamp(r − 1 − log r, ±10); gradient sg(min(w, 10))·d (straight-through)",
+       _openrlhf_unbiased_gradient, "loss", "token-mean", OPENRLHF_UNBIASED, clamp="value to ±10; weight capped at 10",
+       weight="π_θ/π_old, detached, capped at 10", kinked=True, uses_old=True,
+       notes="opt-in --algo.kl.unbiased_gradient with kl_estimator k3"),
     # TRL GRPO: per-token k3 (no clamp), beta; optional bias correction by the PPO ratio
     _T("trl:k3", "r − 1 − log r", _trl_k3, "loss", "token-mean", TRL, estimator="k3",
-       notes="the default (use_bias_correction_kl=False); loss_type dapo/bnpo = token-mean, grpo = "
+       notes="use_bias_correction_kl=False (the default until PR #6503); loss_type dapo/bnpo = token-mean, grpo = "
              "seq-mean-token-mean, dr_grpo = dr-grpo"),
     _T("trl:k3-bias-corrected", "w · (r − 1 − log r), w token-level", _trl_bias_corrected, "loss", "token-mean", TRL,
-       weight=ON, uses_old=True, notes="use_bias_correction_kl=True, importance_sampling_level=token"),
+       weight=ON, uses_old=True, notes="use_bias_correction_kl=True (the default since PR #6503), "
+       "importance_sampling_level=token"),
     _T("trl:k3-bias-corrected-seq", "w_seq · (r − 1 − log r), w_seq = exp(token-mean of log w) per sequence",
        _trl_bias_corrected_seq, "loss", "token-mean", TRL, weight="sequence-level π_θ/π_old broadcast per token, "
        "differentiable", uses_old=True, notes="use_bias_correction_kl=True, importance_sampling_level=sequence"),

@@ -34,7 +34,7 @@ def test_every_term_has_an_oracle_and_the_catalogue_is_the_expected_size():
     assert set(FRAMEWORK_TERMS) == set(fo.TERM) | SEQUENCE_TERMS
     assert 25 <= len(FRAMEWORK_TERMS) <= 35
     frameworks = {t.framework for t in FRAMEWORK_TERMS.values()}
-    assert {"verl", "openrlhf", "trl", "nemo-rl", "slime", "open-instruct", "roll"} <= frameworks
+    assert {"verl", "openrlhf", "trl", "nemo-rl", "slime", "open-instruct", "roll", "skyrl"} <= frameworks
     for t in FRAMEWORK_TERMS.values():
         assert t.source and "/" in t.source, t.name  # repository/file named
 

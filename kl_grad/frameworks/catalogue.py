@@ -34,6 +34,8 @@ NEMO = ("NVIDIA-NeMo/RL, nemo_rl/algorithms/loss_functions.py ClippedPGLossFn + 
 NEMO_OLD = "NVIDIA-NeMo/RL, nemo_rl/algorithms/loss_functions.py + utils.py calculate_kl_penalty_joschu2020, v0.2–v0.3"
 SLIME = "THUDM/slime, slime/utils/ppo_utils.py compute_approx_kl (importance_ratio argument; 2026 main)"
 OPEN_INSTRUCT = "allenai/open-instruct, open_instruct/grpo_fast.py (kl_estimator kl1..kl4, diff clamped ±40; 2025)"
+SKYRL = ("NovaSky-AI/SkyRL, skyrl_train/utils/ppo_utils.py compute_approx_kl (kl_estimator_type k1/abs/k2/k3; "
+         "2026 main)")
 ROLL = "alibaba/ROLL, roll/utils/functionals.py compute_approx_kl (verl-derived kl/abs/mse/low_var_kl; 2025)"
 
 ON = "π_θ/π_old, differentiable (on-policy exp(logp − sg logp))"
@@ -200,6 +202,11 @@ _TERMS = [
     _T("roll:low_var_kl", "clamp(r − 1 − log r, ±10)", _roll_low_var_kl, "loss", "token-mean", ROLL,
        clamp="value to ±10 (no input clamp)", kinked=True, estimator="openrlhf:k3",
        notes="as verl's low_var_kl before its input clamp"),
+    # SkyRL: verl's clamps under Schulman's names
+    _T("skyrl:k2", "½d²", _elementwise(k2), "loss", "token-mean", SKYRL, estimator="k2"),
+    _T("skyrl:k3", "clamp(r − 1 − log r, ±10), log r = clamp(−d, ±20)", _elementwise(_verl_low_var_kl), "loss",
+       "token-mean", SKYRL, clamp=_CLAMP_VERL, kinked=True, estimator="verl:low_var_kl",
+       notes="use_kl_loss with kl_estimator_type k3"),
     _T("verl-0.3:low_var_kl", "clamp(r − 1 − log r, ±10)", _roll_low_var_kl, "loss", "token-mean", VERL_OLD,
        clamp="value to ±10 (no input clamp)", kinked=True, estimator="openrlhf:k3"),
 ]

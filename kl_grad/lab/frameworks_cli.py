@@ -62,9 +62,9 @@ def add_parser(sub) -> None:
     import argparse
 
     p = sub.add_parser("frameworks", help="what each RL framework's KL term computes (the catalogue)",
-                       description="List the KL terms of verl, OpenRLHF, TRL, NeMo-RL, slime, Open-Instruct and "
-                       "ROLL as kl_grad's catalogue writes them: formula as computed, clamps, weight, placement, "
-                       "default aggregation and the source read.",
+                       description="List the KL terms of verl, OpenRLHF, TRL, NeMo-RL, slime, Open-Instruct, "
+                       "ROLL and SkyRL as kl_grad's catalogue writes them: formula as computed, clamps, weight, "
+                       "placement, default aggregation and the source read.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--format", default="markdown", help="markdown (default), csv or json")
     p.add_argument("--framework", default=None, help="only this framework's entries (e.g. verl, trl, nemo-rl)")

@@ -15,7 +15,7 @@ r = π_ref/π_θ = e^(−d), w = π_θ/π_old.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -51,7 +51,6 @@ class FrameworkTerm:
     kinked: bool = False
     estimator: str = ""
     uses_old: bool = False  # the framework's fn reads old_logp (off-policy weight)
-    extra: dict = field(default_factory=dict)
 
     @property
     def framework(self) -> str:

@@ -114,3 +114,27 @@ def test_frameworks_listing_and_bad_format(capsys):
     assert err == "kl-grad: error: unknown format 'yaml'; expected one of markdown, csv, json\n"
     assert main(["frameworks", "--framework", "deepspeed"]) == 2
     assert "unknown framework 'deepspeed'" in capsys.readouterr().err
+
+
+def _logits(spec):
+    return np.array([float(v) for v in spec.split(":")[1].split(",")])
+
+
+def test_weighted_k2_and_stale_k3_biases_match_plain_loops():
+    # tokens-on, NeMo-RL's k2: w·k2 with w = π_θ/sg(π_θ) has per-sample gradient (k2 + k2')(e_x − π) = ∇E_π[k2];
+    # tokens-off, TRL's plain k3 on samples from m (no weight): Σ_x m(x) k3'(d_x)(e_x − π).
+    # Truth: ∇KL(π‖π_ref) w.r.t. logits = Σ_x π(x)(d_x + 1)(e_x − π), ∇KL(π_ref‖π) = π − π_ref.
+    policy, ref, sampler = PROBLEMS["tokens-off"]
+    p, q, m = (_softmax(_logits(s)) for s in (policy, ref, sampler))
+    d = np.log(p) - np.log(q)
+    t_pr = sum(p[x] * (d[x] + 1) * (np.eye(4)[x] - p) for x in range(4))
+    t_rp = p - q
+    g_k2 = sum(p[x] * (0.5 * d[x] ** 2 + d[x]) * (np.eye(4)[x] - p) for x in range(4))
+    g_k3 = sum(m[x] * (1 - math.exp(-d[x])) * (np.eye(4)[x] - p) for x in range(4))
+    table = _table(["nemo-rl:k2", "trl:k3"], ["tokens-on", "tokens-off"])
+    k2 = table.loc[("nemo-rl:k2", "tokens-on")]
+    assert k2["follows"] == "none"
+    assert k2["rel_bias_vs_policy||ref"] == pytest.approx(np.linalg.norm(g_k2 - t_pr) / np.linalg.norm(t_pr), rel=1e-9)
+    k3 = table.loc[("trl:k3", "tokens-off")]
+    assert k3["follows"] == "none"
+    assert k3["rel_bias_vs_ref||policy"] == pytest.approx(np.linalg.norm(g_k3 - t_rp) / np.linalg.norm(t_rp), rel=1e-9)

@@ -140,7 +140,7 @@ TERM = {
     "open-instruct:kl1": _oi("kl1"), "open-instruct:kl2": _oi("kl2"), "open-instruct:kl3": _oi("kl3"),
     "open-instruct:kl4": _oi("kl4"),
     "skyrl:k2": _K2, "skyrl:k3": lambda lp, ref, old: _verl_low_var_kl(lp - ref),
-    "roll:kl": _K1, "roll:mse": _K2, "roll:low_var_kl": _LVK, "verl-0.3:low_var_kl": _LVK,
+    "roll:kl": _K1, "roll:mse": _K2, "roll:k3": _LVK, "verl-0.3:low_var_kl": _LVK,
 }
 
 

@@ -36,7 +36,8 @@ SLIME = "THUDM/slime, slime/utils/ppo_utils.py compute_approx_kl (importance_rat
 OPEN_INSTRUCT = "allenai/open-instruct, open_instruct/grpo_fast.py (kl_estimator kl1..kl4, diff clamped ±40; 2025)"
 SKYRL = ("NovaSky-AI/SkyRL, skyrl_train/utils/ppo_utils.py compute_approx_kl (kl_estimator_type k1/abs/k2/k3; "
          "2026 main)")
-ROLL = "alibaba/ROLL, roll/utils/functionals.py compute_approx_kl (verl-derived kl/abs/mse/low_var_kl; 2025)"
+ROLL = ("alibaba/ROLL, roll/utils/functionals.py compute_approx_kl (kl_penalty kl/abs/mse/k3/full; "
+        "commit 4142237)")
 
 ON = "π_θ/π_old, differentiable (on-policy exp(logp − sg logp))"
 
@@ -199,7 +200,7 @@ _TERMS = [
     # ROLL: verl-derived penalties
     _T("roll:kl", "d", _elementwise(k1), "loss", "token-mean", ROLL, estimator="k1"),
     _T("roll:mse", "½d²", _elementwise(k2), "loss", "token-mean", ROLL, estimator="k2"),
-    _T("roll:low_var_kl", "clamp(r − 1 − log r, ±10)", _roll_low_var_kl, "loss", "token-mean", ROLL,
+    _T("roll:k3", "clamp(r − 1 − log r, ±10)", _roll_low_var_kl, "loss", "token-mean", ROLL,
        clamp="value to ±10 (no input clamp)", kinked=True, estimator="openrlhf:k3",
        notes="as verl's low_var_kl before its input clamp"),
     # SkyRL: verl's clamps under Schulman's names

@@ -14,8 +14,12 @@ class KLGradError(ValueError):
     """Invalid user input (unknown name, malformed spec, out-of-range number)."""
 
 
-def choose(kind: str, name: str, registry: Mapping, aliases: Mapping[str, str] | None = None) -> object:
-    """``registry[name]`` (or ``registry[aliases[name]]``), else an error listing the allowed keys and aliases."""
+def choose(kind: str, name: str, registry: Mapping, aliases: Mapping[str, str] | None = None,
+           retired: Mapping[str, str] | None = None) -> object:
+    """``registry[name]`` (or ``registry[aliases[name]]``), else an error listing the allowed keys and aliases.
+    ``retired``: {old name: what to use instead}; a retired name gets that message, not a lookup."""
+    if retired and isinstance(name, str) and name in retired:
+        raise KLGradError(f"{kind} {name!r} is retired: {retired[name]}")
     try:
         return registry[(aliases or {}).get(name, name)]
     except (KeyError, TypeError):  # TypeError: an unhashable name, e.g. a TOML list

@@ -161,6 +161,7 @@ class Estimator:
     gradient_only: bool = False
     derivative: Callable[[Tensor], Tensor] | None = None  # k'(d), float64 in and out
     score_coefficient: Callable[[Tensor], Tensor] | None = None  # k(d) + k'(d), float64 in and out
+    kinked: bool = False  # a clamp or |·| in k: exact mode on continuous families refuses it (lab/kinks.py)
 
     def __call__(self, logp: Tensor, ref_logp: Tensor) -> Tensor:
         """Per-sample estimate from policy and reference log-probs (broadcast)."""
@@ -169,6 +170,11 @@ class Estimator:
 
 ESTIMATORS: dict[str, Estimator] = {}
 _ALIASES: dict[str, str] = {}
+# Names that once meant something else here: a framework's name means what that framework computes.
+RETIRED = {
+    "low_var_kl": "it meant plain k3 here, while verl's low_var_kl clamps log r to ±20 and the value to ±10; "
+                  "use 'k3' (plain) or 'verl:low_var_kl' (verl's clamped form)",
+}
 
 
 def register(est: Estimator) -> Estimator:
@@ -183,7 +189,7 @@ def register(est: Estimator) -> Estimator:
 
 def get_estimator(name: str) -> Estimator:
     """Look an estimator up by name or alias; unknown names list the allowed ones."""
-    return choose("estimator", name.strip(), ESTIMATORS, _ALIASES)  # type: ignore[return-value]
+    return choose("estimator", name.strip(), ESTIMATORS, _ALIASES, RETIRED)  # type: ignore[return-value]
 
 
 def _smooth_kwargs(name: str, value: Callable[[Tensor], Tensor], autograd_exact: bool = False) -> dict:
@@ -198,7 +204,7 @@ k1 = register(Estimator("k1", "log(π_θ/π_ref)", POLICY_REF, True, source="Sch
                         **_smooth_kwargs("k1", _k1, autograd_exact=True)))
 k2 = register(Estimator("k2", "½·log(π_θ/π_ref)²", POLICY_REF, False, source="Schulman 2020", aliases=("mse",),
                         **_smooth_kwargs("k2", _k2, autograd_exact=True)))
-k3 = register(Estimator("k3", "r − 1 − log r", POLICY_REF, True, source="Schulman 2020", aliases=("low_var_kl",),
+k3 = register(Estimator("k3", "r − 1 − log r", POLICY_REF, True, source="Schulman 2020",
                         **_smooth_kwargs("k3", _k3)))
 reverse_k1 = register(Estimator("reverse_k1", "r·log r", REF_POLICY, True,
                                 source="importance-sampled KL(ref‖policy) (Schulman 2020)",
@@ -253,4 +259,7 @@ def _k3_clamp_active(d: Tensor) -> Tensor:
 
 k3_clamped = register(Estimator("k3_clamped", "k3 of clamp(d, ±20), clamped to ±10", POLICY_REF, False,
                                 of_log_ratio=_k3_clamped, source="verl low_var_kl's clamps",
-                                clamp_active=_k3_clamp_active))
+                                clamp_active=_k3_clamp_active, aliases=("verl:low_var_kl",)))
+
+# Elementwise framework formulas under their namespaced names (verl:abs, verl:k3+, openrlhf:k1, ...).
+from .frameworks import estimators as _framework_estimators  # noqa: E402,F401  (registers on import)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .aggregations import AGGREGATIONS
+from .aggregations import AGGREGATION_ALIASES, AGGREGATIONS, PER_TOKEN
 from .errors import KLGradError, choose
 from .estimators import get_estimator
 from .placements import get_placement, surrogate
@@ -46,6 +46,8 @@ def kl_loss(
     estimator: str = "k3",
     placement: str = "loss-w",
     aggregation: str = "token-mean",
+    horizon: float | None = None,
+    term: str | None = None,
 ) -> Tensor:
     """Scalar KL loss from per-token log-probs.
 
@@ -56,14 +58,23 @@ def kl_loss(
         mask: same shape, 1 for tokens that count, 0 for padding (default: all count).
         old_logp: same shape, log-probs of the policy that sampled the tokens (π_old); enables the
             off-policy weight w = π_θ/π_old. Default: on-policy, w = π_θ/sg(π_θ).
-        estimator: registry name or alias (k1, k2, k3, k3+, low_var_kl, ...).
+        estimator: registry name or alias (k1, k2, k3, k3+, verl:low_var_kl, openrlhf:k3, ...).
         placement: loss, loss-sgw, loss-w or reward (see ``kl_grad.placements``).
-        aggregation: one of token-mean, seq-mean-token-mean, seq-mean-token-sum, sum. In
+        aggregation: one of token-mean, seq-mean-token-mean, seq-mean-token-sum, sum,
+            seq-mean-token-sum-norm (verl: all token sums / horizon), dr-grpo (TRL: sum / (sequences ×
+            horizon)), TRL's loss_type names grpo (= seq-mean-token-mean), bnpo and dapo (= token-mean),
+            dr_grpo; or "none" for the per-token masked values (same shape as logp, 0 at padding). In
             seq-mean-token-mean, sequences with no unmasked token are left out of the mean over
             sequences; seq-mean-token-sum counts them as 0 (their token sum).
+        horizon: the fixed length seq-mean-token-sum-norm and dr-grpo divide by (verl's
+            loss_scale_factor, TRL's max_completion_length); default: the number of token columns.
+        term: a framework catalogue entry (``kl_grad.frameworks``, e.g. "verl:low_var_kl",
+            "trl:k3-bias-corrected"): its per-token surrogate, exactly as that framework forms it,
+            replaces ``estimator`` × ``placement``.
 
     Returns:
-        0-dim float32 (or float64) tensor; masked-out tokens get exactly zero gradient.
+        0-dim float32 (or float64) tensor (per-token tensor for aggregation "none"); masked-out
+        tokens get exactly zero gradient.
     """
     if not isinstance(logp, Tensor):
         raise KLGradError(f"logp must be a torch.Tensor, got {type(logp).__name__}")
@@ -72,9 +83,17 @@ def kl_loss(
     for name, t in (("logp", logp), ("ref_logp", ref_logp), ("old_logp", old_logp)):
         if t is not None and not t.is_floating_point():
             raise KLGradError(f"{name} must hold floating-point log-probabilities, got dtype {t.dtype}")
-    est, place = get_estimator(estimator), get_placement(placement)
-    agg = choose("aggregation", aggregation, AGGREGATIONS)
-    if aggregation.startswith("seq") and logp.dim() < 2:
+    if term is not None:
+        from .frameworks import get_term  # the catalogue is torch-only and small
+
+        framework_term = get_term(term)
+    else:
+        est, place = get_estimator(estimator), get_placement(placement)
+    agg = None if aggregation == PER_TOKEN else choose("aggregation", aggregation, AGGREGATIONS, AGGREGATION_ALIASES)
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int | float)
+                                or not horizon > 0 or horizon == float("inf")):
+        raise KLGradError(f"horizon must be a positive finite number (a fixed token count), got {horizon!r}")
+    if str(aggregation).startswith("seq") and logp.dim() < 2:
         raise KLGradError(f"aggregation {aggregation!r} needs (batch, tokens) inputs, got shape {tuple(logp.shape)}")
     dtype = torch.float64 if logp.dtype == torch.float64 else torch.float32  # bf16/fp16 -> float32
     lp, ref = logp.to(dtype), ref_logp.detach().to(dtype)
@@ -85,5 +104,10 @@ def kl_loss(
     lp = torch.where(keep, lp, torch.zeros_like(lp))
     ref = torch.where(keep, ref, torch.zeros_like(ref))
     old = None if old is None else torch.where(keep, old, torch.zeros_like(old))
-    per_token = surrogate(est, place, lp, ref, old)
-    return agg(per_token, m)  # type: ignore[operator]
+    if term is not None:
+        per_token = framework_term.surrogate(lp, ref, old, m)
+    else:
+        per_token = surrogate(est, place, lp, ref, old)
+    if agg is None:
+        return per_token * m
+    return agg(per_token, m, horizon)  # type: ignore[operator]

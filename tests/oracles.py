@@ -170,6 +170,14 @@ SLOPE = {
 TARGET = {"k1": POLICY_REF, "k2": POLICY_REF, "k3": POLICY_REF, "reverse_k1": REF_POLICY, "reverse_k2": REF_POLICY,
           "reverse_k1_cv": REF_POLICY, "k1+": POLICY_REF, "k3+": POLICY_REF, "k3_clamped": POLICY_REF}
 
+# The estimators registered under framework names (verl:abs, verl:k3+, openrlhf:k1..k3): tests/framework_oracles.py
+from tests.framework_oracles import ESTIMATOR_SLOPE as _FW_SLOPE  # noqa: E402
+from tests.framework_oracles import ESTIMATOR_VALUE as _FW_VALUE  # noqa: E402
+
+VALUE.update(_FW_VALUE)
+SLOPE.update(_FW_SLOPE)
+TARGET.update({name: POLICY_REF for name in _FW_VALUE})
+
 # Seed 003's five estimators, in its tables' order (the loop below writes them as its script does).
 SEED003_ESTIMATORS = ("k1", "k2", "k3", "reverse_k1", "reverse_k2")
 
@@ -357,7 +365,7 @@ def schulman_value_moments(mu: float) -> dict[str, float]:
 # kl_loss's aggregations as loops
 # --------------------------------------------------------------------------- #
 
-def aggregate_loop(values, mask, mode: str) -> float:
+def aggregate_loop(values, mask, mode: str, horizon: float | None = None) -> float:
     """``values``, ``mask``: nested lists (..., tokens); leading dimensions are flattened into sequences."""
     def rows(a):
         return [a] if not isinstance(a[0], list) else [r for sub in a for r in rows(sub)]
@@ -374,10 +382,16 @@ def aggregate_loop(values, mask, mode: str) -> float:
         return sum(sum(s) for s in seqs) / n_seqs
     if mode == "sum":
         return sum(v for s in seqs for v in s)
+    horizon = len(rows(values)[0]) if horizon is None else horizon  # the token columns
+    if mode == "seq-mean-token-sum-norm":  # verl: every sequence's token sum, over the horizon
+        return sum(v for s in seqs for v in s) / horizon
+    if mode == "dr-grpo":  # TRL: the sum over (sequences × horizon)
+        return sum(v for s in seqs for v in s) / (n_seqs * horizon)
     raise KeyError(mode)
 
 
-AGGREGATION_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "sum")
+AGGREGATION_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "sum", "seq-mean-token-sum-norm",
+                     "dr-grpo")
 
 
 # --------------------------------------------------------------------------- #

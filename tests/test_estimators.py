@@ -163,7 +163,7 @@ def test_estimators_flagged_biased_are_biased_where_it_shows(name):
 
 def test_registry_aliases_and_names():
     assert set(oracles.SEED003_ESTIMATORS) <= set(ESTIMATORS)
-    assert get_estimator("low_var_kl") is ESTIMATORS["k3"]
+    assert get_estimator("verl:low_var_kl") is ESTIMATORS["k3_clamped"]
     assert get_estimator("mse") is ESTIMATORS["k2"]
     assert get_estimator("kl") is ESTIMATORS["k1"]
     for name in NAMES:
@@ -180,10 +180,18 @@ def test_unknown_estimator_lists_allowed_names_and_aliases():
     assert msg.startswith("unknown estimator 'k4'; expected one of k1, k2, k3")
     for name in NAMES:
         assert name in msg
-    assert "low_var_kl" in msg
+    assert "verl:low_var_kl" in msg
 
 
-@pytest.mark.parametrize("taken", ["k1", "low_var_kl"])
+def test_the_bare_low_var_kl_alias_is_retired_naming_both_replacements():
+    with pytest.raises(KLGradError) as info:
+        get_estimator("low_var_kl")
+    msg = str(info.value)
+    assert msg.startswith("estimator 'low_var_kl' is retired") and "'k3'" in msg and "'verl:low_var_kl'" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("taken", ["k1", "verl:low_var_kl"])
 def test_register_refuses_a_taken_name_or_alias(taken):
     before = dict(ESTIMATORS)
     with pytest.raises(ValueError, match="registered twice"):
@@ -196,7 +204,8 @@ def test_registered_facts():
     assert [n for n, e in ESTIMATORS.items() if e.direction == REF_POLICY] == ["reverse_k1", "reverse_k2",
                                                                                 "reverse_k1_cv"]
     assert [n for n, e in ESTIMATORS.items() if e.gradient_only] == ["reverse_k2"]
-    assert [n for n, e in ESTIMATORS.items() if e.clamp_active is not None] == ["k3_clamped"]
+    assert [n for n, e in ESTIMATORS.items() if e.clamp_active is not None] == ["k3_clamped", "verl:abs", "openrlhf:k1",
+                                                                                "openrlhf:k2", "openrlhf:k3"]
 
 
 def test_k3_nonnegative_and_quadratic_at_tiny_d():

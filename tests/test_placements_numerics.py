@@ -45,7 +45,9 @@ def _oracle(name: str, placement: str, d: float, w: float) -> float:
     return float(coef)
 
 
-SMOOTH = [n for n in ESTIMATORS if n != "k3_clamped"]
+# Clamped and kinked estimators have no smooth oracle here; framework-named ones (verl:k3+, openrlhf:k3, ...) are
+# checked against tests/framework_oracles.py in tests/test_frameworks.py.
+SMOOTH = [n for n in ESTIMATORS if n != "k3_clamped" and ":" not in n]
 
 
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 2e-13), (torch.float32, 1e-6)])

@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                    description="List every registered estimator: formula (r = π_ref/π_θ), the KL direction it "
                    "targets, whether its value is an unbiased KL estimate, aliases and source.")
     coefficients_cli.add_parser(sub)
+    from . import frameworks_cli
+
+    frameworks_cli.add_parser(sub)
     return parser
 
 
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
         commands = {"table": _cmd_table, "values": _cmd_values, "estimators": _cmd_estimators,
                     "coefficients": coefficients_cli.run, "train": cmd_train}
-        text = commands[args.command](args)
+        text = (getattr(args, "handler", None) or commands[args.command])(args)
         if getattr(args, "output", None):
             from .output import write_atomic
 

@@ -33,6 +33,7 @@ import pandas as pd
 from ..errors import KLGradError, choose
 from . import coefficients_kind
 from . import length_sweep
+from . import catalogue_table
 from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
 from .families import parse_spec
 from .figures import sweep_png, violin_png
@@ -125,6 +126,8 @@ KINDS: dict[str, Kind] = {
              coefficients_kind.describe),
         Kind(length_sweep.LengthSweepExperiment, length_sweep.check, length_sweep.run, length_sweep.describe),
         Kind(TrainExperiment, check_train, run_train, describe_train),
+        Kind(catalogue_table.CatalogueExperiment, catalogue_table.check, catalogue_table.run,
+             catalogue_table.describe),
     )
 }
 

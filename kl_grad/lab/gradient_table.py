@@ -27,6 +27,7 @@ from ..errors import KLGradError
 from .config import DEFAULT_PLACEMENTS, GradientExperiment, Mode
 from .families import DistSpec
 from .gradients import row_gradients
+from .kinks import refuse_kinked
 from .limits import check_mc_memory, exact_too_big
 from .montecarlo import CHUNK_ELEMENTS, check_seed, mc_points
 from .problem import Problem
@@ -183,8 +184,9 @@ def exact_gradient_moments(problem: Problem, cases: list[Case]) -> dict[tuple[st
         return {c.key: Moments(nan, nan, nan, nan, 0, [f"not computed: {too_big}"] * len(nan)) for c in cases}
     problem64 = problem.in_float64()
     anchors = (problem.policy, problem.ref) if problem.sampler else (problem.ref,)
-    return exact_moments(lambda x: _chunked(lambda part: row_gradients(problem64, part, cases), x, problem),
-                         problem.sampling, anchors)
+    moments = exact_moments(lambda x: _chunked(lambda part: row_gradients(problem64, part, cases), x, problem),
+                            problem.sampling, anchors)
+    return refuse_kinked(moments, {c.key: c.estimator for c in cases}, problem.sampling)
 
 
 EXACT_CHUNK_TOKENS = 1 << 17  # sequence families: tokens per chunk of an enumeration (bounded graph memory)

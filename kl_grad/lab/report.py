@@ -20,6 +20,7 @@ from tabulate import tabulate
 from ..errors import choose
 from ..estimators import ESTIMATORS
 from .coefficients_kind import coefficients_markdown, coefficients_text
+from .catalogue_table import catalogue_markdown, catalogue_text
 from .config import Mode
 
 FLOAT_FORMAT = "%.10g"
@@ -132,9 +133,10 @@ VIEWS = {
     "summary": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},
     "coefficients": {"markdown": coefficients_markdown, "csv": to_csv, "json": to_json},
     "length_sweep": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},  # lab/length_sweep.py
+    "frameworks": {"markdown": catalogue_markdown, "csv": to_csv, "json": to_json},
 }
 TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary,
-              "coefficients": coefficients_text,
+              "coefficients": coefficients_text, "frameworks": catalogue_text,
               "length_sweep": lambda table: f"{len(table)} rows; see length_sweep.png\n"}
 from .train_report import TRAIN_VIEWS  # noqa: E402  (it uses the helpers above)
 

@@ -21,6 +21,7 @@ from ..errors import KLGradError
 from ..estimators import Estimator
 from .config import DEFAULT_ESTIMATORS, Mode, ValueExperiment
 from .families import DistSpec
+from .kinks import refuse_kinked
 from .limits import check_mc_memory
 from .montecarlo import check_seed, mc_samples
 from .problem import Problem
@@ -68,7 +69,8 @@ def run_values(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str
         check_mc_memory(problem.in_float64(), samples)
     ests = value_estimators(estimators)
     evaluate = _evaluate(problem, ests)
-    exact = exact_moments(evaluate, problem.policy, (problem.ref,))
+    exact = refuse_kinked(exact_moments(evaluate, problem.policy, (problem.ref,)), {e.name: e for e in ests},
+                          problem.policy)
     if mode is Mode.MC:
         draws = {k: v.numpy()[:, 0] for k, v in evaluate(mc_samples(problem.policy, samples, seed).x).items()}
     rows = []

@@ -124,7 +124,7 @@ def test_trials_are_not_checked_in_exact_mode(capsys):
 
 @pytest.mark.parametrize("names, message", [
     ("k1,k1", "k1 is given twice"),
-    ("k3,low_var_kl", "k3 is given twice (k3 and low_var_kl are the same estimator)"),
+    ("k3_clamped,verl:low_var_kl", "k3_clamped is given twice (k3_clamped and verl:low_var_kl are the same estimator)"),
 ])
 def test_duplicates_say_whether_an_alias_is_involved(names, message, capsys):
     assert main(["values", "--policy", "normal:0,1", "--ref", "normal:1,1", "--estimators", names]) == 2
@@ -149,7 +149,7 @@ def test_seed_chooses_the_draws(capsys):
 def test_estimators_listing(capsys):
     assert main(["estimators"]) == 0
     out = capsys.readouterr().out
-    assert "reverse_k2" in out and "low_var_kl" in out
+    assert "reverse_k2" in out and "verl:low_var_kl" in out
 
 
 def test_direction_aliases_follow_the_papers_convention(capsys):

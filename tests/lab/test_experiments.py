@@ -30,7 +30,8 @@ def test_shipped_experiment_runs_at_tiny_budget(path):
     table, figures = kind.run(tiny)
     assert len(table) > 0
     # A number is either present or refused with a reason (e.g. exact mode on clamped estimators).
-    means = table[next(c for c in ("mean_grad", "mean", "c", "rel_bias_norm", "kl") if c in table)]  # kl: train
+    means = table[next(c for c in ("mean_grad", "mean", "c", "rel_bias_norm", "kl", "rel_bias_vs_policy||ref")
+                       if c in table)]  # kl: train; rel_bias_vs_policy||ref: frameworks
     assert (means.notna() | (table["warning"] != "")).all()
     assert all(png.startswith(b"\x89PNG") for png in figures.values())
 
@@ -89,7 +90,7 @@ def test_invalid_toml_is_one_error(tmp_path):
 
 
 def test_every_kind_has_views_and_a_text_view():
-    assert {"gradients", "values", "sweep", "coefficients", "length_sweep", "train"} <= set(KINDS)
+    assert {"gradients", "values", "sweep", "coefficients", "length_sweep", "train", "frameworks"} <= set(KINDS)
     for name, kind in KINDS.items():
         assert kind.config.kind == name and name in VIEWS and name in TEXT_VIEWS
 

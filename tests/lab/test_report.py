@@ -18,6 +18,8 @@ from kl_grad.lab import run_gradients, run_values, sweep
 from kl_grad.lab.coefficients import coefficient_table
 from kl_grad.lab.length_sweep import LengthSweepExperiment, length_sweep
 from kl_grad.lab.dynamics import run_training
+from kl_grad.lab.catalogue_table import CatalogueExperiment
+from kl_grad.lab.catalogue_table import run as run_catalogue
 from kl_grad.lab.report import FLOAT_FORMAT, TEXT_VIEWS, VIEWS, estimators_table, render
 from tests.problems import SCHULMAN_FAR, SEED003
 
@@ -49,6 +51,8 @@ def tables() -> dict[str, pd.DataFrame]:
             "t", "0,1", "0.5,0/0,-0.5", "0,0", "0,0/0,0", [1, 2], ["k1"], ["loss", "reward"])), "rel_stdev"),
         "train": _with_specials(run_training("categorical:0,0", "categorical:0.5,0", "1,0", 1.0, ["k1", "k2", "k3"],
                                              "loss", steps=3).table, "kl"),
+        "frameworks": _with_specials(run_catalogue(CatalogueExperiment(
+            "t", terms=["verl:kl", "trl:k3"], problems=["tokens-on", "tokens-off"]))[0], "err_norm"),
     }
 
 
@@ -89,7 +93,8 @@ def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
     special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel", "summary": "rel_stdev",
                "coefficients": "c",
                "length_sweep": "rel_stdev",
-               "train": "kl"}[kind]
+               "train": "kl",
+               "frameworks": "err_norm"}[kind]
     assert [r[special] for r in records[:3]] == ["inf", "-inf", None]
     for record, (_, row) in zip(records, table.iterrows()):
         for col, value in record.items():
@@ -157,6 +162,6 @@ def test_text_views_exist_for_every_kind_that_reproduce_echoes(tables):
 def test_estimators_table_lists_the_registry():
     table = estimators_table()
     assert table["name"].tolist() == list(ESTIMATORS)
-    assert table.set_index("name").loc["k3", "aliases"] == "low_var_kl"
+    assert table.set_index("name").loc["k3_clamped", "aliases"] == "verl:low_var_kl"
     assert table.set_index("name").loc["reverse_k2", "targets"] == "ref||policy"
     assert set(table["unbiased value"]) == {"yes", "no"}

@@ -13,14 +13,15 @@ from kl_grad.placements import PLACEMENTS
 
 
 def test_cases_are_the_product_in_order():
-    cases = make_cases("k1, low_var_kl", ["loss", "reward"])
+    cases = make_cases("k1, k3", ["loss", "reward"])
     assert [c.key for c in cases] == [("k1", "loss"), ("k1", "reward"), ("k3", "loss"), ("k3", "reward")]
     assert cases[2] == Case(ESTIMATORS["k3"], PLACEMENTS["loss"])
 
 
 @pytest.mark.parametrize("estimators, placements, message", [
     ("k1,k1", "loss", "k1 is given twice"),
-    ("k3,low_var_kl", "loss", "k3 is given twice (k3 and low_var_kl are the same estimator)"),
+    ("k3_clamped,verl:low_var_kl", "loss",
+     "k3_clamped is given twice (k3_clamped and verl:low_var_kl are the same estimator)"),
     ("k1,kl", "loss,reward", "k1 in placement loss is given twice (k1 and kl are the same estimator)"),
     ("", "loss", "no estimators given; pass at least one, e.g. k1,k2,k3"),
     ("k1", " , ", "no placements given; pass at least one, e.g. loss"),

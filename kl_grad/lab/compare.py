@@ -52,8 +52,9 @@ _TRUE = ("true_grad", "true_kl")  # the row's own truth t, the denominator of bi
 class Difference:
     """One cell (or the table's shape) that differs beyond its tolerance.
 
-    ``row`` is the 0-based data row (None for a shape difference; printed as its CSV line, row + 2), ``row_id`` the row's identifying text
-    ("k3, loss, policy||ref, loc"); ``tolerance`` is None for text cells and shapes.
+    ``row`` is the 0-based data row (None for a shape difference; printed as its CSV line, row + 2),
+    ``row_id`` the row's identifying text ("k3, loss, policy||ref, loc"); ``tolerance`` is None for text
+    cells and shapes.
     """
 
     row: int | None
@@ -179,7 +180,7 @@ def _row_id(row: dict) -> str:
     return ", ".join(str(row[c]) for c in ID_COLUMNS if c in row and str(row[c]) not in ("", "nan"))
 
 
-def _read(table) -> pd.DataFrame:
+def read_table(table) -> pd.DataFrame:
     """A CSV file path, CSV text or a DataFrame, read as the CSV reader sees it (empty cell = NaN)."""
     if isinstance(table, pd.DataFrame):
         from .report import to_csv
@@ -197,10 +198,10 @@ def table_differences(committed, recomputed) -> list[Difference]:
     columns or row counts are one shape difference; an unreadable committed file is one difference.
     """
     try:
-        old = _read(committed)
+        old = read_table(committed)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         return [Difference(None, "", "table", f"unreadable ({exc.__class__.__name__})", "rerun kl-grad reproduce")]
-    new = _read(recomputed)
+    new = read_table(recomputed)
     if list(old.columns) != list(new.columns):
         missing = [c for c in new.columns if c not in old.columns]
         extra = [c for c in old.columns if c not in new.columns]
@@ -226,7 +227,7 @@ def table_differences(committed, recomputed) -> list[Difference]:
 
 def count_numbers(table) -> int:
     """How many numeric cells a table holds (what a check compared)."""
-    t = _read(table)
+    t = read_table(table)
     return int(sum(t[c].notna().sum() for c in t.columns if pd.api.types.is_numeric_dtype(t[c])))
 
 

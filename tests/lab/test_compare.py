@@ -9,7 +9,8 @@ import pytest
 
 from kl_grad.lab.compare import digit_unit, same_table, table_differences, tolerance
 
-GRAD_HEADER = "estimator,placement,direction,param,true_grad,mean_grad,bias_rel,stdev_rel,se,stdev,trials,samples,mode,verdict,warning"
+GRAD_HEADER = ("estimator,placement,direction,param,true_grad,mean_grad,bias_rel,stdev_rel,se,stdev,trials,samples,"
+               "mode,verdict,warning")
 
 
 def grad_csv(*rows: str) -> str:

@@ -2,7 +2,8 @@
 
 Usage, from the repository root::
 
-    python -m benchmarks.mutation_check [--experiments experiments] [--results results] [--skip-noise | --skip-mutations]
+    python -m benchmarks.mutation_check [--experiments experiments] [--results results]
+                                        [--skip-noise | --skip-mutations]
 
 (a) Mutations. For every registered estimator, three edits of its formula by 0.1%, each installed in
 ``kl_grad.ESTIMATORS`` (every run looks estimators up there) and checked in-process with

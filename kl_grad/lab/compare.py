@@ -181,12 +181,13 @@ def _row_id(row: dict) -> str:
 
 
 def read_table(table) -> pd.DataFrame:
-    """A CSV file path, CSV text or a DataFrame, read as the CSV reader sees it (empty cell = NaN)."""
+    """A CSV file path, CSV text (a string with a newline) or a DataFrame, read as the CSV reader sees it
+    (empty cell = NaN)."""
     if isinstance(table, pd.DataFrame):
         from .report import to_csv
 
         table = to_csv(table)
-    source = io.StringIO(table) if isinstance(table, str) else Path(table)
+    source = io.StringIO(table) if isinstance(table, str) and "\n" in table else Path(table)  # text, else a path
     return pd.read_csv(source, keep_default_na=False, na_values=[""])
 
 

@@ -114,3 +114,14 @@ def test_every_differing_cell_is_listed_in_row_order(tmp_path):
     committed = write(tmp_path, grad_csv(EXACT_ROW, MC_ROW))
     moved = grad_csv(EXACT_ROW.replace(",0.0045,", ",0.0046,"), MC_ROW.replace(",0.0001,", ",0.0002,"))
     assert [(d.row, d.column) for d in table_differences(committed, moved)] == [(0, "stdev"), (1, "mean_grad")]
+
+
+def test_inputs_may_be_paths_csv_text_or_the_dataframe_a_run_returns(tmp_path):
+    import pandas as pd
+
+    text = grad_csv(EXACT_ROW, MC_ROW)
+    path = write(tmp_path, text)
+    table = pd.read_csv(path)
+    assert table_differences(str(path), table) == [] and table_differences(path, str(path)) == []
+    table.loc[1, "mean_grad"] = 0.0002
+    assert [(d.row, d.column) for d in table_differences(str(path), table)] == [(1, "mean_grad")]

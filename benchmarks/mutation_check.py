@@ -129,20 +129,22 @@ def _noise(exp_dir: Path, out_dir: Path, label: str) -> None:
 
 def run_noise(exp_dir: Path, out_dir: Path) -> None:
     threads = torch.get_num_threads()
-    for n in (1, 2):
-        torch.set_num_threads(n)
-        _noise(exp_dir, out_dir, f"{n} thread(s), chunks of 2^19 points")
     original = gradient_table.mc_points
 
     def reversed_samples(*args, **kwargs):  # each trial's samples in reverse order: same draws, other float32 sums
         for points in original(*args, **kwargs):
             yield dataclasses.replace(points, x=points.x.flip(1).contiguous())  # (rows, samples)
 
-    gradient_table.mc_points = functools.partial(original, chunk_elements=1 << 16)
     try:
-        _noise(exp_dir, out_dir, "2 threads, chunks of 2^16 points")
+        torch.set_num_threads(1)
+        _noise(exp_dir, out_dir, "1 thread, chunks of 2^19 points")
         gradient_table.mc_points = reversed_samples
-        _noise(exp_dir, out_dir, "2 threads, each trial's samples summed in reverse order")
+        _noise(exp_dir, out_dir, "1 thread, each trial's samples summed in reverse order")
+        gradient_table.mc_points = original
+        torch.set_num_threads(2)
+        _noise(exp_dir, out_dir, "2 threads, chunks of 2^19 points")
+        gradient_table.mc_points = functools.partial(original, chunk_elements=1 << 16)
+        _noise(exp_dir, out_dir, "2 threads, chunks of 2^16 points (slow: 10× the chunks)")
     finally:
         gradient_table.mc_points = original
         torch.set_num_threads(threads)

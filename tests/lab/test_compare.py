@@ -125,3 +125,20 @@ def test_inputs_may_be_paths_csv_text_or_the_dataframe_a_run_returns(tmp_path):
     assert table_differences(str(path), table) == [] and table_differences(path, str(path)) == []
     table.loc[1, "mean_grad"] = 0.0002
     assert [(d.row, d.column) for d in table_differences(str(path), table)] == [(1, "mean_grad")]
+
+
+def test_exact_bias_and_se_columns():
+    row = dict(zip(GRAD_HEADER.split(","), EXACT_ROW.split(",")))  # se 1e-6 both sides, true -0.826446281
+    assert tolerance("bias_rel", row, row) == pytest.approx(2e-6 / 0.826446281, rel=1e-12)
+    assert tolerance("se", row, row) == pytest.approx(1e-6, rel=1e-12)  # an error bound, within a factor 2
+    other = dict(row, **{"bias_vs_ref||policy": "0.5"})  # the other direction's truth is not in the row:
+    # |t| ≥ |m|/(1 + bias), so Δbias ≤ Δm·(1 + bias)/|m| = 2e-6·1.5/0.826446281
+    assert tolerance("bias_vs_ref||policy", other, other) == pytest.approx(2e-6 * 1.5 / 0.826446281, rel=1e-12)
+
+
+def test_mc_z_scores_carry_the_mean_and_se_errors():
+    row = dict(zip(GRAD_HEADER.split(","), MC_ROW.split(",")), z_vs_exact="0.7", z_stdev_vs_exact="-1.5")
+    d_mean = 1e-5 * math.hypot(1e-4, 0.0045 * math.sqrt(50000))
+    d_se = d_mean / math.sqrt(1000)
+    assert tolerance("z_vs_exact", row, row) == pytest.approx((d_mean + 0.7 * d_se) / 0.00014, rel=1e-12)
+    assert tolerance("z_stdev_vs_exact", row, row) == pytest.approx(d_mean * math.sqrt(2000) / 0.0045, rel=1e-12)

@@ -30,9 +30,8 @@ def test_committed_results_are_what_the_experiments_produce():
     assert report.experiments == len(list((ROOT / "experiments").glob("*.toml"))) and report.numbers > 1000
 
 
-def test_every_estimator_and_placement_has_a_finite_exact_row():
-    """A 0.1% change of an estimator is caught only if some exact experiment measures it: every registered
-    (estimator, placement) pair needs a finite exact mean gradient in results/."""
+def uncovered(estimators, placements) -> list[tuple[str, str]]:
+    """The (estimator, placement) pairs with no finite exact mean gradient in any committed exact table."""
     covered = set()
     for path in sorted((ROOT / "experiments").glob("*.toml")):
         exp = load_experiment(path)
@@ -41,7 +40,18 @@ def test_every_estimator_and_placement_has_a_finite_exact_row():
         table = pd.read_csv(ROOT / "results" / path.stem / "table.csv")
         finite = table[table["mean_grad"].notna()]
         covered |= set(zip(finite["estimator"], finite["placement"]))
-    missing = sorted({(e, p) for e in ESTIMATORS for p in PLACEMENTS} - covered)
+    return sorted({(e, p) for e in estimators for p in placements} - covered)
+
+
+def test_the_coverage_rule_sees_a_new_estimator_or_placement():
+    assert uncovered([*ESTIMATORS, "verl:k3+"], [*PLACEMENTS, "new"]) == sorted(
+        [("verl:k3+", p) for p in [*PLACEMENTS, "new"]] + [(e, "new") for e in ESTIMATORS])
+
+
+def test_every_estimator_and_placement_has_a_finite_exact_row():
+    """A 0.1% change of an estimator is caught only if some exact experiment measures it: every registered
+    (estimator, placement) pair needs a finite exact mean gradient in results/."""
+    missing = uncovered(ESTIMATORS, PLACEMENTS)
     names = sorted({e for e, _ in missing})
     assert not missing, (f"no exact experiment measures {missing}: add {names} to `estimators` (and any new "
                          f"placement to `placements`) in {COVERAGE_FILE} and in "

@@ -60,6 +60,7 @@ examples:
   kl-grad reproduce --check                CI: recompute everything, write nothing, compare every number with
                                            results/ (exit 0 passed, 1 with one line per difference)
   kl-grad reproduce --check experiments/estimators_all_exact.toml --out results
+                                           check one experiment (every estimator × placement, exact)
 
 tolerances of --check (kl_grad/lab/compare.py): one unit of the 10th printed digit at least; exact rows:
   means ± (committed se + recomputed se), other numbers 1e-9 relative; Monte-Carlo rows (same seed): the

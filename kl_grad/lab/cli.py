@@ -61,6 +61,22 @@ reading the table:
   warning     why a number is refused (NaN), infinite (inf) or unreliable; read it
 """
 
+EPILOG_REPRODUCE = """\
+examples:
+  kl-grad reproduce                        rerun experiments/*.toml into results/ (a folder whose numbers
+                                           moved by less than their precision is kept byte for byte)
+  kl-grad reproduce experiments/seed003_exact.toml
+                                           rerun one experiment; only results/seed003_exact/ is written
+  kl-grad reproduce --check                CI: recompute everything, write nothing, compare every number with
+                                           results/ (exit 0 passed, 1 with one line per difference)
+  kl-grad reproduce --check experiments/estimators_all_exact.toml --out results
+                                           check one experiment (every estimator × placement, exact)
+
+tolerances of --check (kl_grad/lab/compare.py): one unit of the 10th printed digit at least; exact rows:
+  means ± (committed se + recomputed se), other numbers 1e-9 relative; Monte-Carlo rows (same seed): the
+  float32 reordering error 1e-5 × the per-sample rms, carried through each column's formula; text equal
+"""
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2."""
@@ -181,11 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reproduce", help="run every experiments/*.toml (or one file) and write results/",
                        description="Regenerate every table and figure in results/ from the experiment files "
                        "(one TOML file per table). All files are validated before anything runs; outputs are "
-                       "written atomically and are byte-for-byte reproducible.")
+                       "written atomically and are byte-for-byte reproducible.", epilog=EPILOG_REPRODUCE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("experiments", type=Path, nargs="?", default=Path("experiments"),
                    help="folder of experiment TOML files (default: ./experiments), or one .toml file: then "
                    "only its results folder is written")
     r.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: ./results)")
+    r.add_argument("--check", action="store_true", help="write nothing: recompute and compare every number with "
+                   "--out/<name>/table.csv within its own precision; exit 1 naming each difference")
 
     from .train_cli import add_parser as add_train
 
@@ -254,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     keep_freed_memory()  # 20-36% off long runs; a command owns its process (see allocator.py)
     try:
+        if args.command == "reproduce" and args.check:
+            from .check import run_check
+
+            return run_check(args.experiments, args.out)
         if args.command == "reproduce":
             from .reproduce import reproduce
 

@@ -51,7 +51,8 @@ class Kind:
 
     config: type
     check: Callable[[object], None]  # validate every name and number without running (milliseconds)
-    run: Callable[..., tuple[pd.DataFrame, dict[str, bytes]]]  # (exp, progress) -> (table, {figure: PNG})
+    run: Callable[..., tuple[pd.DataFrame, dict[str, bytes]]]  # (exp, progress) -> (table, {figure: PNG});
+    # a run that also takes figures=False skips rendering the PNGs (reproduce --check compares tables only)
     describe: Callable[[object], str]  # one line for results/README.md
 
 
@@ -67,9 +68,9 @@ def _check_gradients(exp: GradientExperiment) -> None:
         raise KLGradError("violin plots need mode = \"mc\" (exact mode has no trials)")
 
 
-def _run_gradients(exp: GradientExperiment, progress=None):
+def _run_gradients(exp: GradientExperiment, progress=None, figures: bool = True):
     run = run_gradients(**_gradient_args(exp), progress=progress)
-    if not exp.violin:
+    if not exp.violin or not figures:
         return run.table, {}
     truths = Problem(exp.policy, exp.ref).true_gradients()
     return run.table, {"violin.png": violin_png(run.per_trial, run.table, run.params, exp.title, truths)}
@@ -106,8 +107,10 @@ def _check_sweep(exp: SweepExperiment) -> None:
     sweep(*_sweep_args(exp, exp.grid[:1]))  # one exact point: milliseconds, and it checks every name
 
 
-def _run_sweep(exp: SweepExperiment, progress=None):
+def _run_sweep(exp: SweepExperiment, progress=None, figures: bool = True):
     table = sweep(*_sweep_args(exp, exp.grid))
+    if not figures:
+        return table, {}
     xlabel = f"reference {exp.vary} (policy {exp.policy}, reference {exp.ref} otherwise)"
     return table, {"sweep.png": sweep_png(table, exp.title, xlabel)}
 

@@ -54,15 +54,10 @@ def _index(entries: list[tuple[str, object, str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def reproduce(exp_dir: Path, out_dir: Path, echo=print) -> int:
-    """Run all ``exp_dir/*.toml`` into ``out_dir``; returns the number of experiments.
-
-    ``exp_dir`` may also be one ``.toml`` file: then only its folder is written, and the
-    index (``out_dir/README.md``) and the other folders are left as they are.
-    """
+def load_experiments(exp_dir: Path) -> list[tuple[Path, object]]:
+    """Every ``exp_dir/*.toml`` (or the one ``.toml`` file ``exp_dir``), read and checked before anything runs:
+    [(path, experiment)] in name order; bad paths, names and numbers raise KLGradError naming the file."""
     exp_dir = Path(exp_dir)
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise KLGradError(f"cannot write results to {out_dir}: it is a file, not a directory")
     if not exp_dir.exists():
         raise KLGradError(f"{exp_dir} does not exist; expected a folder of experiment files (*.toml) or one .toml file")
     whole = exp_dir.is_dir()
@@ -77,6 +72,20 @@ def reproduce(exp_dir: Path, out_dir: Path, echo=print) -> int:
             KINDS[exp.kind].check(exp)
         except KLGradError as exc:
             raise KLGradError(f"{path}: {exc}") from None
+    return experiments
+
+
+def reproduce(exp_dir: Path, out_dir: Path, echo=print) -> int:
+    """Run all ``exp_dir/*.toml`` into ``out_dir``; returns the number of experiments.
+
+    ``exp_dir`` may also be one ``.toml`` file: then only its folder is written, and the
+    index (``out_dir/README.md``) and the other folders are left as they are.
+    """
+    exp_dir = Path(exp_dir)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise KLGradError(f"cannot write results to {out_dir}: it is a file, not a directory")
+    experiments = load_experiments(exp_dir)
+    whole = exp_dir.is_dir()
     entries = []
     for path, exp in experiments:
         name = path.stem

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import torch
 
-from ..placements import surrogate
 from .problem import Problem
 from .terms import Case
 
@@ -60,7 +59,7 @@ def row_gradients(problem: Problem, points: torch.Tensor, cases: list[Case],
     cols = points.shape[1]
     out = {}
     for i, case in enumerate(cases):
-        per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
+        per_sample = case.per_sample(logp, ref_logp, sampler_logp, log_ratio)  # Case or lab.user_term.UserTerm
         # Sum over rows of each row's mean; sum/cols equals mean() in value, with a cheaper backward.
         loss = per_sample.sum() / cols
         out[case.key] = finish(torch.autograd.grad(loss, wrt, retain_graph=i + 1 < len(cases)))  # (rows, P)

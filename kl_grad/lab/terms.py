@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import KLGradError, split_names
 from ..estimators import ESTIMATORS, Estimator, get_estimator
-from ..placements import Placement, get_placement
+from ..placements import Placement, get_placement, surrogate
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class Case:
     @property
     def key(self) -> tuple[str, str]:
         return (self.estimator.name, self.placement.name)
+
+    def per_sample(self, logp, ref_logp, sampler_logp=None, log_ratio=None):
+        """Per-sample surrogate, logp's shape (``placements.surrogate``); the runner asks every term this."""
+        return surrogate(self.estimator, self.placement, logp, ref_logp, sampler_logp, log_ratio)
 
 
 def make_cases(estimators: list[str] | str, placements: list[str] | str) -> list[Case]:

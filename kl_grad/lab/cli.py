@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "only its results folder is written")
     r.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: ./results)")
 
+    from .audit_cli import add_parser as add_audit  # kl-grad audit TARGET (audit_cli.py)
+
+    add_audit(sub)
     sub.add_parser("estimators", help="list the registered estimators and what they target",
                    description="List every registered estimator: formula (r = π_ref/π_θ), the KL direction it "
                    "targets, whether its value is an unbiased KL estimate, aliases and source.")
@@ -236,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             reproduce(args.experiments, args.out)
             return 0
         commands = {"table": _cmd_table, "values": _cmd_values, "estimators": _cmd_estimators}
-        text = commands[args.command](args)
+        text = commands[args.command](args) if args.command in commands else args.handler(args)
         if getattr(args, "output", None):
             from .output import write_atomic
 

@@ -31,6 +31,7 @@ from typing import Callable
 import pandas as pd
 
 from ..errors import KLGradError, choose
+from .audit_experiment import AuditExperiment, check_audit, describe_audit, run_audit
 from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
 from .families import parse_spec
 from .figures import sweep_png, violin_png
@@ -118,6 +119,7 @@ KINDS: dict[str, Kind] = {
         Kind(GradientExperiment, _check_gradients, _run_gradients, _describe_gradients),
         Kind(ValueExperiment, _check_values, _run_values, _describe_values),
         Kind(SweepExperiment, _check_sweep, _run_sweep, _describe_sweep),
+        Kind(AuditExperiment, check_audit, run_audit, describe_audit),
     )
 }
 

@@ -122,6 +122,12 @@ def estimators_table() -> pd.DataFrame:
                                        "source"])
 
 
+def _audit_markdown(table: pd.DataFrame) -> str:
+    from .audit_experiment import audit_markdown
+
+    return audit_markdown(table)
+
+
 # kind -> format -> view. The first format of a kind is its default; "text" is what ``reproduce`` echoes.
 VIEWS = {
     "gradients": {"markdown": to_markdown, "grid": to_grid, "csv": to_csv, "json": to_json},
@@ -129,8 +135,9 @@ VIEWS = {
     "sweep": {"markdown": sweep_markdown, "csv": to_csv, "json": to_json},
     "estimators": {"markdown": _github},
     "summary": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},
+    "audit": {"markdown": _audit_markdown, "csv": to_csv, "json": to_json},  # audit_experiment.py
 }
-TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary}
+TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary, "audit": _audit_markdown}
 FORMATS = VIEWS["gradients"]  # the gradient table's formats (``kl-grad table --format``)
 
 

@@ -66,7 +66,14 @@ class UserTerm:
     def call(self, logp: torch.Tensor, ref_logp: torch.Tensor, sampler_logp: torch.Tensor | None) -> torch.Tensor:
         """The function's raw output (its own dtype and shape), checked: logp's shape or a scalar."""
         old = logp.detach() if sampler_logp is None else sampler_logp.detach()
-        out = self.fn(logp, ref_logp, old) if self.takes_old else self.fn(logp, ref_logp)
+        try:
+            out = self.fn(logp, ref_logp, old) if self.takes_old else self.fn(logp, ref_logp)
+        except KLGradError:
+            raise
+        except Exception as exc:  # the user's function failed: one line with its own message
+            call = "fn(logp, ref_logp, old_logp)" if self.takes_old else "fn(logp, ref_logp)"
+            raise KLGradError(f"{self.name} raised {type(exc).__name__}: {exc} (called as {call} with "
+                              f"{str(logp.dtype).replace('torch.', '')} tensors of shape {tuple(logp.shape)})") from None
         if not isinstance(out, torch.Tensor):
             raise KLGradError(f"{self.name} returned {type(out).__name__}, expected a torch.Tensor of the log-probs' "
                               f"shape {tuple(logp.shape)} or a scalar")

@@ -26,10 +26,6 @@ _LAB = {"GradientRun", "run_gradients", "true_gradients", "run_values", "sweep",
 
 
 def __getattr__(name: str):
-    if name == "audit":  # lab/auditor.py
-        from .lab.auditor import audit
-
-        return audit
     if name in _LAB:
         from . import lab
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..directions import DIRECTIONS, POLICY_REF
-from ..errors import KLGradError
+from ..errors import choose
 from ..placements import get_placement
 from .audit_probe import Probe, probe, warnings_of
 from .battery import AuditProblem, battery
@@ -186,7 +186,7 @@ def overall_follows(problems: list[dict]) -> str:
 
 
 def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = None, name: str | None = None,
-          samples: int = SAMPLES, trials: int = TRIALS, seed: int = SEED,
+          samples: int = SAMPLES, trials: int = TRIALS, seed: int = SEED, problems: list[str] | None = None,
           progress: Callable[[int, int], None] | None = None) -> AuditResult:
     """Audit a KL term ``fn(logp, ref_logp)`` or ``fn(logp, ref_logp, old_logp)`` (see ``user_term``).
 
@@ -197,6 +197,7 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
             fn: ``reward`` = w·sg(fn), ``loss-w`` = w·fn, ``loss-sgw`` = sg(w)·fn, ``loss`` = fn.
         samples, trials, seed: the stdev is of a ``samples``-sample mean; MC problems use ``trials`` trials
             of ``samples`` samples from ``seed`` (deterministic: the same seed gives the same digits).
+        problems: names of battery problems to run (default all; ``battery.ON_POLICY``, ``battery.OFF_POLICY``).
         progress: called as progress(done, total) after each problem.
 
     Returns:
@@ -209,8 +210,13 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
     fn = bind(fn, kwargs, label)
     takes_old = check_signature(fn, label)
     term = UserTerm(fn, label, takes_old, None if placement is None else get_placement(placement))
-    problems, probes, runner = [], [], []
     aps = battery(takes_old)
+    if problems is not None:
+        known = {ap.name: ap for ap in aps}
+        for p in problems:
+            choose("problem", p, known)
+        aps = [ap for ap in aps if ap.name in problems]
+    problems, probes, runner = [], [], []
     for i, ap in enumerate(aps):
         details, pr, warns = audit_problem(term, ap, samples=samples, trials=trials, seed=seed)
         problems.append(details)

@@ -82,8 +82,9 @@ def _exec(run, spec: str):
 
 
 def check_signature(fn: Callable, label: str = "fn") -> bool:
-    """True when ``fn`` takes old_logp (a third positional parameter, or *args), False for (logp, ref_logp);
-    anything else is a one-line KLGradError."""
+    """True when ``fn`` takes old_logp (a third positional parameter without a default, or *args), False for
+    (logp, ref_logp) (later parameters with defaults, e.g. ``kl_penalty="low_var_kl"``, are left to their
+    defaults or ``--kwarg``); anything else is a one-line KLGradError."""
     if not callable(fn):
         raise KLGradError(f"{label} is {type(fn).__name__}, not callable: expected a function "
                           "fn(logp, ref_logp) or fn(logp, ref_logp, old_logp)")
@@ -102,7 +103,7 @@ def check_signature(fn: Callable, label: str = "fn") -> bool:
     if len(required) > 3 or (not star and len(positional) < 2):
         raise KLGradError(f"{label}{sig} has the wrong signature: expected fn(logp, ref_logp) or "
                           "fn(logp, ref_logp, old_logp) (bind other parameters with --kwarg NAME=VALUE)")
-    return star or len(positional) >= 3
+    return star or len(required) >= 3
 
 
 def load_target(text: str, kwargs: dict | None = None) -> Callable:
@@ -129,12 +130,11 @@ def bind(fn: Callable, kwargs: dict | None, label: str = "fn") -> Callable:
     if not kwargs:
         return fn
     try:
-        sig = inspect.signature(fn)
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-            unknown = sorted(set(kwargs) - set(sig.parameters))
-            if unknown:
-                raise KLGradError(f"{label} takes no parameter {', '.join(unknown)}; its parameters: "
-                                  f"{', '.join(sig.parameters)}")
-    except (TypeError, ValueError):
-        pass
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to check against: the call will tell
+        params = None
+    if params is not None and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise KLGradError(f"{label} takes no parameter {', '.join(unknown)}; its parameters: {', '.join(params)}")
     return functools.partial(fn, **kwargs)

@@ -5,7 +5,8 @@ per-sample surrogate whose autograd gradient is measured (``gradients.row_gradie
 with its estimator in its placement; a ``UserTerm`` calls the user's function exactly as written:
 
     fn(logp, ref_logp)                 two positional parameters
-    fn(logp, ref_logp, old_logp)       three: old_logp = log m(x) of the sampler, detached; on-policy
+    fn(logp, ref_logp, old_logp)       a third positional parameter without a default (or *args): old_logp =
+                                       log m(x) of the sampler, detached; on-policy
                                        old_logp = logp.detach() (value of log π_θ, no gradient)
 
 ``logp`` (rows, cols) float64 carries grad; ``ref_logp`` and ``old_logp`` are constants. The function returns

@@ -41,7 +41,18 @@ def tables() -> dict[str, pd.DataFrame]:
         "values": _with_specials(run_values(SCHULMAN_FAR.policy, SCHULMAN_FAR.ref, ["k1", "k2", "k3"]), "stdev_rel"),
         "sweep": _with_specials(sweep(policy, ref, "loc", [0.5, 1.0], ["k2"]), "bias_rel"),
         "estimators": estimators_table(),
+        "audit": _with_specials(_audit_table(), "stdev_ratio"),
     }
+
+
+def _audit_table() -> pd.DataFrame:
+    """The audit kind's table (audit_experiment.py): one audited function and one refused."""
+    from pathlib import Path
+
+    from kl_grad.lab.audit_experiment import AuditExperiment, run_audit
+
+    examples = Path(__file__).parents[2] / "examples" / "trainer_kl_terms.py"
+    return run_audit(AuditExperiment("t", str(examples), ["k2_loss", "k2_detached"]))[0]
 
 
 FORMATS = [(kind, fmt) for kind, views in VIEWS.items() for fmt in views]
@@ -78,7 +89,8 @@ def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
     table = tables[kind]
     records = json.loads(render(table, "json", kind))  # strict JSON: no Infinity or NaN literals
     assert len(records) == len(table) and all(list(r) == list(table.columns) for r in records)
-    special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel", "summary": "rel_stdev"}[kind]
+    special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel", "summary": "rel_stdev",
+               "audit": "stdev_ratio"}[kind]
     assert [r[special] for r in records[:3]] == ["inf", "-inf", None]
     for record, (_, row) in zip(records, table.iterrows()):
         for col, value in record.items():

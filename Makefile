@@ -25,6 +25,7 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_runner
+	$(PY) -m benchmarks.bench_audit
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -37,7 +37,7 @@ def test_failure_names_problem_bias_uncertainty_and_threshold():
     text = str(err.value)
     assert "follows ref||policy" in text
     # gauss-near, d/dloc: E[grad] = ∇_m1 KL(p‖q) = (m1 − m2)/s1² = −0.3, ∇_m1 KL(q‖p) = (m1 − m2)/s2² = −0.3/1.21
-    line = next(l for l in text.splitlines() if "gauss-near" in l and "d/dloc" in l)
+    line = next(x for x in text.splitlines() if "gauss-near" in x and "d/dloc" in x)
     bias = float(re.search(r"bias (\S+) ±", line).group(1))
     assert bias == pytest.approx(-0.3 + 0.3 / 1.21, rel=1e-3)
     assert "(se), threshold" in line

@@ -31,7 +31,7 @@ from .terms import Case, make_cases
 from .value_table import run_values
 
 __all__ = [
-    "AuditResult", "audit", "Case", "DistSpec", "GradientExperiment", "GradientRun", "Mode", "Problem", "SweepExperiment",
-    "ValueExperiment", "check_gradient_request", "keep_freed_memory", "make_cases", "parse_spec", "run_gradients",
-    "run_values", "sweep", "true_gradients",
+    "AuditResult", "audit", "Case", "DistSpec", "GradientExperiment", "GradientRun", "Mode", "Problem",
+    "SweepExperiment", "ValueExperiment", "check_gradient_request", "keep_freed_memory", "make_cases", "parse_spec",
+    "run_gradients", "run_values", "sweep", "true_gradients",
 ]

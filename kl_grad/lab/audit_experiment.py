@@ -73,7 +73,8 @@ def run_audit(exp: AuditExperiment, progress=None) -> tuple[pd.DataFrame, dict]:
 
 def describe_audit(exp: AuditExperiment) -> str:
     return (f"`kl-grad audit {exp.target}:FUNCTION` for {len(exp.functions)} functions over the audit's problem "
-            f"battery (exact where it converges, else MC: {exp.trials} trials × {exp.samples} samples, seed {exp.seed}).")
+            f"battery (exact where it converges, else MC: {exp.trials} trials × {exp.samples} samples, "
+            f"seed {exp.seed}).")
 
 
 def audit_markdown(table: pd.DataFrame) -> str:

@@ -140,10 +140,10 @@ def warnings_of(probes: list[tuple[AuditProblem, Probe]], name: str) -> list[str
     neg = [pr.negative_mass for ap, pr in probes if ap.on_policy and pr.negative_mass > 0]
     if neg:
         on = sum(1 for ap, _ in probes if ap.on_policy)
+        span = pct(min(neg)) if min(neg) == max(neg) else f"{pct(min(neg))} to {pct(max(neg))}"
         out.append(f"negative values: {name} returns negative per-sample values on {len(neg)} of {on} on-policy "
-                   f"problems ({pct(min(neg)) if min(neg) == max(neg) else f'{pct(min(neg))} to {pct(max(neg))}'} of the "
-                   "mass); a per-sample KL estimate such as "
-                   "k2 or k3 never is (k1 is), so check what you log or penalise")
+                   f"problems ({span} of the mass); a per-sample KL estimate such as k2 or k3 never is (k1 is), "
+                   "so check what you log or penalise")
     unstable = [(ap, pr) for ap, pr in probes if math.isfinite(pr.f32_error) and pr.f32_error > F32_UNSTABLE]
     if unstable:
         out.append("float32: numerically unstable gradient: with float32 inputs the per-sample gradient moves by "

@@ -19,7 +19,8 @@ from .report import _json_value
 
 COLUMNS = {  # table column: header
     "problem": "problem", "sampler": "sampler", "mode": "mode", "follows": "follows",
-    "rel_bias_norm_vs_policy||ref": "rel bias vs policy||ref", "rel_bias_norm_vs_ref||policy": "rel bias vs ref||policy",
+    "rel_bias_norm_vs_policy||ref": "rel bias vs policy||ref",
+    "rel_bias_norm_vs_ref||policy": "rel bias vs ref||policy",
     "cosine_vs_policy||ref": "cos policy||ref", "cosine_vs_ref||policy": "cos ref||policy",
     "stdev_ratio": "stdev / best built-in", "best_builtin": "best built-in", "zero_mass": "zero-grad mass",
 }

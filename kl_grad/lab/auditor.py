@@ -36,7 +36,7 @@ from .battery import AuditProblem, battery
 from .config import Mode
 from .gradient_table import Budget, GradientJob, gradient_table
 from .statistics import EXACT_UNBIASED, FALSE_ALARM, t_critical, tolerance
-from .summary import _cosine, _norm, vector_summary
+from .summary import _cosine, _norm
 from .target import bind, check_signature
 from .terms import make_cases
 from .user_term import UserTerm

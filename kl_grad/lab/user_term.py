@@ -73,8 +73,9 @@ class UserTerm:
             raise
         except Exception as exc:  # the user's function failed: one line with its own message
             call = "fn(logp, ref_logp, old_logp)" if self.takes_old else "fn(logp, ref_logp)"
-            raise KLGradError(f"{self.name} raised {type(exc).__name__}: {exc} (called as {call} with "
-                              f"{str(logp.dtype).replace('torch.', '')} tensors of shape {tuple(logp.shape)})") from None
+            dtype = str(logp.dtype).replace("torch.", "")
+            raise KLGradError(f"{self.name} raised {type(exc).__name__}: {exc} (called as {call} with {dtype} "
+                              f"tensors of shape {tuple(logp.shape)})") from None
         if not isinstance(out, torch.Tensor):
             raise KLGradError(f"{self.name} returned {type(out).__name__}, expected a torch.Tensor of the log-probs' "
                               f"shape {tuple(logp.shape)} or a scalar")

@@ -25,9 +25,9 @@ from ..errors import KLGradError
 from .auditor import SAMPLES, SEED, TRIALS, audit
 from .target import load_target
 
-COLUMNS = ["function", "follows", "problem", "mode", "problem_follows", "rel_bias_norm_vs_policy||ref",
-           "rel_bias_norm_vs_ref||policy", "stdev_ratio", "best_builtin", "zero_mass", "zero_mass_se", "dtype",
-           "warning"]
+FROM_PROBLEM = ["rel_bias_norm_vs_policy||ref", "rel_bias_norm_vs_ref||policy", "stdev_ratio", "best_builtin",
+                "zero_mass", "zero_mass_se", "dtype"]  # copied from the audit's per-problem details
+COLUMNS = ["function", "follows", "problem", "mode", "problem_follows", *FROM_PROBLEM, "warning"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def run_audit(exp: AuditExperiment, progress=None) -> tuple[pd.DataFrame, dict]:
         warning = "; ".join(result.warnings)
         for p in result.problems:
             rows.append({"function": name, "follows": result.follows, "problem": p["problem"], "mode": p["mode"],
-                         "problem_follows": p["follows"], **{c: p[c] for c in COLUMNS[5:12]}, "warning": warning})
+                         "problem_follows": p["follows"], **{c: p[c] for c in FROM_PROBLEM}, "warning": warning})
             warning = ""  # once per function
     return pd.DataFrame(rows, columns=COLUMNS), {}
 

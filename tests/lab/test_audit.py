@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from scipy import optimize, stats
 
 from kl_grad.errors import KLGradError
@@ -103,6 +104,18 @@ def test_verl_clamp_zero_mass_matches_scipy_on_the_far_pair():
     (line,) = [w for w in result.warnings if w.startswith("clamp:")]
     assert "gauss-far" in line and f"{100 * far['zero_mass']:.2g}%" in line
     assert far["follows"] == "neither"  # the clamped samples' missing gradient is a bias both ways
+
+
+def test_a_reduced_clamped_loss_shows_the_same_zero_mass():
+    def verl_mean(logp, ref_logp):  # the clamped k3 already reduced to a scalar loss, as trainers return it
+        kl = torch.clamp(ref_logp - logp, min=-20, max=20)
+        return torch.clamp(torch.exp(kl) - kl - 1, min=-10, max=10).mean()
+
+    (reduced,) = audit(verl_mean, problems=["gauss-far"]).problems
+    (per_sample,) = audit(term("verl_low_var_kl"), problems=["gauss-far"]).problems
+    assert reduced["zero_mass"] == per_sample["zero_mass"] > 0  # the same probe points, the same zeros
+    assert [q["mean_grad"] for q in reduced["params"]] == pytest.approx([q["mean_grad"] for q in per_sample["params"]],
+                                                                         rel=1e-12)
 
 
 def test_detached_logp_is_one_line_error():

@@ -75,7 +75,8 @@ def coefficients(term: UserTerm, ap: AuditProblem, x: torch.Tensor, dtype: torch
     (c,) = torch.autograd.grad(total.sum(), logp, allow_unused=True)
     if c is None:
         raise KLGradError(f"no gradient reaches logp: {term.name}'s output does not depend on logp")
-    return values.detach(), c.double() * (x.shape[1] if total.dim() else 1)
+    # A scalar S enters as the total numel·S (user_term), so c is the per-sample coefficient either way.
+    return values.detach(), c.double()
 
 
 def _mass(mask: np.ndarray, w: np.ndarray | None) -> float:

@@ -98,3 +98,10 @@ def test_help_teaches_with_examples(capsys):
     status, out, _ = run(["audit", "--help"], capsys)
     assert status == 0
     assert "examples:" in out and "--kwarg kl_penalty=low_var_kl" in out and "follows" in out
+
+
+def test_readme_shows_the_real_output(capsys):
+    status, out, err = run(["audit", f"{EXAMPLES}:k3_loss", "--quiet"], capsys)
+    assert status == 0, err
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert f"```\n{out.rstrip()}\n```" in readme  # the "Auditing your own KL term" section's output block

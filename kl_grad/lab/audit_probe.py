@@ -11,6 +11,9 @@ the term exactly as the runner differentiates it, and reports:
 - ``out_dtype``: the dtype the function returns from float64 inputs (a downcast shows here);
 - ``f32_error``: RMS of c(float32 inputs) − c(float64 inputs) over RMS of c (float64): how far the
   function's gradient moves in float32 (≈1e-7 for a well-conditioned one);
+- ``frozen``: the share of points (where c ≠ 0) at which neither the value nor c changes when logp moves by
+  ``NUDGE``·max(|logp|, 1): 1e-12 relative is ~1e4 float64 ulps but far below a float32 ulp (1.2e-7), so a
+  function that computes in lower precision inside and casts back to float64 shows up here (``INTERNAL``);
 
 and raises a one-line ``KLGradError`` when no gradient reaches logp (a detached logp) or every value is NaN.
 """
@@ -30,6 +33,8 @@ from .user_term import UserTerm
 
 PROBE_SAMPLES = 50_000  # binomial se of a 0.64% zero mass: 0.036% (6% of it)
 F32_UNSTABLE = 1e-4  # an RMS relative float32-vs-float64 gradient difference above this is "unstable"
+NUDGE = 1e-12  # relative move of logp for the internal-precision check (see the module docstring)
+INTERNAL = 0.5  # a share of frozen points above this means the function computes below float64 inside
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,12 @@ class Probe:
     f32_error: float  # NaN when the function cannot run in float32
     scalar: bool
     points: int
+    frozen: float = 0.0
+
+    @property
+    def low_precision(self) -> bool:
+        """The function computes below float64: it returns a narrower dtype, or casts back (``frozen``)."""
+        return self.out_dtype.itemsize < 8 or self.frozen > INTERNAL
 
 
 def _points(ap: AuditProblem, samples: int, seed: int) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -63,9 +74,14 @@ def _log_probs(ap: AuditProblem, x: torch.Tensor, dtype: torch.dtype):
     return logp, ref, m
 
 
-def coefficients(term: UserTerm, ap: AuditProblem, x: torch.Tensor, dtype: torch.dtype = torch.float64):
-    """(values (N, 1) as the function returned them, c (N, 1) float64): the term at points x and ∂L/∂ℓ."""
+def coefficients(term: UserTerm, ap: AuditProblem, x: torch.Tensor, dtype: torch.dtype = torch.float64,
+                 nudge: float = 0.0):
+    """(values (N, 1) as the function returned them, c (N, 1) float64): the term at points x and ∂L/∂ℓ,
+    with logp moved by ``nudge``·max(|logp|, 1)."""
     logp, ref, m = _log_probs(ap, x, dtype)
+    if nudge:
+        with torch.no_grad():
+            logp = (logp + nudge * logp.abs().clamp(min=1.0)).requires_grad_()
     values = term.call(logp, ref, m)
     total = term.per_sample(logp, ref, m)
     if not total.requires_grad:
@@ -103,7 +119,20 @@ def probe(term: UserTerm, ap: AuditProblem, samples: int = PROBE_SAMPLES, seed: 
     zero = _mass(cn == 0, w)
     n = len(cn)
     zero_se = 0.0 if w is not None else math.sqrt(zero * (1 - zero) / n)
-    return Probe(zero, zero_se, negative, nonfinite, values.dtype, _f32_error(term, ap, x, cn), scalar, n)
+    return Probe(zero, zero_se, negative, nonfinite, values.dtype, _f32_error(term, ap, x, cn), scalar, n,
+                 _frozen(term, ap, x, values, cn))
+
+
+def _frozen(term: UserTerm, ap: AuditProblem, x: torch.Tensor, values: torch.Tensor, c64: np.ndarray) -> float:
+    """Share of the points with c ≠ 0 where value and c are bitwise unchanged after a NUDGE of logp."""
+    moved_values, moved_c = coefficients(term, ap, x, nudge=NUDGE)
+    live = c64 != 0
+    if not live.any():
+        return 0.0
+    same_c = moved_c.numpy().ravel() == c64
+    v0, v1 = values.double().numpy().ravel(), moved_values.double().numpy().ravel()
+    same_v = (v0 == v1) if v0.shape == c64.shape else np.full(c64.shape, bool(v0[0] == v1[0]))
+    return float((same_c & same_v)[live].mean())
 
 
 def _f32_error(term: UserTerm, ap: AuditProblem, x: torch.Tensor, c64: np.ndarray) -> float:

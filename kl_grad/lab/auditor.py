@@ -31,7 +31,7 @@ import pandas as pd
 from ..directions import DIRECTIONS, POLICY_REF
 from ..errors import choose
 from ..placements import get_placement
-from .audit_probe import Probe, probe, warnings_of
+from .audit_probe import INTERNAL, NUDGE, Probe, probe, warnings_of
 from .battery import AuditProblem, battery
 from .config import Mode
 from .gradient_table import Budget, GradientJob, gradient_table
@@ -95,6 +95,8 @@ def best_builtin(ap: AuditProblem, direction: str, samples: int = SAMPLES) -> tu
 def _choose_mode(pr: Probe, ap: AuditProblem) -> tuple[Mode, str]:
     if pr.out_dtype.itemsize < 8:
         return Mode.MC, f"Monte Carlo: the function returns {str(pr.out_dtype).replace('torch.', '')}"
+    if pr.low_precision:
+        return Mode.MC, "Monte Carlo: the function computes below float64 inside (its values do not move with logp)"
     if pr.zero_mass > 0 and ap.continuous:
         return Mode.MC, "Monte Carlo: exactly-zero gradients (a kink) stop the quadrature converging"
     return Mode.EXACT, "exact"
@@ -148,6 +150,7 @@ def audit_problem(term: UserTerm, ap: AuditProblem, *, samples: int = SAMPLES, t
     out["negative_mass"] = pr.negative_mass
     out["dtype"] = str(pr.out_dtype).replace("torch.", "")
     out["f32_error"] = pr.f32_error
+    out["frozen"] = pr.frozen
     out["samples"], out["trials"] = samples, (trials if mode is Mode.MC else None)
     out["params"] = _param_rows(run.table, run.truth, mode, trials)
     return out, pr, [f"{ap.name}: {w}" for w in _runner_warnings(run.table, mode)]
@@ -229,6 +232,11 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
     if dtypes:
         notes.insert(0, f"dtype: {label} returns {', '.join(dtypes)} from float64 inputs (it downcasts); its "
                      "rounding is below the Monte-Carlo standard errors used for it instead of exact verdicts")
+    inside = [p["problem"] for p in problems if p["dtype"] == "float64" and p["frozen"] > INTERNAL]
+    if inside:
+        notes.insert(0, f"dtype: {label} returns float64 but computes in lower precision inside: on "
+                     f"{', '.join(inside)} its value and gradient do not change when logp moves by "
+                     f"{NUDGE:g} relative (a float32 step and a cast back?); measured by Monte Carlo")
     follows = overall_follows(problems)
     if not any(p["on_policy"] and p["follows"] != "unknown" for p in problems):
         notes.append("no on-policy problem gave a verdict, so follows is none")

@@ -131,6 +131,18 @@ def test_float32_function_is_classified_with_a_dtype_note():
     assert any(w.startswith("dtype:") and "float32" in w for w in result.warnings)
 
 
+def test_float32_inside_a_float64_function_is_detected():
+    def k3_cast_back(logp, ref_logp):  # mixed precision: computed in float32, cast back to the input dtype
+        d = (logp - ref_logp).float()
+        return (torch.exp(-d) - 1 + d).to(logp.dtype)
+
+    result = audit(k3_cast_back, problems=FAST)
+    assert result.follows == "ref||policy" and {p["mode"] for p in result.problems} == {"mc"}
+    assert any(w.startswith("dtype:") and "lower precision inside" in w for w in result.warnings)
+    assert all(p["frozen"] == 0 for p in audited("k2_loss").problems)  # a float64 function is never frozen
+    assert all(p["frozen"] == 0 for p in audited("k3_plus").problems)  # nor a straight-through one
+
+
 def test_reduced_scalar_output_gives_the_per_sample_gradient():
     def k2_mean(logp, ref_logp):
         return (0.5 * (logp - ref_logp) ** 2).mean()

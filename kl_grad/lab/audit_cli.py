@@ -82,7 +82,11 @@ def run(args) -> str:
     import torch
 
     # The audit's tensors are small (≤ 200k elements): extra threads only contend (4× slower on a loaded
-    # 2-core machine; benchmarks/bench_audit.py). The command owns its process, as with keep_freed_memory.
+    # 2-core machine; benchmarks/bench_audit.py). Restored afterwards, for callers of main() in-process.
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    result = audit(fn, placement=args.placement, name=args.target.rpartition(":")[2], progress=progress)
+    try:
+        result = audit(fn, placement=args.placement, name=args.target.rpartition(":")[2], progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     return render_audit(result, fmt)

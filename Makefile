@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_runner
 	$(PY) -m benchmarks.bench_sequences
 	$(PY) -m benchmarks.bench_train
+	$(PY) -m benchmarks.bench_audit
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

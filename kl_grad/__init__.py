@@ -9,7 +9,8 @@ The top level is what training code imports, and it loads torch only::
 The measurement lab (``kl_grad.lab``: problems, Monte-Carlo and exact
 expectations, gradient and value tables, reports, the ``kl-grad`` command) needs
 pandas and friends; its main names are reachable from here too
-(``kl_grad.run_gradients``), loaded on first use.
+(``kl_grad.run_gradients``, ``kl_grad.audit``), loaded on first use. ``kl_grad.testing`` has pytest-ready
+assertions on a KL term's gradient (``assert_unbiased_kl_gradient``).
 """
 
 from .aggregations import AGGREGATIONS
@@ -21,7 +22,7 @@ from .placements import PLACEMENTS, Placement, get_placement, surrogate
 
 # Lab names kept at the top level for code written against earlier releases; imported on first access.
 _LAB = {"GradientRun", "run_gradients", "true_gradients", "run_values", "sweep", "Problem", "DistSpec",
-        "parse_spec", "keep_freed_memory"}
+        "parse_spec", "keep_freed_memory", "audit"}
 
 
 def __getattr__(name: str):

@@ -16,9 +16,12 @@ Data flows one way, one module per stage:
     report        every view of every result (markdown, grid, CSV, JSON); figures: PNGs
     experiments   TOML experiment files and the registry of experiment kinds
     reproduce     ``make reproduce``; output: atomic writes; cli: ``kl-grad``
+    auditor       ``audit(fn)``: a user's KL term (user_term) on a problem battery (battery), probed
+                  (audit_probe), loaded from TARGET (target); audit_report, audit_cli, audit_experiment
 """
 
 from .allocator import keep_freed_memory
+from .auditor import AuditResult, audit
 from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
 from .families import DistSpec, parse_spec
 from .gradient_table import GradientRun, check_gradient_request, run_gradients, true_gradients
@@ -28,7 +31,7 @@ from .terms import Case, make_cases
 from .value_table import run_values
 
 __all__ = [
-    "Case", "DistSpec", "GradientExperiment", "GradientRun", "Mode", "Problem", "SweepExperiment",
-    "ValueExperiment", "check_gradient_request", "keep_freed_memory", "make_cases", "parse_spec", "run_gradients",
-    "run_values", "sweep", "true_gradients",
+    "AuditResult", "audit", "Case", "DistSpec", "GradientExperiment", "GradientRun", "Mode", "Problem",
+    "SweepExperiment", "ValueExperiment", "check_gradient_request", "keep_freed_memory", "make_cases", "parse_spec",
+    "run_gradients", "run_values", "sweep", "true_gradients",
 ]

@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .train_cli import add_parser as add_train
 
     add_train(sub)
+    from .audit_cli import add_parser as add_audit  # kl-grad audit TARGET (audit_cli.py)
+
+    add_audit(sub)
     sub.add_parser("estimators", help="list the registered estimators and what they target",
                    description="List every registered estimator: formula (r = π_ref/π_θ), the KL direction it "
                    "targets, whether its value is an unbiased KL estimate, aliases and source.")

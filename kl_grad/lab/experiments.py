@@ -34,6 +34,7 @@ from ..errors import KLGradError, choose
 from . import coefficients_kind
 from . import length_sweep
 from . import catalogue_table
+from .audit_experiment import AuditExperiment, check_audit, describe_audit, run_audit
 from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
 from .families import parse_spec
 from .figures import sweep_png, violin_png
@@ -131,6 +132,7 @@ KINDS: dict[str, Kind] = {
         Kind(TrainExperiment, check_train, run_train, describe_train),
         Kind(catalogue_table.CatalogueExperiment, catalogue_table.check, catalogue_table.run,
              catalogue_table.describe),
+        Kind(AuditExperiment, check_audit, run_audit, describe_audit),
     )
 }
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import torch
 
-from ..placements import surrogate
-from ..sequences import sequence_surrogate
 from .problem import Problem
 from .terms import Case
 
@@ -61,12 +59,8 @@ def row_gradients(problem: Problem, points: torch.Tensor, cases: list[Case],
     log_ratio = logp - ref_logp  # d, shared by every case's graph
     cols = points.shape[1]
     out = {}
-    sequential = problem.policy.fam.sequential  # points (rows, cols, L), per-token log-probs
     for i, case in enumerate(cases):
-        if sequential:
-            per_sample = sequence_surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp)
-        else:
-            per_sample = surrogate(case.estimator, case.placement, logp, ref_logp, sampler_logp, log_ratio)
+        per_sample = case.per_sample(logp, ref_logp, sampler_logp, log_ratio)  # Case (token or sequence) or UserTerm
         # Sum over rows of each row's mean; sum/cols equals mean() in value, with a cheaper backward.
         loss = per_sample.sum() / cols
         out[case.key] = finish(torch.autograd.grad(loss, wrt, retain_graph=i + 1 < len(cases)))  # (rows, P)

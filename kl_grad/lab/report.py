@@ -124,6 +124,12 @@ def estimators_table() -> pd.DataFrame:
                                        "source"])
 
 
+def _audit_markdown(table: pd.DataFrame) -> str:
+    from .audit_experiment import audit_markdown
+
+    return audit_markdown(table)
+
+
 # kind -> format -> view. The first format of a kind is its default; "text" is what ``reproduce`` echoes.
 VIEWS = {
     "gradients": {"markdown": to_markdown, "grid": to_grid, "csv": to_csv, "json": to_json},
@@ -134,9 +140,10 @@ VIEWS = {
     "coefficients": {"markdown": coefficients_markdown, "csv": to_csv, "json": to_json},
     "length_sweep": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},  # lab/length_sweep.py
     "frameworks": {"markdown": catalogue_markdown, "csv": to_csv, "json": to_json},
+    "audit": {"markdown": _audit_markdown, "csv": to_csv, "json": to_json},  # audit_experiment.py
 }
 TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary,
-              "coefficients": coefficients_text, "frameworks": catalogue_text,
+              "coefficients": coefficients_text, "frameworks": catalogue_text, "audit": _audit_markdown,
               "length_sweep": lambda table: f"{len(table)} rows; see length_sweep.png\n"}
 from .train_report import TRAIN_VIEWS  # noqa: E402  (it uses the helpers above)
 

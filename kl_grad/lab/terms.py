@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from ..errors import KLGradError, split_names
 from ..estimators import ESTIMATORS, Estimator, get_estimator
-from ..placements import Placement, get_placement
-from ..sequences import get_sequence_placement
+from ..placements import Placement, get_placement, surrogate
+from ..sequences import SequencePlacement, get_sequence_placement, sequence_surrogate
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,18 @@ class Case:
     """One gradient experiment: an estimator in a placement."""
 
     estimator: Estimator
-    placement: Placement
+    placement: Placement | SequencePlacement
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.estimator.name, self.placement.name)
+
+    def per_sample(self, logp, ref_logp, sampler_logp=None, log_ratio=None):
+        """Per-sample surrogate (``placements.surrogate``: logp's shape), or per-sequence for a sequence placement
+        (``sequences.sequence_surrogate``: logp (..., L) → (...)); the runner asks every term this."""
+        if isinstance(self.placement, SequencePlacement):
+            return sequence_surrogate(self.estimator, self.placement, logp, ref_logp, sampler_logp)
+        return surrogate(self.estimator, self.placement, logp, ref_logp, sampler_logp, log_ratio)
 
 
 def make_cases(estimators: list[str] | str, placements: list[str] | str, sequence: bool = False) -> list[Case]:

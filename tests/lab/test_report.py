@@ -53,7 +53,18 @@ def tables() -> dict[str, pd.DataFrame]:
                                              "loss", steps=3).table, "kl"),
         "frameworks": _with_specials(run_catalogue(CatalogueExperiment(
             "t", terms=["verl:kl", "trl:k3"], problems=["tokens-on", "tokens-off"]))[0], "err_norm"),
+        "audit": _with_specials(_audit_table(), "stdev_ratio"),
     }
+
+
+def _audit_table() -> pd.DataFrame:
+    """The audit kind's table (audit_experiment.py): one audited function and one refused."""
+    from pathlib import Path
+
+    from kl_grad.lab.audit_experiment import AuditExperiment, run_audit
+
+    examples = Path(__file__).parents[2] / "examples" / "trainer_kl_terms.py"
+    return run_audit(AuditExperiment("t", str(examples), ["k2_loss", "k2_detached"]))[0]
 
 
 FORMATS = [(kind, fmt) for kind, views in VIEWS.items() for fmt in views]
@@ -94,7 +105,8 @@ def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
                "coefficients": "c",
                "length_sweep": "rel_stdev",
                "train": "kl",
-               "frameworks": "err_norm"}[kind]
+               "frameworks": "err_norm",
+               "audit": "stdev_ratio"}[kind]
     assert [r[special] for r in records[:3]] == ["inf", "-inf", None]
     for record, (_, row) in zip(records, table.iterrows()):
         for col, value in record.items():

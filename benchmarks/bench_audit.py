@@ -1,0 +1,71 @@
+"""Benchmark: how long ``kl-grad audit`` takes on typical KL terms (issue 11's target: under 3 s).
+
+Usage, from the repository root (``make bench`` runs it after the runner benchmark)::
+
+    python -m benchmarks.bench_audit [--repeat 3] [--functions k2_loss,k3_weighted,verl_low_var_kl]
+
+Each repeat audits each function of ``examples/trainer_kl_terms.py`` with every cache cleared first (the
+built-in comparison tables, ``auditor._builtin_summary``, and scipy's t quantiles), so every timing includes
+the whole battery: probes, exact or Monte-Carlo gradients, and the built-ins' exact tables. The first
+repeat also pays one-time imports (scipy.stats); the median over repeats is the figure to quote. A shared
+machine's load moves single timings, so all of them are printed. It runs twice: with torch's default thread
+count (what ``kl_grad.audit`` in your process gets) and with one thread (what ``kl-grad audit`` sets: the
+audit's tensors are small, and on a loaded 2-core machine two threads made it 4× slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from kl_grad.lab import auditor
+from kl_grad.lab.statistics import t_critical
+from kl_grad.lab.target import load_target
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples", "trainer_kl_terms.py")
+TARGET_S = 3.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--functions", default="k2_loss,k3_weighted,verl_low_var_kl")
+    args = ap.parse_args(argv)
+    names = [n.strip() for n in args.functions.split(",") if n.strip()]
+    print(f"kl-grad audit benchmark: {', '.join(names)} from examples/trainer_kl_terms.py; "
+          f"{args.repeat} repeats, caches cleared before each audit")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs")
+    default = torch.get_num_threads()
+    for threads in dict.fromkeys([default, 1]):
+        torch.set_num_threads(threads)
+        print(f"torch threads {threads}{' (default)' if threads == default else ' (kl-grad audit)'}:")
+        _time(names, args.repeat)
+    torch.set_num_threads(default)
+    return 0
+
+
+def _time(names: list[str], repeat: int) -> None:
+    for name in names:
+        fn = load_target(f"{EXAMPLES}:{name}")
+        times = []
+        for _ in range(repeat):
+            auditor._builtin_summary.cache_clear()
+            t_critical.cache_clear()
+            start = time.perf_counter()
+            result = auditor.audit(fn, name=name)
+            times.append(time.perf_counter() - start)
+        modes = ",".join(sorted({p["mode"] for p in result.problems}))
+        verdict = "under" if np.median(times) < TARGET_S else "OVER"
+        print(f"  {name:<16} follows {result.follows:<12} modes {modes:<9} "
+              f"runs {' '.join(f'{t:5.2f}' for t in times)} s; median {np.median(times):5.2f} s "
+              f"({verdict} the {TARGET_S:g} s target)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

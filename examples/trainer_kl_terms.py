@@ -1,0 +1,66 @@
+"""KL terms written the way RL trainers write them (plain torch, not kl_grad's estimators), to audit.
+
+Each takes per-token log-probs ``logp`` (carries grad) and ``ref_logp``, and, where the trainer uses the
+behaviour policy, ``old_logp``; each returns per-token values (the trainer averages them) of the same shape.
+Names and formulas follow the documented semantics of the frameworks (no code copied):
+
+- ``k1_loss``, ``k2_loss``, ``k3_loss``: Schulman 2020's k1 = log r⁻¹, k2 = ½(log r)², k3 = r − 1 − log r
+  (r = π_ref/π_θ) used directly as the KL loss, as GRPO-style trainers (verl ``use_kl_loss``) do;
+- ``k3_weighted``: k3 times the differentiable ratio π_θ/π_old (the importance-weighted k3 of TRL's
+  bias-corrected KL, and NeMo-RL's weighted KL loss, where the weight carries gradient);
+- ``k1_reward``: k1 of the rollout policy as a REINFORCE reward penalty (verl ``use_kl_in_reward``, OpenRLHF's
+  reward shaping): loss = −ratio·reward with reward = −(old_logp − ref_logp), a constant;
+- ``k3_plus``: straight-through k3+ (verl ``low_var_kl+``): value k3, gradient of k2;
+- ``verl_low_var_kl``: verl's ``low_var_kl`` as documented (verl/trainer/ppo/core_algos.py ``kl_penalty``,
+  2025): clamp log(π_ref/π_θ) to ±20, k3 of it, clamp the result to [−10, 10];
+- ``k2_detached``: k2 of a detached logp (a bug: no gradient reaches the policy);
+- ``k3_float32``: k3 computed in float32, as mixed-precision trainers do.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def k1_loss(logp, ref_logp):
+    return logp - ref_logp
+
+
+def k2_loss(logp, ref_logp):
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+def k3_loss(logp, ref_logp):
+    log_ratio = ref_logp - logp  # log(π_ref/π_θ)
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def k3_weighted(logp, ref_logp, old_logp):
+    weight = torch.exp(logp - old_logp)  # π_θ/π_old, differentiable
+    return weight * k3_loss(logp, ref_logp)
+
+
+def k1_reward(logp, ref_logp, old_logp):
+    reward = -(old_logp - ref_logp)  # the KL penalty of the rollout, a constant
+    ratio = torch.exp(logp - old_logp)
+    return -(ratio * reward)
+
+
+def k3_plus(logp, ref_logp):
+    k3 = k3_loss(logp, ref_logp)
+    k2 = k2_loss(logp, ref_logp)
+    return k3.detach() + (k2 - k2.detach())  # value k3, gradient k2
+
+
+def verl_low_var_kl(logp, ref_logp):
+    kl = torch.clamp(ref_logp - logp, min=-20, max=20)
+    return torch.clamp(torch.exp(kl) - kl - 1, min=-10, max=10)
+
+
+def k2_detached(logp, ref_logp):
+    return 0.5 * (logp.detach() - ref_logp) ** 2
+
+
+def k3_float32(logp, ref_logp):
+    log_ratio = (ref_logp - logp).float()
+    return torch.exp(log_ratio) - log_ratio - 1

@@ -1,0 +1,140 @@
+"""Load the KL term a user asks to audit: ``module:function`` or ``path/to/file.py:function``.
+
+``load_target(text, kwargs)`` is the one loader (``kl-grad audit``, and any command that takes a user's
+callable): it imports the module (the current directory is importable, as ``python -m`` makes it) or runs
+the file, finds the attribute (dotted names such as ``Class.method`` work), binds ``kwargs`` with
+``functools.partial`` and checks the signature. ``parse_kwargs(["NAME=VALUE", ...])`` reads ``--kwarg``
+values as Python literals (``ast.literal_eval``; a bare word is kept as a string). Every failure is one
+``KLGradError`` line naming what was expected.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from ..errors import KLGradError
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def parse_kwargs(items: list[str] | None) -> dict:
+    """``["kl_penalty='low_var_kl'", "coef=0.1"]`` → {name: value}; VALUE is a Python literal or a bare word."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise KLGradError(f"--kwarg {item!r}: expected NAME=VALUE with a Python identifier as NAME, "
+                              "e.g. --kwarg kl_penalty=low_var_kl or --kwarg coef=0.1")
+        if name in out:
+            raise KLGradError(f"--kwarg {name} is given twice")
+        try:
+            out[name] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            if not value.strip().isidentifier():
+                raise KLGradError(f"--kwarg {item!r}: VALUE must be a Python literal (1, 0.5, 'text', True, "
+                                  "[1, 2]) or a bare word") from None
+            out[name] = value.strip()
+    return out
+
+
+def _load_module(spec: str):
+    """Import ``spec`` (a dotted module name, or a path ending in .py), the current directory importable."""
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        path = Path(spec)
+        if not path.is_file():
+            raise KLGradError(f"target file {spec} does not exist (expected path/to/file.py:function)")
+        name = f"_kl_grad_target_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise KLGradError(f"target file {spec} is not a Python file")
+        module = importlib.util.module_from_spec(module_spec)
+        _exec(lambda: module_spec.loader.exec_module(module), spec)
+        return module
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return _exec(lambda: importlib.import_module(spec), spec)
+    except ModuleNotFoundError as exc:
+        if exc.name and spec.split(".")[0] == exc.name.split(".")[0] or exc.name == spec:
+            raise KLGradError(f"no module named {spec!r} (expected module:function importable from the current "
+                              "directory, or path/to/file.py:function)") from None
+        raise KLGradError(f"importing {spec} failed: {exc}") from None
+
+
+def _exec(run, spec: str):
+    try:
+        return run()
+    except KLGradError:
+        raise
+    except ModuleNotFoundError:
+        raise
+    except Exception as exc:  # the user's module raised on import: one line, its own message
+        raise KLGradError(f"importing {spec} failed: {type(exc).__name__}: {exc}") from None
+
+
+def check_signature(fn: Callable, label: str = "fn") -> bool:
+    """True when ``fn`` takes old_logp (a third positional parameter without a default, or *args), False for
+    (logp, ref_logp) (later parameters with defaults, e.g. ``kl_penalty="low_var_kl"``, are left to their
+    defaults or ``--kwarg``); anything else is a one-line KLGradError."""
+    if not callable(fn):
+        raise KLGradError(f"{label} is {type(fn).__name__}, not callable: expected a function "
+                          "fn(logp, ref_logp) or fn(logp, ref_logp, old_logp)")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False  # a builtin without a signature: called with two
+    params = list(sig.parameters.values())
+    empty = inspect.Parameter.empty
+    positional = [p for p in params if p.kind in _POSITIONAL]
+    star = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    keyword = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is empty]
+    if keyword:
+        raise KLGradError(f"{label} needs keyword argument(s) {', '.join(keyword)}: bind them with --kwarg NAME=VALUE")
+    required = [p for p in positional if p.default is empty]
+    if len(required) > 3 or (not star and len(positional) < 2):
+        raise KLGradError(f"{label}{sig} has the wrong signature: expected fn(logp, ref_logp) or "
+                          "fn(logp, ref_logp, old_logp) (bind other parameters with --kwarg NAME=VALUE)")
+    return star or len(required) >= 3
+
+
+def load_target(text: str, kwargs: dict | None = None) -> Callable:
+    """``module:function`` or ``path/to/file.py:function`` → the callable with ``kwargs`` bound (signature checked)."""
+    module_spec, sep, attr = text.rpartition(":")
+    if not sep or not module_spec or not attr:
+        raise KLGradError(f"target {text!r}: expected module:function or path/to/file.py:function")
+    module = _load_module(module_spec)
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise KLGradError(f"{module_spec} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise KLGradError(f"{text} is {type(obj).__name__}, not callable: expected a function "
+                          "fn(logp, ref_logp) or fn(logp, ref_logp, old_logp)")
+    fn = bind(obj, kwargs, text)
+    check_signature(fn, text)
+    return fn
+
+
+def bind(fn: Callable, kwargs: dict | None, label: str = "fn") -> Callable:
+    """``functools.partial(fn, **kwargs)``, refusing a name the function does not accept."""
+    if not kwargs:
+        return fn
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to check against: the call will tell
+        params = None
+    if params is not None and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise KLGradError(f"{label} takes no parameter {', '.join(unknown)}; its parameters: {', '.join(params)}")
+    return functools.partial(fn, **kwargs)

@@ -1,0 +1,107 @@
+"""``kl-grad audit``: the json shape, the text views, and one-line errors with exit status 2."""
+
+import json
+import os
+
+import pytest
+
+from kl_grad.lab.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = os.path.join(ROOT, "examples", "trainer_kl_terms.py")
+
+BAD = '''
+import torch
+
+def shape(logp, ref_logp):
+    return (logp - ref_logp).sum(-1)
+
+def nan(logp, ref_logp):
+    return logp * float("nan")
+
+def one_arg(logp):
+    return logp
+
+value = 1.5
+'''
+
+
+def run(args, capsys):
+    try:
+        status = main(args)
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_json_has_follows_warnings_and_problems(capsys, tmp_path):
+    path = tmp_path / "audit.json"
+    status, out, err = run(["audit", f"{EXAMPLES}:k3_loss", "--quiet", "-o", str(path)], capsys)
+    assert status == 0 and out == "", err
+    data = json.loads(path.read_text())  # the .json extension picks the format
+    assert set(data) == {"function", "follows", "warnings", "problems"}
+    assert data["follows"] == "ref||policy" and data["function"] == "k3_loss"
+    assert isinstance(data["warnings"], list)
+    names = [p["problem"] for p in data["problems"]]
+    assert names == ["gauss-near", "gauss-far", "gauss-narrow-ref", "gauss-wide-ref", "tokens-3", "tokens-6"]
+    first = data["problems"][0]
+    for key in ("follows", "mode", "rel_bias_norm_vs_policy||ref", "rel_bias_norm_vs_ref||policy", "stdev_ratio",
+                "zero_mass", "params"):
+        assert key in first
+    assert [q["param"] for q in first["params"]] == ["loc", "scale"]
+
+
+def test_markdown_and_placement(capsys):
+    status, out, err = run(["audit", f"{EXAMPLES}:k1_loss", "--placement", "reward", "--quiet", "--format", "grid"],
+                           capsys)
+    assert status == 0, err
+    assert out.startswith("k1_loss: follows policy||ref")  # k1 as a REINFORCE reward: w·sg(k1)
+    assert "╒" in out
+
+
+@pytest.fixture
+def bad_file(tmp_path):
+    path = tmp_path / "bad_terms.py"
+    path.write_text(BAD)
+    return str(path)
+
+
+@pytest.mark.parametrize("target, match", [
+    ("no_such_module_abc:fn", "no module named"),
+    ("missing/terms.py:fn", "does not exist"),
+    ("{bad}:value", "not callable"),
+    ("{bad}:nope", "has no attribute"),
+    ("{bad}:one_arg", "wrong signature"),
+    ("{bad}:shape", "returned shape"),
+    ("{bad}:nan", "NaN"),
+    ("{examples}:k2_detached", "no gradient reaches logp"),
+])
+def test_bad_targets_exit_2_with_one_line(capsys, tmp_path, bad_file, target, match):
+    out_file = tmp_path / "never.json"
+    status, out, err = run(["audit", target.format(bad=bad_file, examples=EXAMPLES), "-o", str(out_file)], capsys)
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("kl-grad: error: ") and match in err, err
+    assert not out_file.exists()  # no half-written file
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--placement", "nowhere"], "unknown placement"), (["--format", "csv"], "unknown format"),
+    (["--kwarg", "novalue"], "NAME=VALUE"),
+])
+def test_bad_options_exit_2(capsys, extra, match):
+    status, out, err = run(["audit", f"{EXAMPLES}:k2_loss", *extra], capsys)
+    assert status == 2 and match in err and err.count("\n") == 1, err
+
+
+def test_help_teaches_with_examples(capsys):
+    status, out, _ = run(["audit", "--help"], capsys)
+    assert status == 0
+    assert "examples:" in out and "--kwarg kl_penalty=low_var_kl" in out and "follows" in out
+
+
+def test_readme_shows_the_real_output(capsys):
+    status, out, err = run(["audit", f"{EXAMPLES}:k3_loss", "--quiet"], capsys)
+    assert status == 0, err
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert f"```\n{out.rstrip()}\n```" in readme  # the "Auditing your own KL term" section's output block

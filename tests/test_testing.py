@@ -1,0 +1,61 @@
+"""kl_grad.testing: assertions on a KL term's expected gradient, and their failure messages."""
+
+import re
+
+import pytest
+import torch
+
+from kl_grad.testing import assert_kl_gradient_follows, assert_unbiased_kl_gradient
+
+FAST = ["gauss-near", "tokens-3"]
+
+
+def k2(logp, ref_logp):
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+def k3(logp, ref_logp):
+    log_ratio = ref_logp - logp
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def k1(logp, ref_logp):
+    return logp - ref_logp
+
+
+def test_passing_assertions():
+    assert_unbiased_kl_gradient(k2, problems=FAST)
+    assert_unbiased_kl_gradient(k3, "ref||policy", problems=FAST)
+    assert_unbiased_kl_gradient(k3, "forward", problems=FAST)  # the documented alias of ref||policy
+    assert_kl_gradient_follows(k1, "zero", problems=FAST)
+    assert_kl_gradient_follows(k2, "policy||ref", problems=FAST)
+
+
+def test_failure_names_problem_bias_uncertainty_and_threshold():
+    with pytest.raises(AssertionError) as err:
+        assert_unbiased_kl_gradient(k3, "policy||ref", problems=FAST)
+    text = str(err.value)
+    assert "follows ref||policy" in text
+    # gauss-near, d/dloc: E[grad] = ∇_m1 KL(p‖q) = (m1 − m2)/s1² = −0.3, ∇_m1 KL(q‖p) = (m1 − m2)/s2² = −0.3/1.21
+    line = next(x for x in text.splitlines() if "gauss-near" in x and "d/dloc" in x)
+    bias = float(re.search(r"bias (\S+) ±", line).group(1))
+    assert bias == pytest.approx(-0.3 + 0.3 / 1.21, rel=1e-3)
+    assert "(se), threshold" in line
+    assert "tokens-3" in text
+
+
+def test_follows_failure():
+    with pytest.raises(AssertionError, match="follows zero, not policy||ref"):
+        assert_kl_gradient_follows(k1, "policy||ref", problems=FAST)
+    with pytest.raises(AssertionError, match="tokens-3: follows policy||ref"):
+        assert_kl_gradient_follows(k2, "zero", problems=FAST)
+
+
+def test_the_fixture_is_registered_by_the_entry_point(pytestconfig):
+    assert pytestconfig.pluginmanager.hasplugin("kl_grad")
+
+
+def test_kl_audit_fixture(kl_audit):
+    kl_audit.assert_unbiased(k2, problems=FAST)
+    kl_audit.assert_follows(k3, "ref||policy", problems=FAST)
+    assert kl_audit.audit(k1, problems=FAST).follows == "zero"

@@ -66,7 +66,8 @@ class TrainRun:
     """``table``: one row per case (``RESULT_COLUMNS`` plus the end point: ``probs``, a list (categorical), or
     ``loc`` and ``scale`` (normal); ``optimum`` and ``optimum_ref||policy``: the two optima as text);
     ``trajectory``: one row per (case, step) with step, distance_to_optimum, kl, objective, grad_norm;
-    ``optimum``: π* (probabilities or (loc, scale)); ``ref_policy_optimum``: the other objective's."""
+    ``optimum``: π* (probabilities or (loc, scale); markov: the family optimum's V^L sequence probabilities);
+    ``ref_policy_optimum``: the other objective's."""
 
     table: pd.DataFrame
     trajectory: pd.DataFrame

@@ -45,6 +45,7 @@ from .rewards import Reward
 SEQUENCE_REWARD_FORMS = "sum:r_0,…,r_{V−1} (R = Σ_t r[y_t]) or last:r_0,…,r_{V−1} (R = r[y_{L−1}]) for markov"
 OPT_TOL = 1e-12  # ‖∇J‖ of the reference optimum (a TV of ~1e-12/curvature from the stationary point)
 OPT_MAX_STEPS = 20000
+MAX_SEQUENCES = 1 << 18  # the optimum search and the exactness check enumerate every sequence (V^L of them)
 
 
 def _sizes(spec: DistSpec) -> tuple[int, int]:
@@ -71,6 +72,10 @@ class SequenceReward(Reward):
         if policy.family != "markov" or vocab_of(len(policy.values)) != len(self.values):
             raise KLGradError(f"reward {self.label} gives {len(self.values)} token rewards for sequences; it needs a "
                               f"markov policy with {len(self.values)} tokens, got {policy.label}")
+        v, length = _sizes(policy)
+        if v**length > MAX_SEQUENCES:
+            raise KLGradError(f"training a markov policy enumerates all V^L sequences, at most {MAX_SEQUENCES}; "
+                              f"V = {v}, L = {length} gives {v**length} (shorten L)")
 
     def _expected(self, theta: torch.Tensor, v: int, length: int) -> torch.Tensor:
         log_init, log_trans = _groups(theta, v)

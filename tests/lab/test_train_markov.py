@@ -40,8 +40,8 @@ def softmax(z, axis=-1):
 class Chain:
     """A V-token chain of length L in numpy: sequences, log π(y), score ∇log π(y), the exact objective."""
 
-    def __init__(self, v, length, ref_values, reward_values, where, beta):
-        self.v, self.length, self.beta = v, length, beta
+    def __init__(self, v, length, ref_values, reward_values, where, beta, reverse=False):
+        self.v, self.length, self.beta, self.reverse = v, length, beta, reverse
         self.seqs = np.array(list(itertools.product(range(v), repeat=length)))
         r = np.asarray(reward_values, float)
         self.reward = np.array([sum(r[t] for t in y) if where == "sum" else r[y[-1]] for y in self.seqs])
@@ -71,10 +71,14 @@ class Chain:
     def objective(self, theta):
         lp = self.logp(theta)
         p = np.exp(lp)
+        if self.reverse:  # E[R] − β·KL(π_ref‖π_θ)
+            return p @ self.reward - self.beta * np.exp(self.ref_logp) @ (self.ref_logp - lp)
         return p @ self.reward - self.beta * p @ (lp - self.ref_logp)
 
     def objective_grad(self, theta):
         lp = self.logp(theta)
+        if self.reverse:  # ∇KL(π_ref‖π_θ) = −Σ_y π_ref(y)·∇log π_θ(y)
+            return (np.exp(lp) * self.reward + self.beta * np.exp(self.ref_logp)) @ self.score(theta)
         return (np.exp(lp) * (self.reward - self.beta * (lp - self.ref_logp))) @ self.score(theta)
 
     def reward_grad(self, theta):
@@ -106,10 +110,10 @@ class Chain:
         raise AssertionError("the oracle's fixed-point iteration did not converge")
 
 
-def chain_of(problem):
+def chain_of(problem, reverse=False):
     ref, reward = parse_spec(problem["ref"]), parse_reward(problem["reward"])
     v = len(reward.values)
-    return Chain(v, ref.structure[0], ref.values, reward.values, reward.where, problem["beta"])
+    return Chain(v, ref.structure[0], ref.values, reward.values, reward.where, problem["beta"], reverse)
 
 
 def end_probs(chain, row):
@@ -141,6 +145,30 @@ def test_exact_sequence_gradients_reach_the_family_optimum_and_k2_loss_does_not(
     # measurably away from the family optimum (three_tokens_sum: 0.0050 TV; binary_last: 0.0062)
     assert k2["converged"] and tv(end_probs(chain, k2), star) > gap
     assert tv(end_probs(chain, k2), chain.token_level_fixed_point(start, parse_spec(problem["ref"]).values)) < 1e-6
+
+
+def test_off_policy_prefix_weights_still_reach_the_family_optimum_and_reward_to_go_does_not():
+    # a fixed behaviour chain m: Σ_t W_t k_t keeps the sequence gradient, per-token weights w_t do not (the
+    # gradient tables' off-policy findings); k1 reward settles 0.41 TV away here
+    problem = dict(BINARY, sampler="markov:5:-0.2,0.1:0,0.4/0.3,-0.1")
+    chain = chain_of(problem)
+    star = chain.optimum(np.array(parse_spec(problem["policy"]).values))
+    exact, biased = (run_training(**problem, estimators=e, placements=p, steps=800).table.iloc[0]
+                     for e, p in (("k3", "loss-prefix-w"), ("k1", "reward")))
+    assert exact["converged"] and exact["warning"] == "" and tv(end_probs(chain, exact), star) < 1e-6
+    assert tv(end_probs(chain, biased), star) > 0.2
+
+
+def test_the_other_objective_optimum_matches_the_oracle_and_k3_loss_ends_at_neither():
+    run = run_training(**CHAIN3, estimators="k3", placements="loss", steps=400)
+    start = np.array(parse_spec(CHAIN3["policy"]).values)
+    other = chain_of(CHAIN3, reverse=True).optimum(start)
+    assert tv(run.ref_policy_optimum, other) < 1e-7
+    chain, row = chain_of(CHAIN3), run.table.iloc[0]
+    # k3 as a plain sequence loss weights each token's reverse KL by the *policy's* prefix marginals, so it
+    # is no gradient of E[R] − β·KL(π_ref‖π_θ) either: 0.040 TV from one optimum, 0.11 from the other
+    assert row["converged"] and tv(end_probs(chain, row), chain.optimum(start)) > 0.02
+    assert tv(end_probs(chain, row), other) > 0.05
 
 
 def test_family_holds_the_gibbs_optimum_only_when_the_reference_rows_agree():
@@ -187,6 +215,8 @@ def test_cli_json_for_markov_and_bad_input(capsys, tmp_path):
         (["--reward", "sum:1,0"], "needs a markov policy with 2 tokens"),
         (["--reward", "last:1"], "gives one token reward"),
         (["--reward", "sum:1,0,0.5", "--placements", "loss-sw"], "unknown sequence placement 'loss-sw'"),
+        (["--reward", "sum:1,0,0.5", "--policy", "markov:12:0,0,0:0,0,0/0,0,0/0,0,0",
+          "--ref", "markov:12:0,0,0:0,0,0/0,0,0/0,0,0"], "V = 3, L = 12 gives 531441"),
     ]:
         capsys.readouterr()
         status = main(["train", "--policy", CHAIN3["policy"], "--ref", CHAIN3["ref"], *argv])

@@ -45,7 +45,7 @@ from .rewards import Reward
 SEQUENCE_REWARD_FORMS = "sum:r_0,…,r_{V−1} (R = Σ_t r[y_t]) or last:r_0,…,r_{V−1} (R = r[y_{L−1}]) for markov"
 OPT_TOL = 1e-12  # ‖∇J‖ of the reference optimum (a TV of ~1e-12/curvature from the stationary point)
 OPT_MAX_STEPS = 20000
-MAX_SEQUENCES = 1 << 18  # the optimum search and the exactness check enumerate every sequence (V^L of them)
+MAX_SEQUENCES = 1 << 14  # the optimum search and the exactness check (a plain loop) enumerate all V^L sequences
 
 
 def _sizes(spec: DistSpec) -> tuple[int, int]:

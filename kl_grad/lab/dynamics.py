@@ -9,11 +9,14 @@ gradient of the chosen estimator × placement at the current θ (``kl_step.py``)
 seeded Monte-Carlo gradient over that many draws per step. An unbiased construction (k2 loss, k3 loss-w,
 k1 reward on-policy) has g = ∇KL(π_θ‖π_ref) and so ends at π* (``train_optima.py``); k3 as a plain loss has
 g = ∇KL(π_ref‖π_θ) and ends at the optimum of E[R] − β·KL(π_ref‖π_θ); k1 as a plain loss has g = 0 and
-follows the reward alone.
+follows the reward alone. A Markov policy (``markov:…``, a sequence reward ``sum:…``/``last:…``) is trained the
+same way with the sequence placements; its optimum is the family's, found by gradient ascent on the exact
+sequence objective (``train_sequences.py``: π* ∝ π_ref·exp(R/β) is in general not a homogeneous chain).
 
 Stopping and refusals, per case:
     converged   ‖∇E[R] − β·g‖₂ < ``tol`` (exact mode) within ``steps``; MC steps never converge in this sense
-    diverged    a parameter is not finite, a Normal scale leaves (0, ∞), or categorical logits spread beyond
+    diverged    a parameter is not finite, a Normal scale leaves (0, ∞), or categorical logits (markov: the
+                logits of one softmax row) spread beyond
                 ``MAX_LOGIT_SPREAD`` (the policy is putting e^−50 on a token: probabilities growing without
                 bound toward a vertex); the run stops there and the row says so
     refused     the exact gradient is NaN (its warning says why), or at a checkpoint (the first step, every
@@ -34,6 +37,7 @@ import pandas as pd
 from ..directions import POLICY_REF, REF_POLICY
 from ..errors import KLGradError
 from .families import DistSpec, as_spec, make_spec
+from .families.markov import vocab_of
 from .kl_step import exact_kl_gradients, independent_kl_gradient, mc_kl_gradients
 from .montecarlo import check_seed
 from .problem import Problem
@@ -46,12 +50,14 @@ MAX_LOGIT_SPREAD = 50.0
 CHECK_EVERY = 100
 CHECK_SLACK = 1e-9  # relative slack of the exactness check beyond both stated errors (float64 autograd rounding)
 
-FINAL_COLUMNS = {"categorical": ["probs"], "normal": ["loc", "scale"]}  # where each family's end point goes
+# where each family's end point goes
+FINAL_COLUMNS = {"categorical": ["probs"], "normal": ["loc", "scale"], "markov": ["init_probs", "trans_probs"]}
 RESULT_COLUMNS = ["estimator", "placement", "converged", "steps", "kl", "objective", "distance_to_optimum",
                   f"distance_to_optimum_{REF_POLICY}", "grad_norm", "diverged", "optimum",
                   f"optimum_{REF_POLICY}", "family", "policy", "ref", "reward", "beta", "lr", "sampler", "samples",
                   "warning"]
-DEFAULT_LR = {"categorical": 1.0, "normal": 0.2}  # converge within DEFAULT_STEPS on the README's examples
+# converge within DEFAULT_STEPS on the README's examples
+DEFAULT_LR = {"categorical": 1.0, "normal": 0.2, "markov": 1.0}
 DEFAULT_STEPS = 400
 
 
@@ -60,7 +66,8 @@ class TrainRun:
     """``table``: one row per case (``RESULT_COLUMNS`` plus the end point: ``probs``, a list (categorical), or
     ``loc`` and ``scale`` (normal); ``optimum`` and ``optimum_ref||policy``: the two optima as text);
     ``trajectory``: one row per (case, step) with step, distance_to_optimum, kl, objective, grad_norm;
-    ``optimum``: π* (probabilities or (loc, scale)); ``ref_policy_optimum``: the other objective's."""
+    ``optimum``: π* (probabilities or (loc, scale); markov: the family optimum's V^L sequence probabilities);
+    ``ref_policy_optimum``: the other objective's."""
 
     table: pd.DataFrame
     trajectory: pd.DataFrame
@@ -83,7 +90,8 @@ def check_training(policy, ref, reward, beta, estimators, placements, steps, lr,
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise KLGradError(f"samples must be a positive integer (or omitted for exact steps), got {samples!r}")
     check_seed(seed)
-    return problem.policy, problem.ref, reward, make_cases(estimators, placements), problem.sampler
+    cases = make_cases(estimators, placements, sequence=problem.policy.fam.sequential)
+    return problem.policy, problem.ref, reward, cases, problem.sampler
 
 
 def _diverged(spec_values: np.ndarray, family: str) -> str:
@@ -91,7 +99,11 @@ def _diverged(spec_values: np.ndarray, family: str) -> str:
         return "diverged: a parameter is no longer finite"
     if family == "normal" and spec_values[1] <= 0:
         return f"diverged: scale left (0, ∞) (reached {spec_values[1]:.3g}; lower lr)"
-    if family == "categorical" and np.ptp(spec_values) > MAX_LOGIT_SPREAD:
+    groups = [spec_values] if family == "categorical" else []
+    if family == "markov":
+        v = vocab_of(len(spec_values))
+        groups = [spec_values[:v], *spec_values[v:].reshape(v, v)]
+    if any(np.ptp(g) > MAX_LOGIT_SPREAD for g in groups):
         return (f"diverged: logits spread beyond {MAX_LOGIT_SPREAD:g} (a token's probability is heading to 0 "
                 "without bound)")
     return ""
@@ -139,7 +151,7 @@ def _train_case(case, policy, ref, reward, beta, steps, lr, sampler, samples, se
         out["diverged"] = _diverged(theta, spec.family)
         if out["diverged"]:
             return out, spec, False
-        spec = make_spec(spec.family, theta, "policy during training")
+        spec = make_spec(spec.family, theta, "policy during training", structure=spec.structure)
     if samples is not None:
         out["warning"] = (f"noisy steps ({samples} samples): converged is not assessed; the last step's gradient norm "
                           f"was {out['grad_norm']:.2e}")
@@ -163,8 +175,13 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
                                                          lr, sampler, samples, seed, tol)
     if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
         raise KLGradError(f"check_every must be a positive integer, got {check_every!r}")
-    optimum = gibbs_optimum(ref, reward, beta)
-    other = ref_policy_optimum(ref, reward, beta)
+    if policy.fam.sequential:
+        from .train_sequences import sequence_optima
+
+        optimum, optimum_text, other, other_text = sequence_optima(policy, ref, reward, beta, lr)
+    else:
+        optimum, other = gibbs_optimum(ref, reward, beta), ref_policy_optimum(ref, reward, beta)
+        optimum_text, other_text = point_text(optimum, policy.family), point_text(other, policy.family)
     rows, traj = [], []
     for i, case in enumerate(cases):
         if progress:
@@ -182,8 +199,8 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
         kl = Problem(spec, ref).true_kl(POLICY_REF)
         out.update(kl=kl, objective=reward.expected(spec) - beta * kl, distance_to_optimum=distance(spec, optimum),
                    **{f"distance_to_optimum_{REF_POLICY}": distance(spec, other),
-                      f"optimum_{REF_POLICY}": point_text(other, policy.family)},
-                   optimum=point_text(optimum, policy.family), family=policy.family, policy=policy.label,
+                      f"optimum_{REF_POLICY}": other_text},
+                   optimum=optimum_text, family=policy.family, policy=policy.label,
                    ref=ref.label, reward=reward.label, beta=beta, lr=lr,
                    sampler=sampler.label if sampler else "policy", samples="exact" if samples is None else samples)
         if out["diverged"]:
@@ -191,14 +208,23 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
         if refused:
             for key in ("kl", "objective", "distance_to_optimum", f"distance_to_optimum_{REF_POLICY}", "grad_norm"):
                 out[key] = math.nan
-        end = as_point(spec) if not refused else np.full(len(as_point(spec)), math.nan)
-        out.update({"probs": [float(v) for v in end]} if policy.family == "categorical"
-                   else dict(zip(("loc", "scale"), end)))
+        if policy.family == "markov":
+            from .train_sequences import final_probs
+
+            out.update({k: _nan_like(v) if refused else v for k, v in final_probs(spec).items()})
+        else:
+            end = as_point(spec) if not refused else np.full(len(as_point(spec)), math.nan)
+            out.update({"probs": [float(v) for v in end]} if policy.family == "categorical"
+                       else dict(zip(("loc", "scale"), end)))
         rows.append(out)
     columns = RESULT_COLUMNS[:2] + FINAL_COLUMNS[policy.family] + RESULT_COLUMNS[2:]
     table = pd.DataFrame(rows)[columns]
     table["diverged"] = table["diverged"] != ""
     return TrainRun(table, pd.DataFrame(traj), optimum, other, policy.param_names)
+
+
+def _nan_like(v):
+    return [_nan_like(x) for x in v] if isinstance(v, list) else math.nan
 
 
 def point_text(point: np.ndarray | None, family: str) -> str:

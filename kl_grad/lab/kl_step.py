@@ -5,9 +5,11 @@ own machinery (``gradient_table.exact_gradient_moments``: ``row_gradients`` on q
 enumerated support) for E_m[∇θ surrogate], so what training follows is exactly what autograd produces
 from the surrogate a trainer writes, averaged with no sampling noise. ``mc_kl_gradients`` is the noisy
 counterpart: one autograd gradient of the mean surrogate over ``samples`` draws, as one trainer step.
+A Markov policy's cases are sequence placements (``kl_grad/sequences.py``), on the enumerated sequences.
 
 ``independent_kl_gradient`` recomputes the same expectation another way, for the runner's exactness
-check: a plain loop over tokens (``math.fsum`` of q_x · autograd gradient of that token's surrogate), or
+check: a plain loop over tokens (``math.fsum`` of q_x · autograd gradient of that token's surrogate) or over
+sequences (``train_sequences.independent_sequence_kl_gradient``), or
 ``scipy.integrate.quad_vec`` of m(x) · (autograd gradient at x) for a Normal. Neither uses the lab's
 families, nodes or batched gradients; both call only ``placements.surrogate``, the definition under study.
 """
@@ -66,6 +68,10 @@ def independent_kl_gradient(case: Case, policy: DistSpec, ref: DistSpec,
                             sampler: DistSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(E_m[∇θ surrogate] (P,), its error bound (P,)) computed without the lab's expectation machinery."""
     m = sampler or policy
+    if policy.fam.sequential:
+        from .train_sequences import independent_sequence_kl_gradient
+
+        return independent_sequence_kl_gradient(case, policy, ref, sampler)
     if policy.fam.enumerable:
         z = np.asarray(m.values)
         w = np.exp(z - z.max())

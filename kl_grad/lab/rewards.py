@@ -5,10 +5,11 @@
     normal        ``linear:A``       R(x) = A·x: E[R] = A·μ, ∇ = (A, 0) w.r.t. (loc, scale)
     normal        ``quadratic:C,B``  R(x) = −C·(x − B)², C > 0: E[R] = −C((μ − B)² + σ²),
                                      ∇ = (−2C(μ − B), −2Cσ)
+    markov        ``sum:1,0,0.5``    R(y) = Σ_t r[y_t]; ``last:1,0,0.5``: R(y) = r[y_{L−1}]
+                                     (``train_sequences.SequenceReward``: a forward recursion, autograd)
 
 The reward term is not what this lab measures, so its gradient is the closed form above (the KL term is the
-one followed through autograd, ``kl_step.py``). A per-sequence reward for the sequence families would be one
-more ``Reward`` subclass with ``expected`` and ``gradient`` over the enumerated sequences.
+one followed through autograd, ``kl_step.py``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class TokenReward(Reward):
         return ",".join(f"{v:g}" for v in self.values)
 
     def check(self, policy):
+        if policy.family == "markov":
+            raise KLGradError(f"reward {self.label} is a per-token reward of one token; a markov policy takes "
+                              f"sum:{self.label} (R = Σ_t r[y_t]) or last:{self.label} (R = r[y_(L−1)])")
         if policy.family != "categorical" or len(policy.values) != len(self.values):
             raise KLGradError(f"reward {self.label} gives {len(self.values)} token rewards; it needs a categorical "
                               f"policy with {len(self.values)} logits, got {policy.label}")
@@ -118,7 +122,8 @@ def _need_normal(reward: Reward, policy: DistSpec) -> None:
                           f"got {policy.label} (categorical policies take one reward per token, e.g. 1,0,0.5)")
 
 
-REWARD_FORMS = "one number per token (categorical, e.g. 1,0,0.5), linear:A or quadratic:C,B (normal)"
+REWARD_FORMS = ("one number per token (categorical, e.g. 1,0,0.5), linear:A or quadratic:C,B (normal), "
+                "sum:1,0,0.5 or last:1,0,0.5 (markov)")
 
 
 def _numbers(text: str, parts: list[str]) -> list[float]:
@@ -149,6 +154,10 @@ def parse_reward(text: str | Reward) -> Reward:
         return TokenReward(tuple(values))
     kind = kind.strip().lower()
     args = _numbers(text, rest.split(","))
+    if kind in ("sum", "last"):
+        from .train_sequences import parse_sequence_reward
+
+        return parse_sequence_reward(kind, args, text)
     if kind == "linear" and len(args) == 1:
         return LinearReward(args[0])
     if kind == "quadratic" and len(args) == 2:

@@ -14,13 +14,25 @@ examples:
       loss ends at the optimum of E[R] − β·KL(π_ref‖π_θ) instead; k1 as a plain loss never stops
   kl-grad train --policy normal:-0.5,0.8 --ref normal:0.5,1.2 --reward linear:1 --beta 3 --estimators k2,k3
       Gaussian, R = x: π* = N(μ_ref + σ_ref²/β, σ_ref) = N(0.98, 1.2); k3 loss ends at N(1.1, 1.342)
+  kl-grad train --policy markov:4:0,0,0:0,0,0/0,0,0/0,0,0 --ref markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1 \\
+                --reward sum:1,0,0.5 --placements loss,loss-w,loss-prefix-w,reward,both
+      a 3-token chain of L = 4 with R(y) = Σ_t r[y_t]: the exact sequence-gradient constructions (k1/k3
+      loss-prefix-w, k1 reward, k1/k3 both) end at the family's optimum of the exact sequence objective;
+      the token-level ones (k2 loss, k1/k3 loss-w) stop short of it
   kl-grad train ... --samples 64 --seed 1
       one 64-sample Monte-Carlo KL gradient per step instead of the exact expectation
 
-rewards: one number per token (categorical), linear:A (R = A·x) or quadratic:C,B (R = −C·(x − B)²).
-each step: θ += lr·(∇E[R] − β·g), ∇E[R] in closed form, g = the expected autograd gradient of the KL
-surrogate (the same exact machinery as `kl-grad table --mode exact`), checked against an independent
-enumeration/quadrature at the first, every 100th and the last step (a disagreement refuses the row).
+rewards: one number per token (categorical), linear:A (R = A·x) or quadratic:C,B (R = −C·(x − B)²);
+markov sequences: sum:r_0,…,r_(V−1) (R(y) = Σ_t r[y_t], every position) or last:r_0,…,r_(V−1)
+(R(y) = r[y_(L−1)], the last token). markov policies take the sequence placements (kl-grad table --help);
+π* ∝ π_ref·exp(R/β) is then in general not a chain with one transition matrix, so distance_to_optimum is
+the total variation over all V^L sequences to the family's optimum, found by gradient ascent plus Newton
+steps on the exact sequence objective E[R] − β·KL(π_θ‖π_ref) from the same start (enumerated, no
+surrogate); the header gives its TV from π*.
+each step: θ += lr·(∇E[R] − β·g), ∇E[R] in closed form (markov: autograd of a forward recursion),
+g = the expected autograd gradient of the KL surrogate (the same exact machinery as `kl-grad table --mode
+exact`), checked against an independent enumeration/quadrature at the first, every 100th and the last step
+(a disagreement refuses the row).
 columns: converged (gradient norm < 1e-9 within --steps), kl = true KL(π_θ‖π_ref) at the end,
 objective = true E[R] − β·KL(π_θ‖π_ref), distance_to_optimum = total variation (categorical) or
 ‖(loc, scale) − (loc*, scale*)‖ (normal) to π*; distance_to_optimum_ref||policy: to the optimum of
@@ -44,7 +56,8 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--policy", required=True, help="starting π_θ, e.g. categorical:0,0,0,0 or normal:-0.5,0.8")
     t.add_argument("--ref", required=True, help="π_ref, same family and size as the policy")
-    t.add_argument("--reward", required=True, help="1,0,0.5 (one per token), linear:A or quadratic:C,B (normal)")
+    t.add_argument("--reward", required=True, help="1,0,0.5 (one per token), linear:A or quadratic:C,B (normal), "
+                   "sum:1,0,0.5 or last:1,0,0.5 (markov)")
     t.add_argument("--beta", type=float, default=1.0, help="KL coefficient β > 0 (default 1)")
     t.add_argument("--estimators", type=_csv_list, default=list(DEFAULT_ESTIMATORS),
                    help=f"comma list from: {', '.join(ESTIMATORS)} (default {','.join(DEFAULT_ESTIMATORS)})")

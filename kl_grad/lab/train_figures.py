@@ -13,7 +13,8 @@ from .figures import DASHES, FLOOR, MARKERS, _plt, _png
 
 def trajectories_png(trajectory: pd.DataFrame, title: str, family: str) -> bytes:
     """Two panels over steps, log axes (values below FLOOR drawn at it): distance to π* (TV for categorical,
-    parameter distance for normal) and the true KL(π_θ‖π_ref). ``trajectory``: dynamics.TrainRun.trajectory."""
+    parameter distance for normal, TV over sequences to the family optimum
+    for markov) and the true KL(π_θ‖π_ref). ``trajectory``: dynamics.TrainRun.trajectory."""
     plt = _plt()
     fig, (ax_d, ax_k) = plt.subplots(1, 2, figsize=(12, 4.6))
     groups = list(trajectory.groupby(["estimator", "placement"], sort=False))
@@ -24,7 +25,8 @@ def trajectories_png(trajectory: pd.DataFrame, title: str, family: str) -> bytes
         ax_k.plot(block["step"], np.maximum(block["kl"].to_numpy(), FLOOR), **style)
     ax_d.set_yscale("log")
     ax_k.set_yscale("log")  # a k1-loss run's KL grows without bound while the others settle near 0.1
-    ax_d.set_ylabel(("total variation" if family == "categorical" else "‖(loc, scale) − (loc*, scale*)‖")
+    ax_d.set_ylabel("total variation over sequences to the chain family's optimum" if family == "markov" else
+                    ("total variation" if family == "categorical" else "‖(loc, scale) − (loc*, scale*)‖")
                     + " to π* ∝ π_ref·exp(R/β)")
     ax_k.set_ylabel("true KL(π_θ‖π_ref)")
     for ax in (ax_d, ax_k):

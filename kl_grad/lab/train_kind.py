@@ -30,7 +30,7 @@ class TrainExperiment:
     title: str
     policy: str  # the starting policy, e.g. "categorical:0,0,0,0"
     ref: str
-    reward: str  # "1,0,0.5" (one per token), "linear:A" or "quadratic:C,B" (normal)
+    reward: str  # "1,0,0.5" (one per token), "linear:A" or "quadratic:C,B" (normal), "sum:…"/"last:…" (markov)
     beta: float
     estimators: list[str]
     placements: list[str] = field(default_factory=lambda: list(DEFAULT_PLACEMENTS))

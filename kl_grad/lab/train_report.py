@@ -1,9 +1,11 @@
 """Views of a training-dynamics table (``dynamics.run_training(...).table``): markdown, grid, CSV, JSON.
 
 One row per estimator × placement. JSON is a list of objects, one key per column: ``estimator``,
-``placement``, ``probs`` (categorical: final policy probabilities, a list) or ``loc`` and ``scale`` (normal:
+``placement``, ``probs`` (categorical: final policy probabilities, a list), ``init_probs`` and ``trans_probs``
+(markov: softmax(init), a list, and the transition rows, a list of lists) or ``loc`` and ``scale`` (normal:
 final parameters), ``converged``, ``steps``, ``kl`` (true KL(π_θ‖π_ref) at the end), ``objective`` (true J at
-the end), ``distance_to_optimum`` (TV for categorical, parameter distance for normal, against π*),
+the end), ``distance_to_optimum`` (TV to π* for categorical, parameter distance to π*
+for normal, TV over the V^L sequences to the chain family's optimum for markov),
 ``distance_to_optimum_ref||policy``, ``grad_norm``, ``diverged``, the optima and the run's inputs, and
 ``warning``. NaN is ``null`` and ±inf the strings "inf"/"-inf" (the warning says why).
 ``report.VIEWS["train"]`` points here.
@@ -21,6 +23,9 @@ _SHOWN = ["estimator", "placement", "converged", "steps", "final", "kl", "object
 
 
 def _final(row) -> str:
+    if "init_probs" in row:  # markov: the first-token and transition probabilities
+        row6 = lambda p: "(" + ", ".join(f"{v:.6g}" for v in p) + ")"  # noqa: E731
+        return f"init {row6(row['init_probs'])}; trans " + "/".join(row6(r) for r in row["trans_probs"])
     if "probs" in row:
         return "(" + ", ".join(f"{v:.6g}" for v in row["probs"]) + ")"
     return f"N({row['loc']:.6g}, {row['scale']:.6g})"
@@ -33,8 +38,10 @@ def _header(table: pd.DataFrame) -> str:
     how = "exact expected" if row["samples"] == "exact" else f"{row['samples']}-sample MC"
     return (f"Start {row['policy']}, reference {row['ref']}, reward {row['reward']}, β = {row['beta']:g}, "
             f"lr = {row['lr']:g}, samples from {row['sampler']}, {how} KL gradient per step.\n"
-            f"π* ∝ π_ref·exp(R/β) = {row['optimum']}; optimum of E[R] − β·KL(π_ref‖π_θ): "
-            f"{row['optimum_ref||policy']}.\n\n")
+            + (f"π* ∝ π_ref·exp(R/β) = {row['optimum']}" if row["family"] != "markov" else
+               f"Optimum of E[R] − β·KL(π_θ‖π_ref) over the chain family (gradient ascent on the exact sequence "
+               f"objective; distances are TV over sequences): {row['optimum']}")
+            + f"; optimum of E[R] − β·KL(π_ref‖π_θ): {row['optimum_ref||policy']}.\n\n")
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
@@ -62,9 +69,9 @@ def train_csv(table: pd.DataFrame) -> str:
 def _value(v):
     from .report import _json_value
 
-    if isinstance(v, list):  # probabilities: every digit (JSON has no precision loss for floats)
-        return [None if x != x else ("inf" if x == float("inf") else "-inf" if x == float("-inf") else float(x))
-                for x in v]
+    if isinstance(v, list):  # probabilities (markov: rows of them): every digit (JSON floats lose none)
+        return [_value(x) if isinstance(x, list) else None if x != x else
+                ("inf" if x == float("inf") else "-inf" if x == float("-inf") else float(x)) for x in v]
     return _json_value(v)
 
 

@@ -31,9 +31,7 @@ from typing import Callable
 import pandas as pd
 
 from ..errors import KLGradError, choose
-from . import coefficients_kind
-from . import length_sweep
-from . import catalogue_table
+from . import catalogue_table, coefficients_kind, length_sweep
 from .audit_experiment import AuditExperiment, check_audit, describe_audit, run_audit
 from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
 from .families import parse_spec

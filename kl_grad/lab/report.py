@@ -19,8 +19,8 @@ from tabulate import tabulate
 
 from ..errors import choose
 from ..estimators import ESTIMATORS
-from .coefficients_kind import coefficients_markdown, coefficients_text
 from .catalogue_table import catalogue_markdown, catalogue_text
+from .coefficients_kind import coefficients_markdown, coefficients_text
 from .config import Mode
 
 FLOAT_FORMAT = "%.10g"

@@ -15,11 +15,11 @@ import pytest
 from kl_grad.errors import KLGradError
 from kl_grad.estimators import ESTIMATORS
 from kl_grad.lab import run_gradients, run_values, sweep
-from kl_grad.lab.coefficients import coefficient_table
-from kl_grad.lab.length_sweep import LengthSweepExperiment, length_sweep
-from kl_grad.lab.dynamics import run_training
 from kl_grad.lab.catalogue_table import CatalogueExperiment
 from kl_grad.lab.catalogue_table import run as run_catalogue
+from kl_grad.lab.coefficients import coefficient_table
+from kl_grad.lab.dynamics import run_training
+from kl_grad.lab.length_sweep import LengthSweepExperiment, length_sweep
 from kl_grad.lab.report import FLOAT_FORMAT, TEXT_VIEWS, VIEWS, estimators_table, render
 from tests.problems import SCHULMAN_FAR, SEED003
 

@@ -2,7 +2,9 @@
 
 Our own CI regression on gradient bias (issue 11, item 5): each experiment file is run again (same seed,
 same budget) and its table is compared with ``results/<name>/table.csv`` by the one rule ``compare.py``
-states (each number within its own precision, text cells equal). Nothing is written. A missing result
+states (each number within its own precision, text cells equal); a table its kind derives from the run
+(``Kind.tables``: ``summary.csv`` of a gradient experiment with ``summary = true``) is recomputed and
+compared the same way, and is missing if absent. Nothing is written. A missing result
 folder, a result folder whose experiment file is gone, or a ``config.toml`` that is not a copy of the
 experiment file also fail: the committed results must be what the committed experiments produce.
 ``make test`` runs the whole check (``tests/lab/test_results_check.py``), so a 0.1% change to any
@@ -14,14 +16,14 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import KLGradError
 from .compare import Difference, count_numbers, table_differences
 from .experiments import KINDS
 from .report import render
-from .reproduce import load_experiments
+from .reproduce import SUBTITLES, load_experiments
 
 LISTED = 20  # differences listed per experiment; the rest are counted
 
@@ -44,10 +46,10 @@ class CheckReport:
         """One line per difference (the first ``listed`` of each experiment, then a count), then the summary."""
         out = []
         for name, diffs in self.differences.items():
-            where = self.out_dir / name / "table.csv"
-            out += [f"{where} {d}" for d in diffs[:listed]]
+            out += [f"{self.out_dir / name / d.file} {d}" for d in diffs[:listed]]
             if len(diffs) > listed:
-                out.append(f"{where}: … and {len(diffs) - listed} more difference(s)")
+                out.append(f"{self.out_dir / name / diffs[listed].file}: … and {len(diffs) - listed} more "
+                           f"difference(s)")
         n = sum(len(d) for d in self.differences.values())
         checked = f"checked {self.experiments} experiments, {self.rows} rows, {self.numbers} numbers"
         if self.failed:
@@ -90,10 +92,20 @@ def check(exp_dir: Path, out_dir: Path, fail_fast: bool = False, progress: bool 
         folder = out_dir / name
         diffs = _folder_problems(folder, path)
         if not diffs or diffs[0].column == "config.toml":
-            csv = render(_table(exp), "csv", exp.kind)
-            diffs += table_differences(folder / "table.csv", csv) if (folder / "table.csv").is_file() else []
-            report.rows += csv.count("\n") - 1
-            report.numbers += count_numbers(csv)
+            table = _table(exp)
+            derived = KINDS[exp.kind].tables(exp, table)
+            for stem, (kind, t) in {"table": (exp.kind, table), **derived}.items():
+                csv, file = render(t, "csv", kind), f"{stem}.csv"
+                if (folder / file).is_file():
+                    diffs += [replace(d, file=file) for d in table_differences(folder / file, csv)]
+                else:  # only a derived table can be missing here (a missing table.csv is a missing folder)
+                    diffs.append(Difference(None, "", "file", "missing",
+                                            f"run `kl-grad reproduce {path}` and commit {folder}/", file=file))
+                report.rows += csv.count("\n") - 1
+                report.numbers += count_numbers(csv)
+            diffs += [Difference(None, "", "file", "stale", f"{path} does not make it; rerun `kl-grad reproduce "
+                                 f"{path}` (it removes the file) and commit {folder}/", file=f"{stem}.csv")
+                      for stem in SUBTITLES if stem not in derived and (folder / f"{stem}.csv").is_file()]
         report.experiments += 1
         if diffs:
             report.differences[name] = diffs

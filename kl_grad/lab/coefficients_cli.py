@@ -2,10 +2,10 @@
 
 Registered in ``cli.py`` by ``add_parser(sub)``; ``run(args)`` returns the text to print or write.
 
-Hook for a user's KL term (``module:function`` or ``file.py:function``): ``args.target`` is None until a
-TARGET argument is added to the parser (``p.add_argument("target", nargs="?", ...)`` in ``add_parser``).
-When it is set, ``run`` loads it with ``load_target(text, {})`` (given, else ``kl_grad.lab.target.load_target``,
-the audit's loader) and tabulates it as written through ``coefficient_table(fn=...)``.
+A user's KL term: the optional positional TARGET (``module:function`` or ``file.py:function``) is loaded by
+``load_target(text, kwargs)`` (given, else ``kl_grad.lab.target.load_target``, the audit's loader), with
+``--kwarg NAME=VALUE`` read by the audit's ``parse_kwargs``, and tabulated as written through
+``coefficient_table(fn=...)``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ examples:
       three estimators, two placements; a negative LO needs the --grid=LO:HI:STEP form
   kl-grad coefficients --plot coefficients.png -o coefficients.csv
       every grid point as CSV, and the figure (one panel per placement)
+  kl-grad coefficients examples/trainer_kl_terms.py:verl_low_var_kl --plot c.png
+      your own KL term, differentiated as written: verl's clamped k3 has c = 0 where its clamp holds (d < -2.6)
+  kl-grad coefficients mytrainer:compute_kl --kwarg kl_penalty=low_var_kl
+      a module's function (importable from the current directory), a keyword argument bound
 
 what c(d) is: on-policy, a KL term's per-sample gradient is c(d)·∇log π_θ(x), d = log π_θ(x) − log π_ref(x);
 c = ∂surrogate/∂log π_θ, read from autograd in float64. E[c·s] = ∇KL(policy‖ref) exactly when c − d is a
@@ -52,13 +56,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout (written whole or not at "
                    "all)")
     p.add_argument("--plot", type=Path, help="also write the figure (PNG) here")
-    p.set_defaults(target=None)
+    p.add_argument("target", metavar="TARGET", nargs="?", default=None,
+                   help="optional: your KL term instead of the built-ins, module:function or path/to/file.py:function "
+                   "(fn(logp, ref_logp) or fn(logp, ref_logp, old_logp), per-sample values), as kl-grad audit takes")
+    p.add_argument("--kwarg", action="append", default=[], metavar="NAME=VALUE",
+                   help="bind a keyword argument of TARGET (repeatable); VALUE is a Python literal or a bare word")
     return p
 
 
 def run(args, load_target: Callable | None = None) -> str:
-    """The table in ``args.format``; writes ``args.plot``. With ``args.target`` set, ``load_target(text, {})`` gives
-    the user's KL term, tabulated as written instead of the built-ins."""
+    """The table in ``args.format``; writes ``args.plot``. With ``args.target`` set, ``load_target(text, kwargs)``
+    (kwargs from ``args.kwarg``) gives the user's KL term, tabulated as written instead of the built-ins."""
     from ..errors import KLGradError
     from .cli import _output_format
     from .coefficients import coefficient_table, parse_grid
@@ -69,6 +77,9 @@ def run(args, load_target: Callable | None = None) -> str:
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise KLGradError(f"--plot {args.plot} must name a .png file")
     grid = parse_grid(args.grid)
+    kwarg = getattr(args, "kwarg", None) or []
+    if kwarg and args.target is None:
+        raise KLGradError("--kwarg binds an argument of a TARGET: give one (module:function or file.py:function)")
     if args.target is not None:
         if load_target is None:
             try:
@@ -78,7 +89,10 @@ def run(args, load_target: Callable | None = None) -> str:
                                   "lacks") from None
         if args.estimators or args.placements:
             raise KLGradError("a TARGET is tabulated as written: drop --estimators/--placements")
-        table = coefficient_table(grid, fn=load_target(args.target, {}), name=args.target)
+        if kwarg:
+            from .target import parse_kwargs  # the audit's --kwarg reader
+        fn = load_target(args.target, parse_kwargs(kwarg) if kwarg else {})
+        table = coefficient_table(grid, fn=fn, name=args.target)
     else:
         table = coefficient_table(grid, args.estimators, args.placements)
     if args.plot is not None:

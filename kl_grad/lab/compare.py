@@ -55,7 +55,7 @@ class Difference:
 
     ``row`` is the 0-based data row (None for a shape difference; printed as its CSV line, row + 2),
     ``row_id`` the row's identifying text ("k3, loss, policy||ref, loc"); ``tolerance`` is None for text
-    cells and shapes.
+    cells and shapes; ``file``: the result file compared (``table.csv``, or a derived ``summary.csv``).
     """
 
     row: int | None
@@ -64,6 +64,7 @@ class Difference:
     committed: object
     recomputed: object
     tolerance: float | None = None
+    file: str = "table.csv"
 
     def __str__(self) -> str:
         if self.row is None:  # the file or table as a whole: committed and recomputed are sentences

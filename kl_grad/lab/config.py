@@ -49,6 +49,7 @@ class GradientExperiment:
     mode: str = Mode.MC.value  # mc (sampled trials) or exact (quadrature, no noise)
     violin: bool = False  # also draw violin.png of per-trial gradients (mc only)
     pathwise: bool = False  # reparameterised samples (rsample) instead of score-function sampling
+    summary: bool = False  # also write summary.md/.csv/.json: the vector summary (summary.py; exact mode only)
     notes: str = ""  # free text copied into results/README.md
 
 

@@ -38,6 +38,7 @@ from .families import parse_spec
 from .figures import sweep_png, violin_png
 from .gradient_table import check_gradient_request, run_gradients
 from .problem import Problem
+from .summary import vector_summary
 from .sweep import sweep
 from .terms import value_estimators
 from .train_kind import TrainExperiment, check_train, describe_train, run_train
@@ -53,6 +54,9 @@ class Kind:
     run: Callable[..., tuple[pd.DataFrame, dict[str, bytes]]]  # (exp, progress) -> (table, {figure: PNG});
     # a run that also takes figures=False skips rendering the PNGs (reproduce --check compares tables only)
     describe: Callable[[object], str]  # one line for results/README.md
+    tables: Callable[[object, pd.DataFrame], dict] = lambda exp, table: {}  # (exp, table) -> tables written
+    # beside table.*: {file stem: (report.VIEWS kind, DataFrame)}, e.g. {"summary": ("summary", ...)}; derived
+    # from the run's table, so reproduce --check recomputes and compares them too
 
 
 def _gradient_args(exp: GradientExperiment) -> dict:
@@ -65,6 +69,9 @@ def _check_gradients(exp: GradientExperiment) -> None:
     job = check_gradient_request(**_gradient_args(exp))
     if exp.violin and job.budget.mode is not Mode.MC:
         raise KLGradError("violin plots need mode = \"mc\" (exact mode has no trials)")
+    if exp.summary and job.budget.mode is not Mode.EXACT:
+        raise KLGradError("summary = true needs mode = \"exact\" (reproduce --check has no tolerance rule for "
+                          "a Monte-Carlo norm over parameters; `kl-grad table --summary` prints one)")
 
 
 def _run_gradients(exp: GradientExperiment, progress=None, figures: bool = True):
@@ -73,6 +80,13 @@ def _run_gradients(exp: GradientExperiment, progress=None, figures: bool = True)
         return run.table, {}
     truths = Problem(exp.policy, exp.ref).true_gradients()
     return run.table, {"violin.png": violin_png(run.per_trial, run.table, run.params, exp.title, truths)}
+
+
+def _gradient_tables(exp: GradientExperiment, table: pd.DataFrame) -> dict:
+    """summary = true: the vector summary (one row per estimator × placement over all parameters)."""
+    if not exp.summary:
+        return {}
+    return {"summary": ("summary", vector_summary(table, Problem(exp.policy, exp.ref).true_gradients()))}
 
 
 def _describe_gradients(exp: GradientExperiment) -> str:
@@ -121,7 +135,7 @@ def _describe_sweep(exp: SweepExperiment) -> str:
 KINDS: dict[str, Kind] = {
     kind.config.kind: kind
     for kind in (
-        Kind(GradientExperiment, _check_gradients, _run_gradients, _describe_gradients),
+        Kind(GradientExperiment, _check_gradients, _run_gradients, _describe_gradients, _gradient_tables),
         Kind(ValueExperiment, _check_values, _run_values, _describe_values),
         Kind(SweepExperiment, _check_sweep, _run_sweep, _describe_sweep),
         Kind(coefficients_kind.CoefficientExperiment, coefficients_kind.check, coefficients_kind.run,

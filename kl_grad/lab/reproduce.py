@@ -1,7 +1,8 @@
 """``make reproduce``: run every experiment file and write results/ plus an index.
 
 Layout: ``results/<experiment>/`` holds ``table.md``, ``table.csv``,
-``table.json``, any figures (PNG) and ``config.toml`` (a byte copy of the
+``table.json``, any derived tables beside it (``summary.md/.csv/.json`` for a gradient experiment with
+``summary = true``), any figures (PNG) and ``config.toml`` (a byte copy of the
 experiment file that produced them); ``results/README.md`` indexes them. Nothing written depends on
 the clock, the machine or the path, so a rerun rewrites identical bytes. All
 experiment files are validated before any runs, and each file is written
@@ -93,35 +94,57 @@ def reproduce(exp_dir: Path, out_dir: Path, echo=print) -> int:
         kind = exp.kind
         table, figures = KINDS[kind].run(exp)
         folder = Path(out_dir) / name
-        markdown, csv = f"# {exp.title}\n\n" + render(table, "markdown", kind), render(table, "csv", kind)
-        kept = _unchanged(folder, markdown, csv, figures)
+        files = result_tables(exp, table)
+        kept = _unchanged(folder, files, figures)
         if kept:
-            markdown = (folder / "table.md").read_text()
+            files = {stem: ((folder / f"{stem}.md").read_text(), *rest) for stem, (_, *rest) in files.items()}
         else:
-            write_atomic(folder / "table.md", markdown)
-            write_atomic(folder / "table.csv", csv)
-            write_atomic(folder / "table.json", render(table, "json", kind))
+            for stem, (markdown, csv, json) in files.items():
+                write_atomic(folder / f"{stem}.md", markdown)
+                write_atomic(folder / f"{stem}.csv", csv)
+                write_atomic(folder / f"{stem}.json", json)
             for fig_name, png in figures.items():
                 write_atomic(folder / fig_name, png)
+        for stale in (folder / f"{stem}.{ext}" for stem in SUBTITLES if stem not in files for ext in EXTS):
+            stale.unlink(missing_ok=True)  # a derived table switched off (e.g. summary = false again)
         write_atomic(folder / "config.toml", path.read_bytes())
         echo(f"== {name}: {exp.title}")
         echo(TEXT_VIEWS[kind](table))
         what = "kept the tables and figures there: same numbers" if kept else "wrote"
         print(f"   ({time.perf_counter() - start:.1f} s; {what} {folder}/)", file=sys.stderr)
-        entries.append((name, exp, markdown.split("\n\n", 1)[1], figures))
+        bodies = [(f"`{stem}.md`, {SUBTITLES.get(stem, stem)}:\n\n" if stem != "table" else "")
+                  + md.split("\n\n", 1)[1] for stem, (md, *_) in files.items()]
+        entries.append((name, exp, "\n".join(bodies), figures))
     if whole:  # one file alone must not rewrite the index or remove the other experiments' folders
         write_atomic(Path(out_dir) / "README.md", _index(entries))
         _remove_stale(Path(out_dir), {name for name, *_ in entries}, echo)
     return len(entries)
 
 
-def _unchanged(folder: Path, markdown: str, csv: str, figures: dict) -> bool:
-    """Do the files in ``folder`` already hold this result (same title, same numbers within their precision,
+def result_tables(exp, table) -> dict[str, tuple[str, str, str]]:
+    """{file stem: (markdown, csv, json)} of an experiment's result: ``table`` (its kind's views) and the
+    tables its kind derives from it (``Kind.tables``, e.g. ``summary`` with ``summary = true``), in that order."""
+    tables = {"table": (exp.kind, table, exp.title)}
+    for stem, (kind, extra) in KINDS[exp.kind].tables(exp, table).items():
+        tables[stem] = (kind, extra, f"{exp.title}: {SUBTITLES.get(stem, stem)}")
+    return {stem: (f"# {title}\n\n" + render(t, "markdown", kind), render(t, "csv", kind), render(t, "json", kind))
+            for stem, (kind, t, title) in tables.items()}
+
+
+EXTS = ("md", "csv", "json")
+SUBTITLES = {"summary": "vector summary over all parameters (rel_bias_norm = ‖E[g] − ∇KL‖/‖∇KL‖)"}
+
+
+def _unchanged(folder: Path, files: dict[str, tuple[str, str, str]], figures: dict) -> bool:
+    """Do the files in ``folder`` already hold this result (same titles, same numbers within their precision,
     the same figures present)? Then they are left untouched, byte for byte."""
-    old_md = folder / "table.md"
-    return (old_md.is_file() and old_md.read_text().split("\n", 1)[0] == markdown.split("\n", 1)[0]
-            and (folder / "table.json").is_file() and all((folder / f).is_file() for f in figures)
-            and same_table(folder / "table.csv", csv))
+    def same(stem: str, markdown: str, csv: str) -> bool:
+        old_md = folder / f"{stem}.md"
+        return (old_md.is_file() and old_md.read_text().split("\n", 1)[0] == markdown.split("\n", 1)[0]
+                and (folder / f"{stem}.json").is_file() and same_table(folder / f"{stem}.csv", csv))
+
+    return (all(same(stem, md, csv) for stem, (md, csv, _) in files.items())
+            and all((folder / f).is_file() for f in figures))
 
 
 def _remove_stale(out_dir: Path, current: set[str], echo) -> None:

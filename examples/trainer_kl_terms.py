@@ -14,7 +14,15 @@ Names and formulas follow the documented semantics of the frameworks (no code co
 - ``verl_low_var_kl``: verl's ``low_var_kl`` as documented (verl/trainer/ppo/core_algos.py ``kl_penalty``,
   2025): clamp log(π_ref/π_θ) to ±20, k3 of it, clamp the result to [−10, 10];
 - ``k2_detached``: k2 of a detached logp (a bug: no gradient reaches the policy);
-- ``k3_float32``: k3 computed in float32, as mixed-precision trainers do.
+- ``k3_float32``: k3 computed in float32, as mixed-precision trainers do;
+- ``k3_prefix_weighted``: per-token k3 times the prefix weight W_t = Π_{τ≤t} π_θ/π_old (tokens are the last
+  axis), the sequence-level form of ``k3_weighted``;
+- ``k1_sequence_reward``: k1 of the whole sequence as a REINFORCE reward: the sequence's ratio
+  Π_t π_θ/π_old times the constant Σ_t (log π_old − log π_ref) (on-policy Σ_t d_t); one value per sequence.
+
+On the audit's sequence problems (Markov chains, tokens last) the per-token terms above that follow
+KL(π_θ‖π_ref) for one token give only the token-level partial gradient; the last two follow the
+sequence-level KL.
 """
 
 from __future__ import annotations
@@ -64,3 +72,14 @@ def k2_detached(logp, ref_logp):
 def k3_float32(logp, ref_logp):
     log_ratio = (ref_logp - logp).float()
     return torch.exp(log_ratio) - log_ratio - 1
+
+
+def k3_prefix_weighted(logp, ref_logp, old_logp):
+    prefix_weight = torch.exp(torch.cumsum(logp - old_logp, dim=-1))  # W_t, differentiable
+    return prefix_weight * k3_loss(logp, ref_logp)
+
+
+def k1_sequence_reward(logp, ref_logp, old_logp):
+    reward = -(old_logp - ref_logp).sum(dim=-1)  # the sequence's KL penalty of the rollout, a constant
+    ratio = torch.exp((logp - old_logp).sum(dim=-1))  # the whole sequence's ratio
+    return -(ratio * reward)

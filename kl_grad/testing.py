@@ -30,10 +30,10 @@ def _audit(fn, kwargs, placement, seed, problems):
     return audit(fn, kwargs=kwargs, placement=placement, seed=SEED if seed is None else seed, problems=problems)
 
 
-def _failures(result, direction: str, off_policy: bool) -> list[str]:
+def _failures(result, direction: str, off_policy: bool, sequences: bool = False) -> list[str]:
     lines = []
     for p in result.problems:
-        if not p["on_policy"] and not off_policy:
+        if (not p["on_policy"] and not off_policy) or (p.get("sequence") and not sequences):
             continue
         if direction in p["follows"].split(" and "):
             continue
@@ -52,7 +52,7 @@ def _failures(result, direction: str, off_policy: bool) -> list[str]:
 
 def assert_unbiased_kl_gradient(fn: Callable, direction: str = "policy||ref", *, kwargs: dict | None = None,
                                 placement: str | None = None, off_policy: bool = False, seed: int | None = None,
-                                problems: list[str] | None = None) -> None:
+                                problems: list[str] | None = None, sequences: bool = False) -> None:
     """Fail unless E[autograd gradient of ``fn``] equals ∇KL in ``direction`` on every on-policy problem.
 
     Args:
@@ -63,10 +63,13 @@ def assert_unbiased_kl_gradient(fn: Callable, direction: str = "policy||ref", *,
             behaviour policy m ≠ π_θ).
         seed: the Monte-Carlo seed (default: the audit's fixed one, so the verdict is deterministic).
         problems: battery problem names to check (default: all), e.g. ["gauss-near", "tokens-3"] for speed.
+        sequences: also require it on the sequence problems (Markov chains; fn gets per-token log-probs
+            (..., L), tokens last), against the sequence-level KL. Off by default: a per-token loss that is
+            unbiased for one token gives only the token-level partial gradient there (issue 12).
     """
     direction = resolve_direction(direction)
     result = _audit(fn, kwargs, placement, seed, problems)
-    lines = _failures(result, direction, off_policy)
+    lines = _failures(result, direction, off_policy, sequences)
     if lines:
         raise AssertionError(f"{result.name}: the expected gradient is not an unbiased ∇KL({direction}) "
                              f"(overall it follows {result.follows}):\n  " + "\n  ".join(lines))
@@ -74,18 +77,21 @@ def assert_unbiased_kl_gradient(fn: Callable, direction: str = "policy||ref", *,
 
 def assert_kl_gradient_follows(fn: Callable, direction: str, *, kwargs: dict | None = None,
                                placement: str | None = None, seed: int | None = None,
-                               problems: list[str] | None = None) -> None:
+                               problems: list[str] | None = None, sequences: bool = False) -> None:
     """Fail unless the audit's overall ``follows`` is ``direction`` (``policy||ref``, ``ref||policy`` or
-    ``zero``): the direction every on-policy problem's expected gradient agrees on. Options as for
+    ``zero``): the direction every on-policy single-token problem's expected gradient agrees on; with
+    ``sequences``, ``follows_sequence`` (the sequence problems') must be it too. Options as for
     ``assert_unbiased_kl_gradient``."""
     target = direction if direction == "zero" else resolve_direction(direction)
     result = _audit(fn, kwargs, placement, seed, problems)
-    if result.follows == target:
+    ran_sequences = any(p.get("sequence") for p in result.problems)
+    if result.follows == target and (not sequences or not ran_sequences or result.follows_sequence == target):
         return
     if target == "zero":
         lines = [f"{p['problem']}: follows {p['follows']}" for p in result.problems
-                 if p["on_policy"] and p["follows"] != "zero"]
+                 if p["on_policy"] and p["follows"] != "zero" and (sequences or not p.get("sequence"))]
     else:
-        lines = _failures(result, target, False)
-    raise AssertionError(f"{result.name}: expected gradient follows {result.follows}, not {target}:\n  "
+        lines = _failures(result, target, False, sequences)
+    got = result.follows if result.follows != target else f"{result.follows_sequence} on the sequence problems"
+    raise AssertionError(f"{result.name}: expected gradient follows {got}, not {target}:\n  "
                          + "\n  ".join(lines or ["(no on-policy problem gave a verdict)"]))

@@ -16,13 +16,17 @@ examples:
 
 the function:
   called as fn(logp, ref_logp) or, when it takes a third positional parameter, fn(logp, ref_logp,
-  old_logp) (on-policy old_logp = logp.detach()); float64 tensors of one shape, logp carries grad;
-  returns per-sample values of that shape or a reduced scalar (read as the mean over the samples).
-  Its output is the loss term exactly as returned (its own weights, clamps and detaches included).
+  old_logp) (on-policy old_logp = logp.detach()); float64 per-token tensors of one shape (..., L),
+  tokens last (L = 1 on single-token problems, 4 or 6 on the Markov-chain ones), logp carries grad;
+  returns per-token values (..., L) (summed over tokens), per-sequence values (...), or a reduced
+  scalar (read as the mean over sequences of the per-sequence loss, x.sum(-1).mean()). Its output is
+  the loss term exactly as returned (its own weights, clamps and detaches included).
 
 reading the audit:
   follows     overall: the KL whose gradient the expected autograd gradient equals on every on-policy
-              problem: policy||ref = KL(π_θ‖π_ref), ref||policy = KL(π_ref‖π_θ), zero, or none
+              single-token problem: policy||ref = KL(π_θ‖π_ref), ref||policy = KL(π_ref‖π_θ), zero, or none
+  follows_sequence   the same on the sequence problems, against the sequence-level KL (a per-token k2
+              loss: policy||ref for one token, none for sequences: the token-level partial gradient)
   rel bias    ‖E[grad] − ∇KL‖ / ‖∇KL‖ over the policy's parameters, against each direction
   stdev / best built-in   the gradient's stdev over that of the lowest-variance built-in estimator ×
               placement that follows the same KL on the same problem (1 = as good as the best)

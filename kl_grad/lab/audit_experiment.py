@@ -8,8 +8,10 @@ Example (``experiments/audit_trainer_terms.toml``)::
     functions = ["k1_loss", "k2_loss", "k3_loss"]
 
 The table has one row per function × battery problem (columns ``COLUMNS``); ``follows`` is the function's
-overall verdict, ``problem_follows`` the problem's. A function the audit refuses (e.g. no gradient reaches
-logp) gets one row with ``follows`` = ``error`` and the one-line reason in ``warning``.
+overall verdict on the single-token problems, ``follows_sequence`` on the sequence ones (Markov chains,
+against the sequence-level KL), ``problem_follows`` the problem's, ``tokens`` its L. A function the audit
+refuses (e.g. no gradient reaches logp) gets one row with ``follows`` = ``error`` and the one-line reason in
+``warning``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from .target import load_target
 
 FROM_PROBLEM = ["rel_bias_norm_vs_policy||ref", "rel_bias_norm_vs_ref||policy", "stdev_ratio", "best_builtin",
                 "zero_mass", "zero_mass_se", "dtype"]  # copied from the audit's per-problem details
-COLUMNS = ["function", "follows", "problem", "mode", "problem_follows", *FROM_PROBLEM, "warning"]
+COLUMNS = ["function", "follows", "follows_sequence", "problem", "tokens", "mode", "problem_follows", *FROM_PROBLEM,
+           "warning"]
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,12 @@ def run_audit(exp: AuditExperiment, progress=None) -> tuple[pd.DataFrame, dict]:
             result = audit(fn, placement=exp.placement or None, name=name, samples=exp.samples, trials=exp.trials,
                            seed=exp.seed)
         except KLGradError as exc:
-            rows.append({"function": name, "follows": "error", "warning": str(exc)})
+            rows.append({"function": name, "follows": "error", "follows_sequence": "error", "warning": str(exc)})
             continue
         warning = "; ".join(result.warnings)
         for p in result.problems:
-            rows.append({"function": name, "follows": result.follows, "problem": p["problem"], "mode": p["mode"],
+            rows.append({"function": name, "follows": result.follows, "follows_sequence": result.follows_sequence,
+                         "problem": p["problem"], "tokens": p["tokens"], "mode": p["mode"],
                          "problem_follows": p["follows"], **{c: p[c] for c in FROM_PROBLEM}, "warning": warning})
             warning = ""  # once per function
     return pd.DataFrame(rows, columns=COLUMNS), {}
@@ -78,18 +82,21 @@ def describe_audit(exp: AuditExperiment) -> str:
 
 
 def audit_markdown(table: pd.DataFrame) -> str:
-    """One line per function (overall follows, modes, worst stdev ratio), then its warnings."""
+    """One line per function (overall follows on single tokens and on sequences, modes, stdev ratios), then its
+    warnings."""
     lines = []
     for name, block in table.groupby("function", sort=False):
-        follows = block["follows"].iloc[0]
+        follows, seq = block["follows"].iloc[0], block["follows_sequence"].iloc[0]
         ratios = block["stdev_ratio"].astype(float)
         ratio = f"{ratios.min():.3g}–{ratios.max():.3g}" if ratios.notna().any() else ""
         modes = ", ".join(sorted(set(block["mode"].dropna().astype(str))))
-        per = ", ".join(f"{p} {f}" for p, f in zip(block["problem"], block["problem_follows"])
-                        if isinstance(p, str) and f != follows)
+        per = ", ".join(f"{p} {f}" for p, f, s in zip(block["problem"], block["problem_follows"],
+                                                      block["tokens"].fillna(1) > 1)
+                        if isinstance(p, str) and f != (seq if s else follows))
         zero = block["zero_mass"].astype(float)
         zmax = f"{100 * zero.max():.2g}%" if zero.notna().any() and zero.max() > 0 else ""
-        lines.append({"function": name, "follows": follows, "modes": modes, "stdev / best built-in": ratio,
+        lines.append({"function": name, "follows": follows, "follows (sequences)": seq,
+                      "modes": modes, "stdev / best built-in": ratio,
                       "max zero-grad mass": zmax, "problems that differ": per})
     head = tabulate(pd.DataFrame(lines), headers="keys", tablefmt="github", showindex=False) + "\n"
     notes = [f"- **{f}**: {w}" for f, w in zip(table["function"], table["warning"].astype(str))

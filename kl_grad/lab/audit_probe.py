@@ -56,10 +56,10 @@ class Probe:
 
 
 def _points(ap: AuditProblem, samples: int, seed: int) -> tuple[torch.Tensor, np.ndarray | None]:
-    """(N, 1) points of m and their weights (None: equal weights, sampled)."""
+    """(N, 1) points of m, or (N, 1, L) sequences, and their weights (None: equal weights, sampled)."""
     m = ap.problem.sampling
     if m.fam.enumerable:
-        x, w, _ = m.fam.nodes(m, 0)
+        x, w = m.fam.nodes(m, 0)[:2]
         return x, np.asarray(w, dtype=float)
     (pts,) = mc_points(m, 1, samples, seed, torch.float64, chunk_elements=samples)
     return pts.x.reshape(-1, 1), None
@@ -95,13 +95,18 @@ def coefficients(term: UserTerm, ap: AuditProblem, x: torch.Tensor, dtype: torch
     return values.detach(), c.double()
 
 
-def _mass(mask: np.ndarray, w: np.ndarray | None) -> float:
-    return float(mask.mean()) if w is None else float(w @ mask)
+def _mass(mask: np.ndarray, w: np.ndarray | None, n: int) -> float:
+    """m-mass of a mask over n points, each point's share the mean over its entries (a sequence's tokens)."""
+    share = mask.reshape(n, -1).mean(axis=1)
+    return float(share.mean()) if w is None else float(w @ share)
 
 
 def probe(term: UserTerm, ap: AuditProblem, samples: int = PROBE_SAMPLES, seed: int = 0) -> Probe:
-    """Evaluate ``term`` on problem ``ap`` (see the module docstring)."""
+    """Evaluate ``term`` on problem ``ap`` (see the module docstring). On a sequence problem the masses are
+    of (sequence, token) pairs: each sequence's m-mass shared equally among its tokens (per-sequence values
+    count once per sequence)."""
     x, w = _points(ap, samples, seed)
+    n = x.shape[0]
     values, c = coefficients(term, ap, x)
     v = values.double().numpy().ravel()
     scalar = values.dim() == 0
@@ -113,11 +118,10 @@ def probe(term: UserTerm, ap: AuditProblem, samples: int = PROBE_SAMPLES, seed: 
         finite = np.isfinite(v)
         if np.isnan(v).all():
             raise KLGradError(f"{term.name} returned NaN for every sample of {ap.name}: expected finite values")
-        negative = _mass(finite & (v < 0), w)
-        nonfinite = _mass(~finite, w)
+        negative = _mass(finite & (v < 0), w, n)
+        nonfinite = _mass(~finite, w, n)
     cn = c.numpy().ravel()
-    zero = _mass(cn == 0, w)
-    n = len(cn)
+    zero = _mass(cn == 0, w, n)
     zero_se = 0.0 if w is not None else math.sqrt(zero * (1 - zero) / n)
     return Probe(zero, zero_se, negative, nonfinite, values.dtype, _f32_error(term, ap, x, cn), scalar, n,
                  _frozen(term, ap, x, values, cn))
@@ -129,10 +133,14 @@ def _frozen(term: UserTerm, ap: AuditProblem, x: torch.Tensor, values: torch.Ten
     live = c64 != 0
     if not live.any():
         return 0.0
-    same_c = moved_c.numpy().ravel() == c64
+    n = x.shape[0]
+    same_c = (moved_c.numpy().ravel() == c64).reshape(n, -1)
     v0, v1 = values.double().numpy().ravel(), moved_values.double().numpy().ravel()
-    same_v = (v0 == v1) if v0.shape == c64.shape else np.full(c64.shape, bool(v0[0] == v1[0]))
-    return float((same_c & same_v)[live].mean())
+    if v0.size == 1:  # a scalar: one value for every point
+        same_v = np.full((n, 1), bool(v0[0] == v1[0]))
+    else:  # per point: every one of its values (a sequence's tokens) unchanged
+        same_v = (v0 == v1).reshape(n, -1).all(axis=1, keepdims=True)
+    return float((same_c & same_v).ravel()[live].mean())
 
 
 def _f32_error(term: UserTerm, ap: AuditProblem, x: torch.Tensor, c64: np.ndarray) -> float:

@@ -1,7 +1,8 @@
 """Views of an ``AuditResult``: markdown (the default), grid (fancy_grid) and json.
 
 json is one object: ``function``, ``follows`` (policy||ref, ref||policy, zero or none: the on-policy
-problems' common verdict), ``warnings`` (strings) and ``problems`` (one object per battery problem, with
+single-token problems' common verdict), ``follows_sequence`` (the same over the on-policy sequence problems,
+against the sequence-level KL), ``warnings`` (strings) and ``problems`` (one object per battery problem, with
 per-parameter ``params``); NaN is null, infinities the strings "inf"/"-inf", floats 10 significant digits
 (``report.FLOAT_FORMAT``). The text views print the verdict, the warnings and one row per problem.
 """
@@ -18,7 +19,7 @@ from .auditor import AuditResult
 from .report import _json_value
 
 COLUMNS = {  # table column: header
-    "problem": "problem", "sampler": "sampler", "mode": "mode", "follows": "follows",
+    "problem": "problem", "tokens": "L", "sampler": "sampler", "mode": "mode", "follows": "follows",
     "rel_bias_norm_vs_policy||ref": "rel bias vs policy||ref",
     "rel_bias_norm_vs_ref||policy": "rel bias vs ref||policy",
     "cosine_vs_policy||ref": "cos policy||ref", "cosine_vs_ref||policy": "cos ref||policy",
@@ -50,7 +51,14 @@ def _rows(result: AuditResult) -> pd.DataFrame:
 
 
 def _text(result: AuditResult, tablefmt: str) -> str:
-    head = f"{result.name}: follows {result.follows} — {FOLLOWS_MEANING[result.follows]}\n\n"
+    sequences = any(p.get("sequence") for p in result.problems)
+    meaning = FOLLOWS_MEANING[result.follows]
+    head = f"{result.name}: follows {result.follows} — "
+    head += (meaning.replace("on-policy problem", "on-policy single-token problem") if sequences else meaning) + "\n"
+    if sequences:
+        meaning = FOLLOWS_MEANING[result.follows_sequence].replace("on-policy problem", "on-policy sequence problem")
+        head += f"sequences (L > 1): follows {result.follows_sequence} — {meaning}, against the sequence-level KL\n"
+    head += "\n"
     body = tabulate(_rows(result), headers="keys", tablefmt=tablefmt, showindex=False, floatfmt=".4g",
                     missingval="")
     notes = "".join(f"- {w}\n" for w in result.warnings)

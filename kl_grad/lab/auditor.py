@@ -14,7 +14,11 @@ the lab's Student-t verdict (false-alarm rate ``statistics.FALSE_ALARM`` per par
                         follows the same direction on the same problem, both for a ``samples``-sample mean
 
 Overall ``follows`` ∈ {policy||ref, ref||policy, zero, none}: the direction (or zero) that every on-policy
-problem with a verdict agrees on, else none.
+single-token problem with a verdict agrees on, else none; ``follows_sequence`` the same over the on-policy
+sequence problems (Markov chains, ``battery.SEQUENCE``), whose truth is the gradient of the sequence-level
+KL. They are apart because they differ for the commonest terms: a per-token k2 loss follows policy||ref for
+one token but only the token-level partial gradient for sequences (issue 12; Tang & Munos, arXiv
+2506.09477), and the audit says so in a warning.
 """
 
 from __future__ import annotations
@@ -49,14 +53,18 @@ SEED = 0
 # coefficients d (k2 loss, k1 reward, k3 loss-w), d + 1 (k1 loss-w), d + d²/2 (k2 loss-w); 1 − r and −r.
 BUILTINS = (("k1", "loss-w"), ("k1", "reward"), ("k2", "loss"), ("k2", "loss-w"), ("k3", "loss"), ("k3", "loss-w"),
             ("reverse_k2", "loss"))
+# On sequence problems (kl_grad.sequences placements): reward-to-go, whole-sequence and prefix-weighted forms.
+SEQUENCE_BUILTINS = (("k1", "reward"), ("k1", "reward-seq"), ("k1", "reward-prefix-w"), ("k1", "loss-prefix-w"),
+                     ("k2", "loss-prefix-w"), ("k3", "loss-prefix-w"), ("k2", "both"), ("k3", "loss"))
 
 
 @dataclass
 class AuditResult:
-    """``follows`` (one of ``FOLLOWS``), ``warnings`` (strings), ``problems`` (one dict per battery problem:
-    name, policy, ref, sampler, mode, follows, rel_bias_norm_vs_*, cosine_vs_*, stdev_ratio, zero_mass, ...,
-    and ``params``: per-parameter mean_grad, se, true_grad_vs_*, tolerance_vs_*), ``table``: the problems
-    as a DataFrame (no ``params``), and ``name`` of the function."""
+    """``follows`` (one of ``FOLLOWS``, over the single-token problems), ``follows_sequence`` (the same over
+    the sequence problems; none when none ran), ``warnings`` (strings), ``problems`` (one dict per battery
+    problem: name, policy, ref, sampler, sequence, mode, follows, rel_bias_norm_vs_*, cosine_vs_*,
+    stdev_ratio, zero_mass, ..., and ``params``: per-parameter mean_grad, se, true_grad_vs_*,
+    tolerance_vs_*), ``table``: the problems as a DataFrame (no ``params``), and ``name`` of the function."""
 
     follows: str
     warnings: list[str]
@@ -64,16 +72,18 @@ class AuditResult:
     name: str = "fn"
     seconds: float = 0.0
     table: pd.DataFrame = field(default=None, repr=False)
+    follows_sequence: str = "none"
 
     def as_dict(self) -> dict:
-        return {"function": self.name, "follows": self.follows, "warnings": list(self.warnings),
-                "problems": self.problems}
+        return {"function": self.name, "follows": self.follows, "follows_sequence": self.follows_sequence,
+                "warnings": list(self.warnings), "problems": self.problems}
 
 
 @functools.lru_cache(maxsize=64)
 def _builtin_summary(ap: AuditProblem, samples: int) -> pd.DataFrame:
     """Exact vector summary of the candidate built-ins on one problem (cached: the same for every audit)."""
-    cases = [make_cases(e, p)[0] for e, p in BUILTINS]
+    pairs = SEQUENCE_BUILTINS if ap.sequence else BUILTINS
+    cases = [make_cases(e, p, sequence=ap.sequence)[0] for e, p in pairs]
     run = gradient_table(GradientJob(ap.problem, cases, Budget(Mode.EXACT, samples, 2, SEED), POLICY_REF))
     summary = run.summary
     norms = run.table.groupby(["estimator", "placement"], sort=False)["stdev"].apply(
@@ -137,7 +147,8 @@ def audit_problem(term: UserTerm, ap: AuditProblem, *, samples: int = SAMPLES, t
     stdev_norm = _norm(run.table["stdev"].to_numpy(dtype=float))
     follows = str(s["follows"])
     out = {"problem": ap.name, "policy": ap.problem.policy.label, "ref": ap.problem.ref.label,
-           "sampler": ap.problem.sampler_label, "on_policy": ap.on_policy, "mode": mode.value, "how": why,
+           "sampler": ap.problem.sampler_label, "on_policy": ap.on_policy, "sequence": ap.sequence,
+           "tokens": ap.problem.policy.fam.point_size(ap.problem.policy), "mode": mode.value, "how": why,
            "follows": follows}
     for d in DIRECTIONS:
         out[f"rel_bias_norm_vs_{d}"] = float(s[f"rel_bias_norm_vs_{d}"])
@@ -175,11 +186,12 @@ def _runner_warnings(table: pd.DataFrame, mode: Mode) -> list[str]:
     return parts
 
 
-def overall_follows(problems: list[dict]) -> str:
-    """The direction (or zero) every on-policy problem with a verdict agrees on; else none."""
+def overall_follows(problems: list[dict], sequence: bool = False) -> str:
+    """The direction (or zero) every on-policy problem with a verdict agrees on, among the single-token
+    problems (``sequence`` False) or the sequence ones; else none."""
     sets = []
     for p in problems:
-        if not p["on_policy"] or p["follows"] == "unknown":
+        if not p["on_policy"] or p["follows"] == "unknown" or p.get("sequence", False) != sequence:
             continue
         sets.append(set(p["follows"].split(" and ")) if p["follows"] != "neither" else set())
     if not sets:
@@ -200,7 +212,8 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
             fn: ``reward`` = w·sg(fn), ``loss-w`` = w·fn, ``loss-sgw`` = sg(w)·fn, ``loss`` = fn.
         samples, trials, seed: the stdev is of a ``samples``-sample mean; MC problems use ``trials`` trials
             of ``samples`` samples from ``seed`` (deterministic: the same seed gives the same digits).
-        problems: names of battery problems to run (default all; ``battery.ON_POLICY``, ``battery.OFF_POLICY``).
+        problems: names of battery problems to run (default all; ``battery.ON_POLICY``, ``battery.OFF_POLICY``,
+            ``battery.SEQUENCE``, ``battery.SEQUENCE_OFF_POLICY``).
         progress: called as progress(done, total) after each problem.
 
     Returns:
@@ -237,11 +250,37 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
         notes.insert(0, f"dtype: {label} returns float64 but computes in lower precision inside: on "
                      f"{', '.join(inside)} its value and gradient do not change when logp moves by "
                      f"{NUDGE:g} relative (a float32 step and a cast back?); measured by Monte Carlo")
-    follows = overall_follows(problems)
-    if not any(p["on_policy"] and p["follows"] != "unknown" for p in problems):
+    follows, follows_sequence = overall_follows(problems), overall_follows(problems, sequence=True)
+    single = [p for p in problems if not p["sequence"]]
+    if single and not any(p["on_policy"] and p["follows"] != "unknown" for p in single):
         notes.append("no on-policy problem gave a verdict, so follows is none")
+    notes += sequence_notes(problems, probes, label, follows, follows_sequence)
     table = pd.DataFrame([{k: v for k, v in p.items() if k != "params"} for p in problems])
-    return AuditResult(follows, notes, problems, label, time.perf_counter() - start, table)
+    return AuditResult(follows, notes, problems, label, time.perf_counter() - start, table, follows_sequence)
 
 
-__all__ = ["AuditResult", "FALSE_ALARM", "FOLLOWS", "audit", "best_builtin", "overall_follows"]
+def sequence_notes(problems: list[dict], probes: list, label: str, follows: str, follows_sequence: str) -> list[str]:
+    """What the sequence problems add: the single-token verdict that does not carry over to sequences (the
+    finding of issue 12), and how a scalar output is read there."""
+    seq = [p for p in problems if p["sequence"] and p["on_policy"]]
+    notes = []
+    if seq and follows in DIRECTIONS and follows_sequence != follows:
+        bias = ", ".join(f"{p['problem']} {p[f'rel_bias_norm_vs_{follows}']:.3g}" for p in seq)
+        why = ("the gradient of a sequence's KL(π_θ‖π_ref) has cross terms E[s_t·d_t'] for later tokens t' > t "
+               "(their prefix distribution depends on θ), which a per-token term unbiased for one token misses, so "
+               "it gives only the token-level partial gradient") if follows == POLICY_REF else (
+               "per-token terms average each token's KL(π_ref‖π_θ) over the policy's prefixes, the sequence-level "
+               "KL(π_ref‖π_θ) over the reference's, so the per-token sum is a different objective")
+        notes.append(f"sequences: {label} follows {follows} for one token but not on the sequence problems "
+                     f"(follows_sequence {follows_sequence}; relative bias against the sequence-level ∇KL({follows}): "
+                     f"{bias}): {why} (issue 12; Tang & Munos, arXiv 2506.09477); unbiased for the sequence-level "
+                     "KL(π_θ‖π_ref): the KL as a REINFORCE reward with reward-to-go, or per-token terms times the "
+                     "prefix weight W_t (kl_grad.sequences)")
+    if any(ap.sequence and pr.scalar for ap, pr in probes):
+        notes.append(f"scalar: {label} returns a reduced scalar; on the sequence problems it is read as the mean "
+                     "over sequences of each sequence's loss (seq-mean-token-sum: x.sum(-1).mean() of per-token x), "
+                     "so a token mean x.mean() reads as 1/L of it")
+    return notes
+
+
+__all__ = ["AuditResult", "FALSE_ALARM", "FOLLOWS", "audit", "best_builtin", "overall_follows", "sequence_notes"]

@@ -5,6 +5,13 @@ categorical (token) policies, on-policy; when the term takes ``old_logp`` the ne
 categorical pair are also measured off-policy (samples from a fixed behaviour policy m ≠ π_θ). The far pair
 is where clamps bite: there |log r| reaches 10–20 on a visible share of the policy's mass.
 
+Sequence problems (``SEQUENCE``, ``families/markov.py``): two Markov chains whose transition rows differ
+(so later tokens depend on earlier ones), V = 3 tokens × L = 4 and V = 2 × L = 6, exact by enumeration of
+the 81 and 64 sequences, and the first one off-policy when the term takes ``old_logp``. Their truth is the
+gradient of the sequence-level KL in both directions; a per-token loss that is unbiased for one token gives
+only the token-level partial gradient there (issue 12; Tang & Munos, arXiv 2506.09477), so the auditor
+reports them apart (``AuditResult.follows_sequence``).
+
 Each problem is measured exactly where that converges (Gauss–Hermite quadrature or enumeration of the
 support, ``quadrature.py``) and by Monte Carlo with standard errors where it cannot: the auditor decides
 from the term's own gradients (``audit_probe.py``), not from its name.
@@ -33,6 +40,11 @@ class AuditProblem:
     def continuous(self) -> bool:
         return not self.problem.policy.fam.enumerable
 
+    @property
+    def sequence(self) -> bool:
+        """Points are token sequences (…, L) with per-token log-probs (a sequence family)."""
+        return self.problem.policy.fam.sequential
+
 
 def _spec(text: str) -> DistSpec:
     return parse_spec(text)
@@ -51,13 +63,23 @@ OFF_POLICY = {  # name: (on-policy problem it shifts, sampler m)
     "gauss-near-offpolicy": ("gauss-near", "normal:0.2,1.05"),
     "tokens-3-offpolicy": ("tokens-3", "categorical:0.2,0.3,-0.8"),
 }
+SEQUENCE = {  # Markov chains: markov:L:INIT:TRANS (rows of TRANS split by /)
+    "markov-3x4": ("markov:4:0,0.5,-1:1,0,-1/0,1,0.5/-1,0.5,1", "markov:4:0.3,0,-0.5:0,0.8,-0.6/0.5,0,0.2/0,-0.4,0.9"),
+    "markov-2x6": ("markov:6:0.5,-0.5:1.5,-1/-1,1", "markov:6:0,0:0,0.5/0.5,0"),
+}
+SEQUENCE_OFF_POLICY = {
+    "markov-3x4-offpolicy": ("markov-3x4", "markov:4:0.1,0.4,-0.8:0.9,0.1,-0.8/0.1,0.8,0.4/-0.8,0.4,0.9"),
+}
 
 
 def battery(off_policy: bool) -> list[AuditProblem]:
-    """The problems, on-policy first; the off-policy ones only when ``off_policy`` (the term takes old_logp)."""
-    out = [AuditProblem(name, Problem(_spec(p), _spec(r), None, "float64")) for name, (p, r) in ON_POLICY.items()]
-    if off_policy:
-        for name, (base, sampler) in OFF_POLICY.items():
-            p, r = ON_POLICY[base]
-            out.append(AuditProblem(name, Problem(_spec(p), _spec(r), _spec(sampler), "float64")))
+    """The problems: single-token on-policy, then off-policy (only when ``off_policy``: the term takes old_logp),
+    then the sequence problems in the same order."""
+    out = []
+    for on, off in ((ON_POLICY, OFF_POLICY), (SEQUENCE, SEQUENCE_OFF_POLICY)):
+        out += [AuditProblem(name, Problem(_spec(p), _spec(r), None, "float64")) for name, (p, r) in on.items()]
+        if off_policy:
+            for name, (base, sampler) in off.items():
+                p, r = on[base]
+                out.append(AuditProblem(name, Problem(_spec(p), _spec(r), _spec(sampler), "float64")))
     return out

@@ -65,11 +65,12 @@ def test_mean_gradient_matches_the_hand_derived_normal_kl_gradient(name, directi
 
 def test_off_policy_problems_run_only_for_functions_taking_old_logp():
     assert {p["on_policy"] for p in audited("k2_loss").problems} == {True}
-    off = [p for p in audited("k3_weighted").problems if not p["on_policy"]]
+    off = [p for p in audited("k3_weighted").problems if not p["on_policy"] and not p["sequence"]]
     assert [p["problem"] for p in off] == ["gauss-near-offpolicy", "tokens-3-offpolicy"]
     assert all(p["follows"] == "policy||ref" for p in off)  # w·k3 with a differentiable w is unbiased off-policy
     # the REINFORCE reward computed from the rollout's log-probs is not (its d is log m − log p, not log q − log p)
-    assert all(p["follows"] == "neither" for p in audited("k1_reward").problems if not p["on_policy"])
+    assert all(p["follows"] == "neither" for p in audited("k1_reward").problems if not p["on_policy"]
+               and not p["sequence"])
 
 
 def clamp_mass_scipy(m2, s2, cap=10.0):
@@ -175,7 +176,7 @@ def test_float32_instability_is_detected_from_the_gradients():
 
 
 @pytest.mark.parametrize("fn, match", [
-    (lambda logp, ref_logp: (logp - ref_logp).mean(-1), "returned shape"),
+    (lambda logp, ref_logp: (logp - ref_logp).mean(0), "returned shape"),  # tokens last: (rows, cols, 1) in
     (lambda logp, ref_logp: logp * float("nan"), "NaN for every sample"),
     (lambda logp, ref_logp: [logp], "expected a torch.Tensor"),
     (lambda logp: logp, "wrong signature"),

@@ -14,7 +14,7 @@ BAD = '''
 import torch
 
 def shape(logp, ref_logp):
-    return (logp - ref_logp).sum(-1)
+    return (logp - ref_logp).sum(0)  # sums the batch axis (tokens are last; .sum(-1) is per-sequence)
 
 def nan(logp, ref_logp):
     return logp * float("nan")
@@ -40,11 +40,14 @@ def test_json_has_follows_warnings_and_problems(capsys, tmp_path):
     status, out, err = run(["audit", f"{EXAMPLES}:k3_loss", "--quiet", "-o", str(path)], capsys)
     assert status == 0 and out == "", err
     data = json.loads(path.read_text())  # the .json extension picks the format
-    assert set(data) == {"function", "follows", "warnings", "problems"}
+    assert set(data) == {"function", "follows", "follows_sequence", "warnings", "problems"}
     assert data["follows"] == "ref||policy" and data["function"] == "k3_loss"
+    assert data["follows_sequence"] == "none"  # per-token k3: the token-level partial gradient on sequences
     assert isinstance(data["warnings"], list)
     names = [p["problem"] for p in data["problems"]]
-    assert names == ["gauss-near", "gauss-far", "gauss-narrow-ref", "gauss-wide-ref", "tokens-3", "tokens-6"]
+    assert names == ["gauss-near", "gauss-far", "gauss-narrow-ref", "gauss-wide-ref", "tokens-3", "tokens-6",
+                     "markov-3x4", "markov-2x6"]
+    assert [p["tokens"] for p in data["problems"]] == [1] * 6 + [4, 6]
     first = data["problems"][0]
     for key in ("follows", "mode", "rel_bias_norm_vs_policy||ref", "rel_bias_norm_vs_ref||policy", "stdev_ratio",
                 "zero_mass", "params"):

@@ -1,0 +1,147 @@
+"""markov-eos (variable length) against an independent oracle: plain itertools enumeration of the
+variable-length sequences, numpy softmax rows and the hand-derived score ∇ log softmax(z)[j] = e_j − softmax(z)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from kl_grad.errors import KLGradError
+from kl_grad.lab.families import parse_spec
+from kl_grad.lab.gradient_table import run_gradients
+
+
+def _softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def _chain(rng, v, scale=0.8):
+    return rng.normal(0, scale, v), rng.normal(0, scale, (v, v))
+
+
+def _spec(lmax, init, trans):
+    row = lambda r: ",".join(repr(float(x)) for x in r)  # noqa: E731
+    return f"markov-eos:{lmax}:{row(init)}:" + "/".join(row(r) for r in trans)
+
+
+def _sequences(v, lmax):
+    """Every variable-length sequence: T − 1 non-EOS tokens then EOS (T ≤ LMAX), or LMAX non-EOS tokens."""
+    eos = v - 1
+    out = [body + (eos,) for t in range(1, lmax + 1) for body in itertools.product(range(eos), repeat=t - 1)]
+    return out + list(itertools.product(range(eos), repeat=lmax))
+
+
+def _tokens(init, trans, y):
+    """Per real token: (log-prob, score vector over init (V) then trans (V·V))."""
+    v = len(init)
+    out = []
+    for t, tok in enumerate(y):
+        s = np.zeros(v + v * v)
+        if t == 0:
+            q = _softmax(init)
+            s[:v] = -q
+            s[tok] += 1
+        else:
+            q = _softmax(trans[y[t - 1]])
+            base = v + y[t - 1] * v
+            s[base:base + v] = -q
+            s[base + tok] += 1
+        out.append((np.log(q[tok]), s))
+    return out
+
+
+def _kl(init, trans, rinit, rtrans, lmax):
+    total = 0.0
+    for y in _sequences(len(init), lmax):
+        lq = sum(a for a, _ in _tokens(init, trans, y))
+        lp = sum(a for a, _ in _tokens(rinit, rtrans, y))
+        total += np.exp(lq) * (lq - lp)
+    return total
+
+
+def _k3(d):
+    return np.exp(-d) - 1 + d
+
+
+def _oracle(init, trans, rinit, rtrans, lmax):
+    """{name: E[∇ per-sequence surrogate]} on-policy, with the true ∇KL(π‖ρ) = E[(Σ_t s_t)(Σ_t d_t)]."""
+    out = {}
+    for y in _sequences(len(init), lmax):
+        q = _tokens(init, trans, y)
+        r = _tokens(rinit, rtrans, y)
+        p = np.exp(sum(a for a, _ in q))
+        d = np.array([a - b for (a, _), (b, _) in zip(q, r)])
+        s = np.array([sc for _, sc in q])  # (T, P)
+        prefix = np.cumsum(s, axis=0)
+        to_go = lambda x: np.cumsum(x[::-1])[::-1]  # noqa: E731
+        grads = {
+            "truth": s.sum(0) * d.sum(),
+            ("k1", "loss-prefix-w"): (prefix * d[:, None] + s).sum(0),
+            ("k3", "loss-prefix-w"): (prefix * _k3(d)[:, None] + (1 - np.exp(-d))[:, None] * s).sum(0),
+            ("k1", "reward"): (s * to_go(d)[:, None]).sum(0),
+            ("k3", "reward"): (s * to_go(_k3(d))[:, None]).sum(0),
+        }
+        for key, g in grads.items():
+            out[key] = out.get(key, 0) + p * g
+    return out
+
+
+@pytest.mark.parametrize("seed,v,lmax", [(0, 3, 4), (1, 4, 3), (2, 2, 6)])
+def test_truth_and_expected_gradients_match_the_oracle(seed, v, lmax):
+    rng = np.random.default_rng(seed)
+    (init, trans), (rinit, rtrans) = _chain(rng, v), _chain(rng, v)
+    policy, ref = _spec(lmax, init, trans), _spec(lmax, rinit, rtrans)
+    oracle = _oracle(init, trans, rinit, rtrans, lmax)
+    run = run_gradients(policy, ref, ["k1", "k3"], ["loss-prefix-w", "reward"], mode="exact")
+    np.testing.assert_allclose(run.truth["policy||ref"], oracle["truth"], atol=1e-10)
+    for (est, place), want in [(k, g) for k, g in oracle.items() if k != "truth"]:
+        rows = run.table[(run.table.estimator == est) & (run.table.placement == place)]
+        np.testing.assert_allclose(rows["mean_grad"].to_numpy(float), want, atol=1e-8, err_msg=f"{est} {place}")
+    # the EOS row of TRANS is never used
+    assert np.all(oracle["truth"][v + (v - 1) * v:] == 0)
+
+
+def test_truth_by_finite_differences():
+    rng = np.random.default_rng(7)
+    (init, trans), (rinit, rtrans) = _chain(rng, 3), _chain(rng, 3)
+    theta = np.concatenate([init, trans.ravel()])
+    h, fd = 1e-5, []
+    for j in range(len(theta)):
+        up, dn = theta.copy(), theta.copy()
+        up[j] += h
+        dn[j] -= h
+        kl = lambda t: _kl(t[:3], t[3:].reshape(3, 3), rinit, rtrans, 4)  # noqa: E731
+        fd.append((kl(up) - kl(dn)) / (2 * h))
+    policy = parse_spec(_spec(4, init, trans))
+    truth = policy.fam.kl_gradients(policy, parse_spec(_spec(4, rinit, rtrans)))["policy||ref"]
+    np.testing.assert_allclose(truth, fd, atol=1e-8)
+
+
+def test_enumeration_and_masks():
+    rng = np.random.default_rng(3)
+    init, trans = _chain(rng, 3)
+    spec = parse_spec(_spec(4, init, trans))
+    x, p = spec.fam.nodes(spec, 0)
+    want = sorted(tuple(y) + (2,) * (4 - len(y)) for y in _sequences(3, 4))
+    assert sorted(map(tuple, x[:, 0].tolist())) == want
+    assert len(want) == spec.fam.support_size(spec) == 1 + 2 + 4 + 8 + 16
+    assert abs(p.sum() - 1) < 1e-12
+    # no gradient and no log-prob beyond the end: changing the padding changes nothing
+    import torch
+
+    leaves = spec.leaves((), torch.float64)
+    chain = spec.build_from(leaves)
+    y = torch.tensor([[0, 2, 1, 0], [1, 0, 2, 2], [1, 1, 1, 1]])
+    assert chain.mask(y).tolist() == [[True, True, False, False], [True, True, True, False], [True] * 4]
+    logp = chain.log_prob(y)
+    assert (logp[0, 2:] == 0).all() and (logp[1, 3:] == 0).all()
+    grads = torch.autograd.grad(logp[0, 2:].sum() + logp[1, 3], list(leaves.values()), allow_unused=True)
+    assert all(g is None or float(g.abs().sum()) == 0 for g in grads)
+    assert spec.label.startswith("markov-eos:4:")
+
+
+def test_trl_seq_is_refused():
+    spec = "markov-eos:3:0,0,0:0,0,0/0,0,0/0,0,0"
+    with pytest.raises(KLGradError, match="trl-seq"):
+        run_gradients(spec, spec, ["k1"], ["trl-seq"], mode="exact")

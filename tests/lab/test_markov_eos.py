@@ -145,3 +145,93 @@ def test_trl_seq_is_refused():
     spec = "markov-eos:3:0,0,0:0,0,0/0,0,0/0,0,0"
     with pytest.raises(KLGradError, match="trl-seq"):
         run_gradients(spec, spec, ["k1"], ["trl-seq"], mode="exact")
+
+
+# --- aggregations as per-sequence weights (kl_grad/lab/length_weights.py) ---------------------------------
+
+def _per_sequence(init, trans, rinit, rtrans, lmax):
+    """[(π(y), T, {(est, placement): ∇S(y)}, Σ_t d_t)] over every sequence, on-policy (hand-derived scores)."""
+    out = []
+    for y in _sequences(len(init), lmax):
+        q, r = _tokens(init, trans, y), _tokens(rinit, rtrans, y)
+        d = np.array([a - b for (a, _), (b, _) in zip(q, r)])
+        s = np.array([sc for _, sc in q])
+        prefix = np.cumsum(s, axis=0)
+        to_go = lambda x: np.cumsum(x[::-1])[::-1]  # noqa: E731
+        g = {("k1", "loss-prefix-w"): (prefix * d[:, None] + s).sum(0),
+             ("k3", "loss-prefix-w"): (prefix * _k3(d)[:, None] + (1 - np.exp(-d))[:, None] * s).sum(0),
+             ("k1", "reward"): (s * to_go(d)[:, None]).sum(0),
+             ("k3", "reward"): (s * to_go(_k3(d))[:, None]).sum(0),
+             ("k1", "loss"): s.sum(0)}
+        out.append((np.exp(sum(a for a, _ in q)), len(y), g, d.sum()))
+    return out
+
+
+def test_aggregated_gradients_match_the_oracle():
+    from kl_grad.lab.length_weights import aggregated_gradients
+
+    rng = np.random.default_rng(11)
+    v, lmax = 3, 4
+    (init, trans), (rinit, rtrans) = _chain(rng, v), _chain(rng, v)
+    seqs = _per_sequence(init, trans, rinit, rtrans, lmax)
+    out = aggregated_gradients(_spec(lmax, init, trans), _spec(lmax, rinit, rtrans), ["k1", "k3"],
+                               ["loss", "loss-prefix-w", "reward"], [1, 2, None])
+    mean_t = sum(p * t for p, t, _, _ in seqs)
+    for key in seqs[0][2]:
+        want = {
+            "seq-mean-token-sum": sum(p * g[key] for p, _, g, _ in seqs),
+            "seq-mean-token-mean": sum(p * g[key] / t for p, t, g, _ in seqs),
+            "seq-mean-token-sum-norm": sum(p * g[key] / lmax for p, _, g, _ in seqs),
+            ("token-mean", 1): sum(p * g[key] / t for p, t, g, _ in seqs),
+            # a batch of two: E[(∇S_1 + ∇S_2) / (T_1 + T_2)] over all ordered pairs, plain loops
+            ("token-mean", 2): sum(p1 * p2 * (g1[key] + g2[key]) / (t1 + t2)
+                                   for p1, t1, g1, _ in seqs for p2, t2, g2, _ in seqs),
+            ("token-mean", None): sum(p * g[key] for p, _, g, _ in seqs) / mean_t,
+        }
+        for agg, w in want.items():
+            name, b = agg if isinstance(agg, tuple) else (agg, 1)
+            np.testing.assert_allclose(out["rows"][key + (name, b)][0], w, atol=1e-10, err_msg=f"{key} {agg}")
+    truth = sum(p * g[("k1", "loss-prefix-w")] for p, _, g, _ in seqs)  # = ∇KL: k1 loss-prefix-w is exact
+    np.testing.assert_allclose(out["truth"], truth, atol=1e-10)
+    # k1 loss: E[Σ_t s_t] = 0, but E[(1/T)·Σ_t s_t] is not: a length-dependent weight biases even k1
+    assert np.linalg.norm(out["rows"][("k1", "loss", "seq-mean-token-sum", 1)][0]) < 1e-12
+    assert np.linalg.norm(out["rows"][("k1", "loss", "seq-mean-token-mean", 1)][0]) > 1e-3
+
+
+def test_own_objective_by_finite_differences():
+    """∇θ E_π[(1/T)·Σ_t d_t] with the weights 1/T fixed, by central differences of a numpy enumeration."""
+    from kl_grad.lab.length_weights import aggregated_gradients
+
+    rng = np.random.default_rng(5)
+    (init, trans), (rinit, rtrans) = _chain(rng, 3), _chain(rng, 3)
+    theta = np.concatenate([init, trans.ravel()])
+
+    def objective(t):
+        total = 0.0
+        for p, n, _, dsum in _per_sequence(t[:3], t[3:].reshape(3, 3), rinit, rtrans, 3):
+            total += p * dsum / n
+        return total
+
+    h, fd = 1e-5, []
+    for j in range(len(theta)):
+        up, dn = theta.copy(), theta.copy()
+        up[j] += h
+        dn[j] -= h
+        fd.append((objective(up) - objective(dn)) / (2 * h))
+    out = aggregated_gradients(_spec(3, init, trans), _spec(3, rinit, rtrans), ["k1"], ["loss-prefix-w"], [1])
+    np.testing.assert_allclose(out["rows"][("k1", "loss-prefix-w", "seq-mean-token-mean", 1)][1], fd, atol=1e-8)
+
+
+def test_weighted_table_reads_zero_and_refuses_fixed_length():
+    from kl_grad.lab.length_weights import weighted_table
+
+    t = weighted_table("markov-eos:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1", "markov-eos:4:0.3,0,-0.5:0.4,0.6,-0.2/0,-0.3,0.4/0.6,0.2,-0.6",
+                       ["k1"], ["loss", "loss-prefix-w"], [None])
+    row = lambda p, a: t[(t.placement == p) & (t.aggregation == a)].iloc[0]  # noqa: E731
+    assert row("loss-prefix-w", "seq-mean-token-sum").rel_bias_norm == 0.0
+    assert row("loss-prefix-w", "seq-mean-token-sum-norm").rel_bias_norm == pytest.approx(1 - 1 / 4, abs=1e-12)
+    assert row("loss-prefix-w", "token-mean").cosine == pytest.approx(1, abs=1e-12)
+    zero = row("loss", "seq-mean-token-sum")
+    assert zero.norm_ratio == 0.0 and np.isnan(zero.cosine)
+    with pytest.raises(KLGradError, match="variable-length"):
+        weighted_table("markov:3:0,0:0,0/0,0", "markov:3:0,0:0,0/0,0", ["k1"], ["loss"], [1])

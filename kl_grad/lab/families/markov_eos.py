@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .markov import MarkovChain, Markov, vocab_of
+from .markov import Markov, MarkovChain, vocab_of
 
 
 class StoppedMarkovChain(MarkovChain):

@@ -226,8 +226,8 @@ def test_weighted_table_reads_zero_and_refuses_fixed_length():
     from kl_grad.lab.length_weights import weighted_table
 
     t = weighted_table("markov-eos:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1",
-                       "markov-eos:4:0.3,0,-0.5:0.4,0.6,-0.2/0,-0.3,0.4/0.6,0.2,-0.6", ["k1"], ["loss", "loss-prefix-w"],
-                       [None])
+                       "markov-eos:4:0.3,0,-0.5:0.4,0.6,-0.2/0,-0.3,0.4/0.6,0.2,-0.6", ["k1"],
+                       ["loss", "loss-prefix-w"], [None])
     row = lambda p, a: t[(t.placement == p) & (t.aggregation == a)].iloc[0]  # noqa: E731
     assert row("loss-prefix-w", "seq-mean-token-sum").rel_bias_norm == 0.0
     assert row("loss-prefix-w", "seq-mean-token-sum-norm").rel_bias_norm == pytest.approx(1 - 1 / 4, abs=1e-12)

@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--policy", required=True, help="π_θ as FAMILY:PARAMS, e.g. normal:0,1 (LOC,SCALE) or "
                    "categorical:0,0.5,-1 (logits, a token-like policy) or markov:L:INIT:TRANS (token sequences "
-                   "of length L, e.g. markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1); its parameters are differentiated")
+                   "of length L, e.g. markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1) or markov-eos:LMAX:INIT:TRANS (the "
+                   "same, ending at its first EOS = the last token id); its parameters are differentiated")
     t.add_argument("--ref", required=True, help="π_ref, e.g. normal:1,1.1")
     t.add_argument("--estimators", type=_csv_list, default=list(DEFAULT_ESTIMATORS),
                    help=f"comma list from: {', '.join(ESTIMATORS)} (default {','.join(DEFAULT_ESTIMATORS)})")

@@ -31,7 +31,7 @@ from typing import Callable
 import pandas as pd
 
 from ..errors import KLGradError, choose
-from . import catalogue_table, coefficients_kind, length_sweep
+from . import catalogue_table, coefficients_kind, length_sweep, length_weights
 from .audit_experiment import AuditExperiment, check_audit, describe_audit, run_audit
 from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
 from .families import parse_spec
@@ -145,6 +145,8 @@ KINDS: dict[str, Kind] = {
         Kind(catalogue_table.CatalogueExperiment, catalogue_table.check, catalogue_table.run,
              catalogue_table.describe),
         Kind(AuditExperiment, check_audit, run_audit, describe_audit),
+        Kind(length_weights.LengthWeightsExperiment, length_weights.check, length_weights.run,
+             length_weights.describe),
     )
 }
 

@@ -95,6 +95,10 @@ def check_gradient_request(policy, ref, estimators, placements=DEFAULT_PLACEMENT
     budget = Budget(mode, samples, trials, seed)
     problem = Problem(policy, ref, sampler, dtype, pathwise)
     cases = make_cases(estimators, placements, sequence=problem.policy.fam.sequential)
+    for case in cases:  # e.g. markov-eos refuses trl-seq (a mean over all columns is wrong with padding)
+        if case.placement.name in getattr(problem.policy.fam, "refused_placements", {}):
+            raise KLGradError(f"placement {case.placement.name} is refused for {problem.policy.fam.name}: "
+                              f"{problem.policy.fam.refused_placements[case.placement.name]}")
     direction = None if direction is None else resolve_direction(direction)
     if budget.mode is Mode.MC:
         check_mc_memory(problem, samples)

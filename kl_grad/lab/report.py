@@ -141,10 +141,12 @@ VIEWS = {
     "length_sweep": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},  # lab/length_sweep.py
     "frameworks": {"markdown": catalogue_markdown, "csv": to_csv, "json": to_json},
     "audit": {"markdown": _audit_markdown, "csv": to_csv, "json": to_json},  # audit_experiment.py
+    "length_weights": {"markdown": summary_markdown, "csv": to_csv, "json": to_json},  # lab/length_weights.py
 }
 TEXT_VIEWS = {"gradients": to_grid, "values": values_markdown, "sweep": sweep_summary,
               "coefficients": coefficients_text, "frameworks": catalogue_text, "audit": _audit_markdown,
-              "length_sweep": lambda table: f"{len(table)} rows; see length_sweep.png\n"}
+              "length_sweep": lambda table: f"{len(table)} rows; see length_sweep.png\n",
+              "length_weights": summary_markdown}
 from .train_report import TRAIN_VIEWS  # noqa: E402  (it uses the helpers above)
 
 VIEWS["train"], TEXT_VIEWS["train"] = TRAIN_VIEWS, TRAIN_VIEWS["markdown"]

@@ -80,7 +80,8 @@ def test_make_spec_names_what_it_builds():
 # --- capabilities and parameters ---------------------------------------------------------------
 
 def test_capability_flags():
-    assert set(FAMILIES) == {"normal", "categorical", "markov"}
+    assert set(FAMILIES) == {"normal", "categorical", "markov", "markov-eos"}
+    assert (FAMILIES["markov-eos"].enumerable, FAMILIES["markov-eos"].sequential) == (True, True)
     assert (FAMILIES["markov"].enumerable, FAMILIES["markov"].reparameterisable) == (True, False)
     assert (FAMILIES["normal"].enumerable, FAMILIES["normal"].reparameterisable) == (False, True)
     assert (FAMILIES["categorical"].enumerable, FAMILIES["categorical"].reparameterisable) == (True, False)

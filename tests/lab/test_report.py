@@ -54,7 +54,14 @@ def tables() -> dict[str, pd.DataFrame]:
         "frameworks": _with_specials(run_catalogue(CatalogueExperiment(
             "t", terms=["verl:kl", "trl:k3"], problems=["tokens-on", "tokens-off"]))[0], "err_norm"),
         "audit": _with_specials(_audit_table(), "stdev_ratio"),
+        "length_weights": _with_specials(_length_weights_table(), "cosine"),
     }
+
+
+def _length_weights_table() -> pd.DataFrame:
+    from kl_grad.lab.length_weights import weighted_table
+
+    return weighted_table("markov-eos:3:0,1:0,0/0,0", "markov-eos:3:0.5,0:0,0/0,0", ["k1"], ["loss", "reward"], [1])
 
 
 def _audit_table() -> pd.DataFrame:
@@ -106,7 +113,8 @@ def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
                "length_sweep": "rel_stdev",
                "train": "kl",
                "frameworks": "err_norm",
-               "audit": "stdev_ratio"}[kind]
+               "audit": "stdev_ratio",
+               "length_weights": "cosine"}[kind]
     assert [r[special] for r in records[:3]] == ["inf", "-inf", None]
     for record, (_, row) in zip(records, table.iterrows()):
         for col, value in record.items():

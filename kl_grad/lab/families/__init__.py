@@ -209,6 +209,7 @@ def as_spec(spec: DistSpec | str, what: str = "distribution") -> DistSpec:
 
 from .categorical import Categorical  # noqa: E402  (the families need Family, defined above)
 from .markov import Markov  # noqa: E402
+from .markov_eos import MarkovEOS  # noqa: E402
 from .normal import Normal  # noqa: E402
 
-FAMILIES: dict[str, Family] = {fam.name: fam for fam in (Normal(), Categorical(), Markov())}
+FAMILIES: dict[str, Family] = {fam.name: fam for fam in (Normal(), Categorical(), Markov(), MarkovEOS())}

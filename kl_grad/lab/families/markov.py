@@ -161,9 +161,14 @@ class Markov(Family):
         rows = (la.exp() * (la - lb)).sum(1)  # (V,) per-row KL of the next-token distributions
         mu, step = la0.exp(), la.exp()  # marginal of the previous token under the first argument of KL
         for _ in range(1, length):
+            mu = self._running(mu)
             total = total + mu @ rows
             mu = mu @ step
         return total
+
+    def _running(self, mu: torch.Tensor) -> torch.Tensor:
+        """The part of the previous token's marginal that goes on to a next token (markov: all of it)."""
+        return mu
 
     def kl_gradients(self, policy, ref) -> dict[str, np.ndarray]:
         out = {}

@@ -83,14 +83,5 @@ def run(args) -> str:
         if show:
             print(f"\rkl-grad audit: {done}/{total} problems", end="" if done < total else "\n", file=sys.stderr)
 
-    import torch
-
-    # The audit's tensors are small (≤ 200k elements): extra threads only contend (4× slower on a loaded
-    # 2-core machine; benchmarks/bench_audit.py). Restored afterwards, for callers of main() in-process.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = audit(fn, placement=args.placement, name=args.target.rpartition(":")[2], progress=progress)
-    finally:
-        torch.set_num_threads(threads)
+    result = audit(fn, placement=args.placement, name=args.target.rpartition(":")[2], progress=progress)
     return render_audit(result, fmt)

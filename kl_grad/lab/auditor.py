@@ -31,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..directions import DIRECTIONS, POLICY_REF
 from ..errors import choose
@@ -219,6 +220,17 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
     Returns:
         ``AuditResult`` with ``follows``, ``warnings`` and per-problem ``problems``.
     """
+    threads = torch.get_num_threads()
+    # The audit's tensors are small (≤ 200k elements): extra threads only contend (7-14× slower on a loaded
+    # 2-core machine; benchmarks/bench_audit.py). Restored afterwards: the caller's process keeps its setting.
+    torch.set_num_threads(1)
+    try:
+        return _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progress) -> AuditResult:
     import time
 
     start = time.perf_counter()

@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 
-.PHONY: install test reproduce bench clean
+.PHONY: install test reproduce check bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m kl_grad reproduce experiments --out results
+
+# The full regression check: every experiment recomputed and compared with results/ (make test skips the slowest).
+check: $(STAMP)
+	$(PY) -m kl_grad reproduce --check experiments --out results
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_runner

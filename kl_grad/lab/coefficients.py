@@ -204,8 +204,8 @@ def coefficient_table(grid: Sequence[float] | np.ndarray | str = "-4:4:0.25",
     Columns: estimator, placement, d, c; ``c_policy_ref`` = d and ``c_ref_policy`` = 1 − e^{−d}, the
     coefficients whose E_{π_θ}[c·s] is ∇KL(policy‖ref) and ∇KL(ref‖policy) (each up to an added
     constant, which E[s] = 0 removes); ``expected_gradient`` E_{π_θ}[c·s] from an exact fit
-    c = α·d + β·(1 − e^{−d}) + γ on the grid (else, and for a kinked estimator, "problem-dependent"); ``follows`` ∈ {policy||ref,
-    ref||policy, zero, none}; ``warning``. One row per grid point per term, G·terms rows.
+    c = α·d + β·(1 − e^{−d}) + γ on the grid (else, and for a kinked estimator, "problem-dependent");
+    ``follows`` ∈ {policy||ref, ref||policy, zero, none}; ``warning``. One row per grid point per term, G·terms rows.
     """
     d = parse_grid(grid) if isinstance(grid, str) else np.asarray(grid, dtype=np.float64).ravel()
     if len(np.unique(d)) < 4 or not np.isfinite(d).all():

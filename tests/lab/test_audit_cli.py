@@ -113,12 +113,12 @@ def test_readme_shows_the_real_output(capsys):
 
 def test_every_example_in_the_help_epilog_loads_its_target(monkeypatch):
     """Each ``kl-grad audit ...`` line of --help names a real target, kwargs and placement (from the repo root)."""
+    import argparse
     import shlex
 
     from kl_grad.lab.audit_cli import EPILOG, add_parser
-    from kl_grad.placements import get_placement
     from kl_grad.lab.target import load_target, parse_kwargs
-    import argparse
+    from kl_grad.placements import get_placement
 
     monkeypatch.chdir(ROOT)
     parser = argparse.ArgumentParser()

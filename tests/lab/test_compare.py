@@ -159,7 +159,8 @@ def test_audit_rows_are_named_by_function_problem_and_tokens(tmp_path):
 @pytest.mark.parametrize("header, row, name", [
     ("framework,term,problem,placement,mode,follows,err_norm", "verl,low_var_kl,tokens-far,loss,mc,none,{v}",
      "verl, low_var_kl, tokens-far, loss"),
-    ("estimator,placement,d,c,expected_gradient", "openrlhf:k2,loss,-4,{v},problem-dependent", "openrlhf:k2, loss, d=-4"),
+    ("estimator,placement,d,c,expected_gradient", "openrlhf:k2,loss,-4,{v},problem-dependent",
+     "openrlhf:k2, loss, d=-4"),
     ("L,estimator,placement,direction,rel_bias_norm", "6,k3,loss,policy||ref,{v}", "L=6, k3, loss, policy||ref"),
     ("estimator,placement,aggregation,batch,rel_bias_norm", "k1,loss,seq-mean-token-mean,any,{v}",
      "k1, loss, seq-mean-token-mean, any"),

@@ -47,9 +47,10 @@ ID_COLUMNS = ("estimator", "placement", "direction", "param", "vary", "x")  # gr
 # What names a row in a difference's message, for every result kind's table (in this order): audit
 # (function, problem, tokens), frameworks (framework, term, problem), gradients/values/sweeps/train
 # (estimator, placement, direction, param, vary, x), aggregations (aggregation, batch), length sweeps (L),
-# coefficients (d), summaries (params). Numbers among them print as NAME=value.
+# coefficients (d); summaries are named by estimator, placement, direction (their params is a count, the same on
+# every row). Numbers among them print as NAME=value.
 NAME_COLUMNS = ("function", "framework", "term", "problem", "tokens", "L", "estimator", "placement", "aggregation",
-                "batch", "direction", "param", "params", "d", "vary", "x")
+                "batch", "direction", "param", "d", "vary", "x")
 _BARE_NUMBER_NAMES = ("x",)  # printed bare after its vary ("loc, 0.5")
 COUNT_COLUMNS = ("trials", "samples")  # equal or different, no tolerance
 _MEANS = ("mean_grad", "mean")

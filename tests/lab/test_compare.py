@@ -165,8 +165,7 @@ def test_audit_rows_are_named_by_function_problem_and_tokens(tmp_path):
     ("estimator,placement,aggregation,batch,rel_bias_norm", "k1,loss,seq-mean-token-mean,any,{v}",
      "k1, loss, seq-mean-token-mean, any"),
     ("estimator,placement,probs,converged,kl", "k3,reward,\"0.2,0.8\",True,{v}", "k3, reward"),
-    ("estimator,placement,direction,params,rel_bias_norm", "k2,loss,policy||ref,12,{v}",
-     "k2, loss, policy||ref, params=12"),
+    ("estimator,placement,direction,params,rel_bias_norm", "k2,loss,policy||ref,12,{v}", "k2, loss, policy||ref"),
 ])
 def test_every_result_kind_names_its_rows(tmp_path, header, row, name):
     committed = write(tmp_path, f"{header}\n{row.format(v=0.5)}\n")

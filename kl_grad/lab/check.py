@@ -59,12 +59,21 @@ class CheckReport:
         return out
 
 
-def _folder_problems(folder: Path, path: Path) -> list[Difference]:
+DEFAULT_OUT = Path("results")  # ``kl-grad reproduce --out``'s default
+
+
+def _rerun(path: Path, out_dir: Path) -> str:
+    """The command that rewrites ``path``'s results in ``out_dir`` (``--out`` only when not the default)."""
+    out = "" if Path(out_dir) == DEFAULT_OUT else f" --out {out_dir}"
+    return f"kl-grad reproduce {path}{out}"
+
+
+def _folder_problems(folder: Path, path: Path, out_dir: Path = DEFAULT_OUT) -> list[Difference]:
     if not (folder / "table.csv").is_file():
-        return [Difference(None, "", "folder", "missing", f"run `kl-grad reproduce {path}` and commit {folder}/")]
+        return [Difference(None, "", "folder", "missing", f"run `{_rerun(path, out_dir)}` and commit {folder}/")]
     if not (folder / "config.toml").is_file() or (folder / "config.toml").read_bytes() != path.read_bytes():
         return [Difference(None, "", "config.toml", f"not a byte copy of {path}",
-                           f"run `kl-grad reproduce {path}` and commit {folder}/")]
+                           f"run `{_rerun(path, out_dir)}` and commit {folder}/")]
     return []
 
 
@@ -90,7 +99,7 @@ def check(exp_dir: Path, out_dir: Path, fail_fast: bool = False, progress: bool 
     for path, exp in experiments:
         name, start = path.stem, time.perf_counter()
         folder = out_dir / name
-        diffs = _folder_problems(folder, path)
+        diffs = _folder_problems(folder, path, out_dir)
         if not diffs or diffs[0].column == "config.toml":
             table = _table(exp)
             derived = KINDS[exp.kind].tables(exp, table)
@@ -100,11 +109,11 @@ def check(exp_dir: Path, out_dir: Path, fail_fast: bool = False, progress: bool 
                     diffs += [replace(d, file=file) for d in table_differences(folder / file, csv)]
                 else:  # only a derived table can be missing here (a missing table.csv is a missing folder)
                     diffs.append(Difference(None, "", "file", "missing",
-                                            f"run `kl-grad reproduce {path}` and commit {folder}/", file=file))
+                                            f"run `{_rerun(path, out_dir)}` and commit {folder}/", file=file))
                 report.rows += csv.count("\n") - 1
                 report.numbers += count_numbers(csv)
-            diffs += [Difference(None, "", "file", "stale", f"{path} does not make it; rerun `kl-grad reproduce "
-                                 f"{path}` (it removes the file) and commit {folder}/", file=f"{stem}.csv")
+            diffs += [Difference(None, "", "file", "stale", f"{path} does not make it; rerun `{_rerun(path, out_dir)}`"
+                                 f" (it removes the file) and commit {folder}/", file=f"{stem}.csv")
                       for stem in SUBTITLES if stem not in derived and (folder / f"{stem}.csv").is_file()]
         report.experiments += 1
         if diffs:

@@ -28,6 +28,11 @@ from .reproduce import SUBTITLES, load_experiments
 LISTED = 20  # differences listed per experiment; the rest are counted
 
 
+def _count(n: int, word: str) -> str:
+    """``"1 experiment"``, ``"2 experiments"``: a count with its noun in the right number."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 @dataclass
 class CheckReport:
     """What a check compared and what differed: {experiment name: [Difference]} (only failing ones)."""
@@ -48,12 +53,14 @@ class CheckReport:
         for name, diffs in self.differences.items():
             out += [f"{self.out_dir / name / d.file} {d}" for d in diffs[:listed]]
             if len(diffs) > listed:
-                out.append(f"{self.out_dir / name / diffs[listed].file}: … and {len(diffs) - listed} more "
-                           f"difference(s)")
+                out.append(f"{self.out_dir / name / diffs[listed].file}: … and "
+                           f"{_count(len(diffs) - listed, 'more difference')}")
         n = sum(len(d) for d in self.differences.values())
-        checked = f"checked {self.experiments} experiments, {self.rows} rows, {self.numbers} numbers"
+        checked = (f"checked {_count(self.experiments, 'experiment')}, {_count(self.rows, 'row')}, "
+                   f"{_count(self.numbers, 'number')}")
         if self.failed:
-            out.append(f"check failed: {n} difference(s) in {len(self.differences)} experiment(s); {checked}")
+            out.append(f"check failed: {_count(n, 'difference')} in {_count(len(self.differences), 'experiment')}; "
+                       f"{checked}")
         else:
             out.append(f"check passed: no differences beyond each number's tolerance; {checked}")
         return out
@@ -119,7 +126,7 @@ def check(exp_dir: Path, out_dir: Path, fail_fast: bool = False, progress: bool 
         if diffs:
             report.differences[name] = diffs
         if progress:
-            verdict = f"{len(diffs)} difference(s)" if diffs else "same"
+            verdict = _count(len(diffs), "difference") if diffs else "same"
             print(f"   checked {name} ({time.perf_counter() - start:.1f} s): {verdict}", file=sys.stderr)
         if diffs and fail_fast:
             return report

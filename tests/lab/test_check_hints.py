@@ -34,3 +34,18 @@ def test_missing_folder_hint_omits_the_default_out(tmp_path, capsys, monkeypatch
     for out in ([], ["--out", "results"], ["--out", "./results"]):
         (line, _) = _check_lines(capsys, "exp/tiny.toml", *out)
         assert "run `kl-grad reproduce exp/tiny.toml` and commit results/tiny/" in line, out
+
+
+def test_summary_counts_are_pluralised():
+    from kl_grad.lab.check import CheckReport
+    from kl_grad.lab.compare import Difference
+
+    one = Difference(None, "", "folder", "missing", "rerun")
+    report = CheckReport(Path("results"), experiments=1, rows=1, numbers=1, differences={"a": [one]})
+    assert report.lines()[-1] == "check failed: 1 difference in 1 experiment; checked 1 experiment, 1 row, 1 number"
+    report = CheckReport(Path("results"), experiments=2, rows=3, numbers=0, differences={"a": [one] * 23, "b": [one]})
+    lines = report.lines(listed=20)
+    assert lines[20].endswith("… and 3 more differences")
+    assert lines[-1] == "check failed: 24 differences in 2 experiments; checked 2 experiments, 3 rows, 0 numbers"
+    passed = CheckReport(Path("results"), experiments=1, rows=2, numbers=1).lines()[-1]
+    assert passed.endswith("; checked 1 experiment, 2 rows, 1 number")

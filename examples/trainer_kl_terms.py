@@ -18,7 +18,9 @@ Names and formulas follow the documented semantics of the frameworks (no code co
 - ``k3_prefix_weighted``: per-token k3 times the prefix weight W_t = Π_{τ≤t} π_θ/π_old (tokens are the last
   axis), the sequence-level form of ``k3_weighted``;
 - ``k1_sequence_reward``: k1 of the whole sequence as a REINFORCE reward: the sequence's ratio
-  Π_t π_θ/π_old times the constant Σ_t (log π_old − log π_ref) (on-policy Σ_t d_t); one value per sequence.
+  Π_t π_θ/π_old times the constant Σ_t (log π_old − log π_ref) (on-policy Σ_t d_t); one value per sequence;
+- ``kl_penalty``: a framework-style dispatcher on a keyword (verl's ``kl_penalty(logprob, ref_logprob,
+  kl_penalty)`` names: ``kl`` → k1, ``mse`` → k2, ``low_var_kl`` → ``verl_low_var_kl``), for ``--kwarg``.
 
 On the audit's sequence problems (Markov chains, tokens last) the per-token terms above that follow
 KL(π_θ‖π_ref) for one token give only the token-level partial gradient; the last two follow the
@@ -83,3 +85,10 @@ def k1_sequence_reward(logp, ref_logp, old_logp):
     reward = -(old_logp - ref_logp).sum(dim=-1)  # the sequence's KL penalty of the rollout, a constant
     ratio = torch.exp((logp - old_logp).sum(dim=-1))  # the whole sequence's ratio
     return -(ratio * reward)
+
+
+def kl_penalty(logp, ref_logp, kl_penalty="kl"):
+    terms = {"kl": k1_loss, "mse": k2_loss, "low_var_kl": verl_low_var_kl}
+    if kl_penalty not in terms:
+        raise ValueError(f"kl_penalty must be one of {', '.join(terms)}, got {kl_penalty!r}")
+    return terms[kl_penalty](logp, ref_logp)

@@ -89,7 +89,8 @@ def kl_loss(
         framework_term = get_term(term)
     else:
         est, place = get_estimator(estimator), get_placement(placement)
-    agg = None if aggregation == PER_TOKEN else choose("aggregation", aggregation, AGGREGATIONS, AGGREGATION_ALIASES)
+    # "none" (PER_TOKEN) is allowed too, and listed among the names a wrong one is told
+    agg = choose("aggregation", aggregation, {**AGGREGATIONS, PER_TOKEN: None}, AGGREGATION_ALIASES)
     if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int | float)
                                 or not horizon > 0 or horizon == float("inf")):
         raise KLGradError(f"horizon must be a positive finite number (a fixed token count), got {horizon!r}")

@@ -165,3 +165,14 @@ def test_seq_mean_token_mean_on_three_dimensions_matches_a_loop():
     k2 = oracles.VALUE["k2"]((logp - ref).detach().numpy()).tolist()
     got = kl_loss(logp, ref, mask=mask, estimator="k2", placement="loss", aggregation="seq-mean-token-mean")
     assert got.item() == pytest.approx(oracles.aggregate_loop(k2, mask.tolist(), "seq-mean-token-mean"), rel=1e-12)
+
+
+def test_unknown_aggregation_lists_every_name_that_works_none_included():
+    logp, ref, _, _ = batch()
+    with pytest.raises(KLGradError) as info:
+        kl_loss(logp, ref, aggregation="nope")
+    listed = str(info.value).split("expected one of ")[1].split(", ")
+    assert "none" in listed
+    for name in listed:  # each listed name is accepted
+        out = kl_loss(logp, ref, aggregation=name)
+        assert out.shape == (logp.shape if name == "none" else ())

@@ -7,12 +7,13 @@ import sys
 
 EPILOG = """\
 examples:
-  kl-grad audit my_losses:kl_term
-      audit kl_term from my_losses.py in the current directory (or any importable module)
-  kl-grad audit path/to/trainer.py:compute_kl --kwarg kl_penalty=low_var_kl
-      bind a framework-style keyword (VALUE is a Python literal or a bare word)
-  kl-grad audit examples/trainer_kl_terms.py:k1_value --placement reward --format json -o audit.json
-      a value-style function used as a REINFORCE reward penalty: w·sg(fn)
+  kl-grad audit examples.trainer_kl_terms:k3_loss
+      audit k3_loss, imported as a module from the current directory (here the repository root;
+      any importable module:function works, e.g. my_losses:kl_term for my_losses.py)
+  kl-grad audit examples/trainer_kl_terms.py:kl_penalty --kwarg kl_penalty=low_var_kl
+      a file's function with a framework-style keyword bound (VALUE is a Python literal or a bare word)
+  kl-grad audit examples/trainer_kl_terms.py:k1_loss --placement reward --format json -o audit.json
+      a value-style function (the per-token k1 value) used as a REINFORCE reward penalty: w·sg(fn)
 
 the function:
   called as fn(logp, ref_logp) or, when it takes a third positional parameter, fn(logp, ref_logp,

@@ -28,6 +28,11 @@ from .reproduce import SUBTITLES, load_experiments
 LISTED = 20  # differences listed per experiment; the rest are counted
 
 
+def _count(n: int, word: str) -> str:
+    """``"1 experiment"``, ``"2 experiments"``: a count with its noun in the right number."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 @dataclass
 class CheckReport:
     """What a check compared and what differed: {experiment name: [Difference]} (only failing ones)."""
@@ -48,23 +53,34 @@ class CheckReport:
         for name, diffs in self.differences.items():
             out += [f"{self.out_dir / name / d.file} {d}" for d in diffs[:listed]]
             if len(diffs) > listed:
-                out.append(f"{self.out_dir / name / diffs[listed].file}: … and {len(diffs) - listed} more "
-                           f"difference(s)")
+                out.append(f"{self.out_dir / name / diffs[listed].file}: … and "
+                           f"{_count(len(diffs) - listed, 'more difference')}")
         n = sum(len(d) for d in self.differences.values())
-        checked = f"checked {self.experiments} experiments, {self.rows} rows, {self.numbers} numbers"
+        checked = (f"checked {_count(self.experiments, 'experiment')}, {_count(self.rows, 'row')}, "
+                   f"{_count(self.numbers, 'number')}")
         if self.failed:
-            out.append(f"check failed: {n} difference(s) in {len(self.differences)} experiment(s); {checked}")
+            out.append(f"check failed: {_count(n, 'difference')} in {_count(len(self.differences), 'experiment')}; "
+                       f"{checked}")
         else:
             out.append(f"check passed: no differences beyond each number's tolerance; {checked}")
         return out
 
 
-def _folder_problems(folder: Path, path: Path) -> list[Difference]:
+DEFAULT_OUT = Path("results")  # ``kl-grad reproduce --out``'s default
+
+
+def _rerun(path: Path, out_dir: Path) -> str:
+    """The command that rewrites ``path``'s results in ``out_dir`` (``--out`` only when not the default)."""
+    out = "" if Path(out_dir) == DEFAULT_OUT else f" --out {out_dir}"
+    return f"kl-grad reproduce {path}{out}"
+
+
+def _folder_problems(folder: Path, path: Path, out_dir: Path = DEFAULT_OUT) -> list[Difference]:
     if not (folder / "table.csv").is_file():
-        return [Difference(None, "", "folder", "missing", f"run `kl-grad reproduce {path}` and commit {folder}/")]
+        return [Difference(None, "", "folder", "missing", f"run `{_rerun(path, out_dir)}` and commit {folder}/")]
     if not (folder / "config.toml").is_file() or (folder / "config.toml").read_bytes() != path.read_bytes():
         return [Difference(None, "", "config.toml", f"not a byte copy of {path}",
-                           f"run `kl-grad reproduce {path}` and commit {folder}/")]
+                           f"run `{_rerun(path, out_dir)}` and commit {folder}/")]
     return []
 
 
@@ -90,7 +106,7 @@ def check(exp_dir: Path, out_dir: Path, fail_fast: bool = False, progress: bool 
     for path, exp in experiments:
         name, start = path.stem, time.perf_counter()
         folder = out_dir / name
-        diffs = _folder_problems(folder, path)
+        diffs = _folder_problems(folder, path, out_dir)
         if not diffs or diffs[0].column == "config.toml":
             table = _table(exp)
             derived = KINDS[exp.kind].tables(exp, table)
@@ -100,17 +116,17 @@ def check(exp_dir: Path, out_dir: Path, fail_fast: bool = False, progress: bool 
                     diffs += [replace(d, file=file) for d in table_differences(folder / file, csv)]
                 else:  # only a derived table can be missing here (a missing table.csv is a missing folder)
                     diffs.append(Difference(None, "", "file", "missing",
-                                            f"run `kl-grad reproduce {path}` and commit {folder}/", file=file))
+                                            f"run `{_rerun(path, out_dir)}` and commit {folder}/", file=file))
                 report.rows += csv.count("\n") - 1
                 report.numbers += count_numbers(csv)
-            diffs += [Difference(None, "", "file", "stale", f"{path} does not make it; rerun `kl-grad reproduce "
-                                 f"{path}` (it removes the file) and commit {folder}/", file=f"{stem}.csv")
+            diffs += [Difference(None, "", "file", "stale", f"{path} does not make it; rerun `{_rerun(path, out_dir)}`"
+                                 f" (it removes the file) and commit {folder}/", file=f"{stem}.csv")
                       for stem in SUBTITLES if stem not in derived and (folder / f"{stem}.csv").is_file()]
         report.experiments += 1
         if diffs:
             report.differences[name] = diffs
         if progress:
-            verdict = f"{len(diffs)} difference(s)" if diffs else "same"
+            verdict = _count(len(diffs), "difference") if diffs else "same"
             print(f"   checked {name} ({time.perf_counter() - start:.1f} s): {verdict}", file=sys.stderr)
         if diffs and fail_fast:
             return report

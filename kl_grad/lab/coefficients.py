@@ -19,7 +19,8 @@ categorical policy (logits θ, s = e_j − π) whose outcomes have log-ratios a 
 c(a) − a ≠ c(b) − b has E[(c − d)·s]_1 = π_1·π_2·((c(a) − a) − (c(b) − b)) ≠ 0. ``coefficient_table``
 fits c = α·d + β·(1 − e^{−d}) + γ on the grid and reports E[c·s] = α·∇KL(policy‖ref) +
 β·∇KL(ref‖policy) when the fit is exact; it can only see the grid points (a kink between two
-points, such as a clamp, is invisible).
+points, such as a clamp, is invisible), so a built-in estimator with a kink (registry ``kinked``: a clamp
+or |·|, or a ``clamp_active`` clamp) is labelled problem-dependent with a warning naming it, whatever the grid.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def _snap(v: float) -> float:
     return float(round(v)) if abs(v - round(v)) <= 1e3 * FIT_RTOL * max(1.0, abs(v)) else v
 
 
-def _rows(name: str, placement: str, d: np.ndarray, fn: Callable) -> pd.DataFrame:
+def _rows(name: str, placement: str, d: np.ndarray, fn: Callable, kink: str | None = None) -> pd.DataFrame:
+    """One term's rows; ``kink`` (a kinked estimator's formula) makes the label problem-dependent, whatever the grid."""
     three = _wants_old_logp(fn)
     # log π_θ = 0, log π_ref = −d: the log-ratio the function sees is d exactly (another base would round it,
     # e.g. (−31 − 1e-9) loses 7 of d's digits); a second base shows a function that uses log π_θ beyond d.
@@ -167,6 +169,10 @@ def _rows(name: str, placement: str, d: np.ndarray, fn: Callable) -> pd.DataFram
         warnings.append(f"c at log π_θ = {base:g} and {base - 2:g} differ by up to {np.nanmax(abs(c - c_other)):.3g}"
                         " (it uses log π_θ beyond d, or rounds in lower precision); c shown at the first")
     expected, follows = _fit(d, c)
+    if kink is not None:  # a clamp or |·| acts where the grid may not reach (openrlhf:k2 clamps at |d| ≥ √20)
+        warnings.append(f"kinked estimator ({kink}): c changes form at the kink, which this grid may not reach, "
+                        f"so E[c·s] depends on the problem (the grid's fit alone says {expected})")
+        expected, follows = PROBLEM_DEPENDENT, "none"
     group = "; ".join(warnings)
     row_warning = [("; ".join([group, "gradient not finite here"]).lstrip("; ") if not np.isfinite(v) else group)
                    for v in c]
@@ -198,8 +204,8 @@ def coefficient_table(grid: Sequence[float] | np.ndarray | str = "-4:4:0.25",
     Columns: estimator, placement, d, c; ``c_policy_ref`` = d and ``c_ref_policy`` = 1 − e^{−d}, the
     coefficients whose E_{π_θ}[c·s] is ∇KL(policy‖ref) and ∇KL(ref‖policy) (each up to an added
     constant, which E[s] = 0 removes); ``expected_gradient`` E_{π_θ}[c·s] from an exact fit
-    c = α·d + β·(1 − e^{−d}) + γ on the grid (else "problem-dependent"); ``follows`` ∈ {policy||ref,
-    ref||policy, zero, none}; ``warning``. One row per grid point per term, G·terms rows.
+    c = α·d + β·(1 − e^{−d}) + γ on the grid (else, and for a kinked estimator, "problem-dependent");
+    ``follows`` ∈ {policy||ref, ref||policy, zero, none}; ``warning``. One row per grid point per term, G·terms rows.
     """
     d = parse_grid(grid) if isinstance(grid, str) else np.asarray(grid, dtype=np.float64).ravel()
     if len(np.unique(d)) < 4 or not np.isfinite(d).all():
@@ -215,7 +221,13 @@ def coefficient_table(grid: Sequence[float] | np.ndarray | str = "-4:4:0.25",
     pls = [get_placement(n) for n in split_names(placements)] if placements else list(PLACEMENTS.values())
     if not ests or not pls:
         raise KLGradError("name at least one estimator and one placement")
-    return pd.concat([_rows(e.name, p.name, d, _builtin(e, p)) for e in ests for p in pls], ignore_index=True)
+    return pd.concat([_rows(e.name, p.name, d, _builtin(e, p), _kink(e)) for e in ests for p in pls],
+                     ignore_index=True)
+
+
+def _kink(estimator) -> str | None:
+    """The formula of an estimator with a kink (registry ``kinked``: clamps, |·|; or a clamp with ``clamp_active``)."""
+    return estimator.formula if estimator.kinked or estimator.clamp_active is not None else None
 
 
 def shown_d(table: pd.DataFrame) -> np.ndarray:

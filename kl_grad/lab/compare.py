@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,15 @@ EXACT_RTOL = 1e-9  # exact numbers are right to ~1e-13 relative; CSV prints 10 s
 MC_RTOL = 1e-5  # ≥ 6× the float32 pairwise-summation bound eps32·log2(n) for n ≤ 5e7 terms (see above)
 DIGITS = 10  # significant digits in the CSV (report.FLOAT_FORMAT = "%.10g")
 
-ID_COLUMNS = ("estimator", "placement", "direction", "param", "vary", "x")  # what names a row
+ID_COLUMNS = ("estimator", "placement", "direction", "param", "vary", "x")  # gradient rows' names: no tolerance
+# What names a row in a difference's message, for every result kind's table (in this order): audit
+# (function, problem, tokens), frameworks (framework, term, problem), gradients/values/sweeps/train
+# (estimator, placement, direction, param, vary, x), aggregations (aggregation, batch), length sweeps (L),
+# coefficients (d); summaries are named by estimator, placement, direction (their params is a count, the same on
+# every row). Numbers among them print as NAME=value.
+NAME_COLUMNS = ("function", "framework", "term", "problem", "tokens", "L", "estimator", "placement", "aggregation",
+                "batch", "direction", "param", "d", "vary", "x")
+_BARE_NUMBER_NAMES = ("x",)  # printed bare after its vary ("loc, 0.5")
 COUNT_COLUMNS = ("trials", "samples")  # equal or different, no tolerance
 _MEANS = ("mean_grad", "mean")
 _TRUTHS = ("true_grad", "true_kl", "exact_grad", "exact_mean")
@@ -179,7 +188,17 @@ def _same_number(a: float, b: float, tol: float) -> bool:
 
 
 def _row_id(row: dict) -> str:
-    return ", ".join(str(row[c]) for c in ID_COLUMNS if c in row and str(row[c]) not in ("", "nan"))
+    """The row's identifying cells ("k3_loss, token-2 on-policy, tokens=1"), from ``NAME_COLUMNS``."""
+    parts = []
+    for c in NAME_COLUMNS:
+        if c not in row or str(row[c]) in ("", "nan"):
+            continue
+        value = row[c]
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and c not in _BARE_NUMBER_NAMES:
+            parts.append(f"{c}={value:g}")
+        else:
+            parts.append(str(value))
+    return ", ".join(parts)
 
 
 def read_table(table) -> pd.DataFrame:

@@ -58,7 +58,7 @@ class Problem:
                                       or len(other.values) != len(self.policy.values)):
                 raise KLGradError(f"{role} {other.label} does not match policy {self.policy.label}: "
                                   f"expected the same family with {len(self.policy.values)} parameters"
-                                  + (f" and structure {self.policy.structure} (sequence length)"
+                                  + (f" and sequence length {', '.join(str(x) for x in self.policy.structure)}"
                                      if self.policy.structure else ""))
         if self.pathwise:
             if not self.policy.fam.reparameterisable:

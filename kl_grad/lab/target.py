@@ -115,7 +115,7 @@ def load_target(text: str, kwargs: dict | None = None) -> Callable:
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise KLGradError(f"{module_spec} has no attribute {attr!r}")
+            raise KLGradError(f"{module_spec} has no attribute {attr!r}; {_callables(obj)}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise KLGradError(f"{text} is {type(obj).__name__}, not callable: expected a function "
@@ -123,6 +123,21 @@ def load_target(text: str, kwargs: dict | None = None) -> Callable:
     fn = bind(obj, kwargs, text)
     check_signature(fn, text)
     return fn
+
+
+def _callables(obj, limit: int = 10) -> str:
+    """``"its callables: a, b, ..."`` — the public callables ``obj`` defines (a module's own, not its imports)."""
+    names = []
+    for name, value in vars(obj).items():
+        if name.startswith("_") or not callable(value) or inspect.ismodule(value):
+            continue
+        if inspect.ismodule(obj) and getattr(value, "__module__", obj.__name__) != obj.__name__:
+            continue  # imported (torch, functools.partial, ...), not defined there
+        names.append(name)
+    if not names:
+        return "it defines no callables"
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return f"its callables: {', '.join(names[:limit])}{more}"
 
 
 def bind(fn: Callable, kwargs: dict | None, label: str = "fn") -> Callable:

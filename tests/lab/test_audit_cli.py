@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -108,3 +109,36 @@ def test_readme_shows_the_real_output(capsys):
     assert status == 0, err
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     assert f"```\n{out.rstrip()}\n```" in readme  # the "Auditing your own KL term" section's output block
+
+
+def test_every_example_in_the_help_epilog_loads_its_target(monkeypatch):
+    """Each ``kl-grad audit ...`` line of --help names a real target, kwargs and placement (from the repo root)."""
+    import argparse
+    import shlex
+
+    from kl_grad.lab.audit_cli import EPILOG, add_parser
+    from kl_grad.lab.target import load_target, parse_kwargs
+    from kl_grad.placements import get_placement
+
+    monkeypatch.chdir(ROOT)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    commands = [line.strip() for line in EPILOG.splitlines() if line.strip().startswith("kl-grad audit ")]
+    assert len(commands) >= 3
+    for command in commands:
+        args = parser.parse_args(shlex.split(command)[1:])
+        fn = load_target(args.target, parse_kwargs(args.kwarg))
+        assert callable(fn), command
+        if args.placement is not None:
+            get_placement(args.placement)
+    sys.modules.pop("examples.trainer_kl_terms", None)
+
+
+def test_help_kwarg_example_binds_the_framework_keyword():
+    from kl_grad.lab.target import load_target
+
+    fn = load_target(f"{EXAMPLES}:kl_penalty", {"kl_penalty": "mse"})
+    import torch
+
+    logp, ref = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -0.5])
+    assert torch.allclose(fn(logp, ref), 0.5 * (logp - ref) ** 2)

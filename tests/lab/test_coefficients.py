@@ -321,3 +321,23 @@ def test_the_experiment_kind_runs_without_a_figure_when_asked():
                             "placements": ["loss"], "plot": False}, "x.toml")
     table, figures = KINDS["coefficients"].run(exp)
     assert figures == {} and table["c"].tolist() == [-1, -0.5, 0, 0.5, 1]
+
+
+@pytest.mark.parametrize("grid", ["-4:4:0.25", "-1:1:0.5", "-8:8:0.5"])
+def test_kinked_estimators_are_problem_dependent_whatever_the_grid(grid):
+    t = coefficient_table(grid, estimators="openrlhf:k2,verl:abs,openrlhf:k3", placements="loss,reward")
+    assert (t["expected_gradient"] == "problem-dependent").all() and (t["follows"] == "none").all()
+    for name, kink in (("openrlhf:k2", "clamp(½d², ±10)"), ("verl:abs", "|log(π_θ/π_ref)|")):
+        assert t.loc[t["estimator"] == name, "warning"].str.contains(f"kinked estimator ({kink})", regex=False).all()
+    smooth = coefficient_table(grid, estimators="k2", placements="loss")
+    assert (smooth["expected_gradient"] == "∇KL(policy‖ref)").all() and not smooth["warning"].str.contains("kink").any()
+
+
+def test_openrlhf_k2_loss_clamp_is_real_beyond_the_default_grid():
+    # hand oracle: ∂/∂logp of clamp(½d², ±10) is d where ½d² < 10, else 0 (d = logp − ref_logp)
+    d = np.arange(-8.0, 8.25, 0.5)
+    t = coefficient_table(d, estimators="openrlhf:k2", placements="loss")
+    np.testing.assert_allclose(t["c"].to_numpy(), np.where(0.5 * d**2 < 10, d, 0.0), rtol=0, atol=1e-12)
+    assert "the grid's fit alone says problem-dependent" in t["warning"].iloc[0]
+    inner = coefficient_table("-4:4:0.25", estimators="openrlhf:k2", placements="loss")
+    assert "the grid's fit alone says ∇KL(policy‖ref)" in inner["warning"].iloc[0]

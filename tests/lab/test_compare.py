@@ -142,3 +142,45 @@ def test_mc_z_scores_carry_the_mean_and_se_errors():
     d_se = d_mean / math.sqrt(1000)
     assert tolerance("z_vs_exact", row, row) == pytest.approx((d_mean + 0.7 * d_se) / 0.00014, rel=1e-12)
     assert tolerance("z_stdev_vs_exact", row, row) == pytest.approx(d_mean * math.sqrt(2000) / 0.0045, rel=1e-12)
+
+
+AUDIT_CSV = ("function,follows,problem,tokens,mode,rel_bias_norm_vs_policy||ref,warning\n"
+             "k1_loss,zero,gauss-near,1,exact,1,\n"
+             "k3_loss,policy||ref,markov-4,4,exact,0.25,\n")
+
+
+def test_audit_rows_are_named_by_function_problem_and_tokens(tmp_path):
+    committed = write(tmp_path, AUDIT_CSV)
+    (diff,) = table_differences(committed, AUDIT_CSV.replace(",0.25,", ",0.5,"))
+    assert diff.row_id == "k3_loss, markov-4, tokens=4"
+    assert "line 3 (k3_loss, markov-4, tokens=4), rel_bias_norm_vs_policy||ref" in str(diff)
+
+
+@pytest.mark.parametrize("header, row, name", [
+    ("framework,term,problem,placement,mode,follows,err_norm", "verl,low_var_kl,tokens-far,loss,mc,none,{v}",
+     "verl, low_var_kl, tokens-far, loss"),
+    ("estimator,placement,d,c,expected_gradient", "openrlhf:k2,loss,-4,{v},problem-dependent",
+     "openrlhf:k2, loss, d=-4"),
+    ("L,estimator,placement,direction,rel_bias_norm", "6,k3,loss,policy||ref,{v}", "L=6, k3, loss, policy||ref"),
+    ("estimator,placement,aggregation,batch,rel_bias_norm", "k1,loss,seq-mean-token-mean,any,{v}",
+     "k1, loss, seq-mean-token-mean, any"),
+    ("estimator,placement,probs,converged,kl", "k3,reward,\"0.2,0.8\",True,{v}", "k3, reward"),
+    ("estimator,placement,direction,params,rel_bias_norm", "k2,loss,policy||ref,12,{v}", "k2, loss, policy||ref"),
+])
+def test_every_result_kind_names_its_rows(tmp_path, header, row, name):
+    committed = write(tmp_path, f"{header}\n{row.format(v=0.5)}\n")
+    (diff,) = table_differences(committed, f"{header}\n{row.format(v=0.75)}\n")
+    assert diff.row_id == name
+
+
+def test_every_committed_results_table_row_has_a_name():
+    """Every kind's committed table (results/*/*.csv) names each of its rows in a difference's message."""
+    from pathlib import Path
+
+    from kl_grad.lab.compare import _row_id, read_table
+
+    tables = sorted((Path(__file__).resolve().parents[2] / "results").glob("*/*.csv"))
+    assert tables
+    for path in tables:
+        for row in read_table(path).to_dict(orient="records"):
+            assert _row_id(row), path

@@ -190,3 +190,25 @@ def test_reparameterise_is_loc_plus_scale_eps():
     assert d_scale.item() == pytest.approx(eps.sum().item(), abs=1e-14)  # ∂x/∂scale = ε
     at_theta0 = spec.fam.reparameterise(spec, spec.leaves((1, 1), torch.float64), points)
     torch.testing.assert_close(at_theta0, points, rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("markov:4:0:0", "a chain needs V ≥ 2 tokens, so INIT needs at least 2 logits (got 1)"),
+    ("markov:4:0,1:0,0/0", "got 2 rows of 2, 1 logits"),
+    ("markov:4:0,1,2:0,0/0,0", "TRANS must be 3 rows of 3 logits each, separated by / (got 2 rows of 2, 2 logits)"),
+    ("markov:0:0,1:0,0/0,0", "sequence length L from 1 to 64, got 0"),
+])
+def test_markov_errors_state_the_rule_in_plain_numbers(text, match):
+    with pytest.raises(KLGradError) as info:
+        parse_spec(text, "policy")
+    message = str(info.value)
+    assert match in message and "(0,)" not in message and "[" not in message.split("e.g.")[0]
+
+
+def test_structure_mismatch_prints_the_sequence_length_as_a_number():
+    from kl_grad.lab.problem import Problem
+
+    with pytest.raises(KLGradError, match=r"and sequence length 4$"):
+        Problem(policy="markov:4:0,1:0,0/0,0", ref="markov:3:0,1:0,0/0,0")
+    with pytest.raises(KLGradError, match=r"categorical takes no structure, got 3$"):
+        FAMILIES["categorical"].check_structure((3,))

@@ -114,7 +114,7 @@ def test_check_summary_counts_rows_and_numbers(small, capsys):
     table = pd.read_csv(out / "a" / "table.csv")
     numbers = int(sum(table[c].notna().sum() for c in table.columns if pd.api.types.is_numeric_dtype(table[c])))
     assert capsys.readouterr().out.splitlines()[-1] == (
-        f"check passed: no differences beyond each number's tolerance; checked 1 experiments, {len(table)} rows, "
+        f"check passed: no differences beyond each number's tolerance; checked 1 experiment, {len(table)} rows, "
         f"{numbers} numbers")
 
 
@@ -131,7 +131,7 @@ def test_a_moved_number_fails_naming_the_experiment_row_column_and_both_numbers(
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith(f"{csv} line {row + 2} (k3, reward, policy||ref, scale), mean_grad: committed "
                                f"{'%.10g' % (old * 1.001)}, recomputed {'%.10g' % old}") for line in lines), lines
-    assert lines[-1].startswith("check failed: ") and " in 1 experiment(s); checked 1 experiments" in lines[-1]
+    assert lines[-1].startswith("check failed: ") and " in 1 experiment; checked 1 experiment," in lines[-1]
     assert snapshot(exp, out) == before  # a failing check repairs nothing either
 
 
@@ -144,8 +144,8 @@ def test_listing_is_capped_per_experiment(small, capsys):
     csv.write_text("\n".join([header, *rows]) + "\n")
     assert main(["reproduce", "--check", str(exp), "--out", str(out)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 22 and lines[20] == f"{csv}: … and 4 more difference(s)"
-    assert lines[21].startswith("check failed: 24 difference(s) in 1 experiment(s)")
+    assert len(lines) == 22 and lines[20] == f"{csv}: … and 4 more differences"
+    assert lines[21].startswith("check failed: 24 differences in 1 experiment;")
 
 
 def test_missing_and_stale_folders_fail(small, capsys):
@@ -154,10 +154,10 @@ def test_missing_and_stale_folders_fail(small, capsys):
     shutil.copytree(out / "a", out / "gone")  # a result whose experiment file was deleted
     assert main(["reproduce", "--check", str(exp), "--out", str(out)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert f"{out / 'b' / 'table.csv'} folder: missing; run `kl-grad reproduce {exp / 'b.toml'}` and commit " \
-           f"{out / 'b'}/" in lines
+    assert f"{out / 'b' / 'table.csv'} folder: missing; run `kl-grad reproduce {exp / 'b.toml'} --out {out}` and " \
+           f"commit {out / 'b'}/" in lines
     assert any(line.startswith(f"{out / 'gone' / 'table.csv'} folder: stale") for line in lines)
-    assert lines[-1].startswith("check failed: 2 difference(s) in 2 experiment(s); checked 2 experiments")
+    assert lines[-1].startswith("check failed: 2 differences in 2 experiments; checked 2 experiments,")
 
 
 def test_an_edited_experiment_file_fails_even_with_the_same_numbers(small, capsys):

@@ -102,3 +102,21 @@ def test_parse_kwargs_reads_literals_and_bare_words():
             parse_kwargs([bad])
     with pytest.raises(KLGradError, match="given twice"):
         parse_kwargs(["a=1", "a=2"])
+
+
+def test_missing_attribute_lists_the_callables_the_module_defines(module_dir):
+    with pytest.raises(KLGradError) as info:
+        load_target("my_terms_mod:k1_value")
+    message = str(info.value)
+    assert "\n" not in message and "has no attribute 'k1_value'" in message
+    listed = message.split("its callables: ")[1].split(", ")
+    assert listed == ["two", "three", "framework", "Terms"]  # defined there; torch (imported) and 3 are not
+
+
+def test_missing_attribute_lists_at_most_ten_callables(module_dir):
+    (module_dir / "many_mod.py").write_text("".join(f"def f{i}(logp, ref_logp):\n    return logp\n" for i in range(13)))
+    try:
+        with pytest.raises(KLGradError, match=r"its callables: f0, f1, .*, f9, \.\.\. \(3 more\)$"):
+            load_target(str(module_dir / "many_mod.py") + ":nope")
+    finally:
+        sys.modules.pop("many_mod", None)

@@ -60,7 +60,7 @@ class Family:
     def check_structure(self, structure: tuple) -> None:
         """Validate ``DistSpec.structure`` (families with a shape beyond their values, e.g. a length)."""
         if structure:
-            raise KLGradError(f"{self.name} takes no structure, got {structure}")
+            raise KLGradError(f"{self.name} takes no structure, got {', '.join(str(x) for x in structure)}")
 
     def label(self, spec: DistSpec) -> str:
         return f"{self.name}:" + ",".join(f"{v:g}" for v in spec.values)

@@ -95,7 +95,8 @@ class Markov(Family):
 
     def check_structure(self, structure: tuple) -> None:
         if len(structure) != 1 or not isinstance(structure[0], int) or not 1 <= structure[0] <= MAX_LENGTH:
-            raise KLGradError(f"markov needs a sequence length L from 1 to {MAX_LENGTH}, got {structure}")
+            got = ", ".join(str(x) for x in structure) or "none"
+            raise KLGradError(f"markov needs a sequence length L from 1 to {MAX_LENGTH}, got {got}")
 
     def label(self, spec) -> str:
         v = vocab_of(len(spec.values))
@@ -117,10 +118,13 @@ class Markov(Family):
         init = [p.strip() for p in parts[1].split(",")]
         rows = [[p.strip() for p in r.split(",")] for r in parts[2].split("/")]
         v = len(init)
-        if v < 2 or len(rows) != v or any(len(r) != v for r in rows):
+        if v < 2:
+            raise KLGradError(f"malformed {what} {text!r}: a chain needs V ≥ 2 tokens, so INIT needs at least 2 "
+                              f"logits (got {v}) and TRANS V rows of V, e.g. {self.example}")
+        if len(rows) != v or any(len(r) != v for r in rows):
+            got = f"{len(rows)} row{'s' if len(rows) != 1 else ''} of {', '.join(str(len(r)) for r in rows)} logits"
             raise KLGradError(f"malformed {what} {text!r}: INIT has {v} logits, so TRANS must be {v} rows of {v} "
-                              f"logits separated by / (got {len(rows)} rows of {[len(r) for r in rows]}), "
-                              f"e.g. {self.example}")
+                              f"logits each, separated by / (got {got}), e.g. {self.example}")
         names, values = self.param_names(v + v * v), []
         for name, part in zip(names, init + [x for r in rows for x in r]):
             try:

@@ -65,16 +65,21 @@ def run(args) -> str:
     """The rendered audit (the CLI writes it to stdout or -o)."""
     from pathlib import Path
 
-    from ..errors import choose
+    from ..errors import KLGradError, choose
     from ..placements import get_placement
     from .audit_report import AUDIT_VIEWS, render_audit
     from .auditor import audit
     from .target import load_target, parse_kwargs
 
-    fmt = args.format
-    if fmt is None:
-        fmt = "json" if args.output and Path(args.output).suffix.lower() == ".json" else "markdown"
+    implied = {".json": "json", ".md": "markdown"}.get(Path(args.output).suffix.lower()) if args.output else None
+    if args.output and implied is None and args.format is None and Path(args.output).suffix:
+        raise KLGradError(f"-o {args.output}: audit writes markdown (.md), grid or json (.json); name the file "
+                          ".md or .json, or pass --format")
+    fmt = args.format or implied or "markdown"
     choose("format", fmt, AUDIT_VIEWS)
+    if implied and fmt != implied:
+        raise KLGradError(f"--format {fmt} would write {fmt} into {args.output}, whose extension means {implied}; "
+                          "drop --format or rename the file")
     if args.placement is not None:
         get_placement(args.placement)
     fn = load_target(args.target, parse_kwargs(args.kwarg))

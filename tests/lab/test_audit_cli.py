@@ -142,3 +142,13 @@ def test_help_kwarg_example_binds_the_framework_keyword():
 
     logp, ref = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -0.5])
     assert torch.allclose(fn(logp, ref), 0.5 * (logp - ref) ** 2)
+
+
+@pytest.mark.parametrize("name, extra, message", [
+    ("audit.csv", [], "audit writes markdown (.md), grid or json (.json)"),
+    ("audit.json", ["--format", "markdown"], "would write markdown into"),
+])
+def test_an_output_name_that_contradicts_the_format_is_refused_before_running(tmp_path, capsys, name, extra, message):
+    path = tmp_path / name
+    status, out, err = run(["audit", f"{EXAMPLES}:k3_loss", "-o", str(path), *extra], capsys)
+    assert status == 2 and message in err and err.count("\n") == 1 and not path.exists()

@@ -20,7 +20,8 @@ c(a) − a ≠ c(b) − b has E[(c − d)·s]_1 = π_1·π_2·((c(a) − a) − 
 fits c = α·d + β·(1 − e^{−d}) + γ on the grid and reports E[c·s] = α·∇KL(policy‖ref) +
 β·∇KL(ref‖policy) when the fit is exact; it can only see the grid points (a kink between two
 points, such as a clamp, is invisible), so a built-in estimator with a kink (registry ``kinked``: a clamp
-or |·|, or a ``clamp_active`` clamp) is labelled problem-dependent with a warning naming it, whatever the grid.
+or |·|, or a ``clamp_active`` clamp) is also fitted on ``KINK_PROBE`` (d = −60..60, which reaches every
+registered clamp) and labelled by that fit, with a warning when it differs from the grid's.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from ..placements import PLACEMENTS, get_placement, surrogate
 
 AS_WRITTEN = "as written"  # the placement column of a user function: its output is the loss term itself
 FIT_RTOL = 1e-9  # an exact fit: residual below this fraction of the coefficients' scale
+# where kinked built-ins are also fitted: every registered clamp (|d| ≤ 20, |k| ≤ 10) and |·| kink lies inside
+KINK_PROBE = np.linspace(-60.0, 60.0, 481)
 LOGP_RTOL = 1e-9  # c(d) at two values of log π_θ must agree to this (relative), else the term uses logp on its own
 MAX_GRID = 100_001
 PROBLEM_DEPENDENT = "problem-dependent"  # c is no α·d + β·(1 − e^{−d}) + γ on the grid: some problem is biased
@@ -145,7 +148,7 @@ def _snap(v: float) -> float:
 
 
 def _rows(name: str, placement: str, d: np.ndarray, fn: Callable, kink: str | None = None) -> pd.DataFrame:
-    """One term's rows; ``kink`` (a kinked estimator's formula) makes the label problem-dependent, whatever the grid."""
+    """One term's rows; for ``kink`` (a kinked estimator's formula) the label is fitted on ``KINK_PROBE`` too."""
     three = _wants_old_logp(fn)
     # log π_θ = 0, log π_ref = −d: the log-ratio the function sees is d exactly (another base would round it,
     # e.g. (−31 − 1e-9) loses 7 of d's digits); a second base shows a function that uses log π_θ beyond d.
@@ -169,10 +172,13 @@ def _rows(name: str, placement: str, d: np.ndarray, fn: Callable, kink: str | No
         warnings.append(f"c at log π_θ = {base:g} and {base - 2:g} differ by up to {np.nanmax(abs(c - c_other)):.3g}"
                         " (it uses log π_θ beyond d, or rounds in lower precision); c shown at the first")
     expected, follows = _fit(d, c)
-    if kink is not None:  # a clamp or |·| acts where the grid may not reach (openrlhf:k2 clamps at |d| ≥ √20)
-        warnings.append(f"kinked estimator ({kink}): c changes form at the kink, which this grid may not reach, "
-                        f"so E[c·s] depends on the problem (the grid's fit alone says {expected})")
-        expected, follows = PROBLEM_DEPENDENT, "none"
+    if kink is not None:  # a clamp or |·| acts where the grid may not reach (openrlhf:k2 clamps at |d| ≥ √20):
+        probe = np.union1d(d, KINK_PROBE)  # the label is the fit on a wide grid that reaches every registered kink
+        wide_expected, wide_follows = _fit(probe, _coefficients_at(fn, probe, base, three)[0])
+        if wide_expected != expected:
+            warnings.append(f"kinked estimator ({kink}): c changes form beyond or between this grid's points "
+                            f"(on d = −60..60 the fit says {wide_expected}; this grid's alone says {expected})")
+        expected, follows = wide_expected, wide_follows
     group = "; ".join(warnings)
     row_warning = [("; ".join([group, "gradient not finite here"]).lstrip("; ") if not np.isfinite(v) else group)
                    for v in c]

@@ -82,11 +82,7 @@ def run(args, load_target: Callable | None = None) -> str:
         raise KLGradError("--kwarg binds an argument of a TARGET: give one (module:function or file.py:function)")
     if args.target is not None:
         if load_target is None:
-            try:
-                from .target import load_target
-            except ImportError:
-                raise KLGradError("a TARGET needs the audit's loader (kl_grad.lab.target), which this version "
-                                  "lacks") from None
+            from .target import load_target
         if args.estimators or args.placements:
             raise KLGradError("a TARGET is tabulated as written: drop --estimators/--placements")
         if kwarg:

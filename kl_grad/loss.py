@@ -94,7 +94,7 @@ def kl_loss(
     if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int | float)
                                 or not horizon > 0 or horizon == float("inf")):
         raise KLGradError(f"horizon must be a positive finite number (a fixed token count), got {horizon!r}")
-    if str(aggregation).startswith("seq") and logp.dim() < 2:
+    if str(AGGREGATION_ALIASES.get(aggregation, aggregation)).startswith(("seq", "dr")) and logp.dim() < 2:
         raise KLGradError(f"aggregation {aggregation!r} needs (batch, tokens) inputs, got shape {tuple(logp.shape)}")
     dtype = torch.float64 if logp.dtype == torch.float64 else torch.float32  # bf16/fp16 -> float32
     lp, ref = logp.to(dtype), ref_logp.detach().to(dtype)

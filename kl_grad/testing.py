@@ -30,11 +30,21 @@ def _audit(fn, kwargs, placement, seed, problems):
     return audit(fn, kwargs=kwargs, placement=placement, seed=SEED if seed is None else seed, problems=problems)
 
 
+def _checked(result, off_policy: bool, sequences: bool) -> list[dict]:
+    """The problems an assertion judges; none is an error (a filter that selects nothing must not pass)."""
+    kept = [p for p in result.problems
+            if (p["on_policy"] or off_policy) and (sequences or not p.get("sequence"))]
+    if not kept:
+        names = [p["problem"] for p in result.problems]
+        kind = ("" if off_policy else "on-policy ") + ("" if sequences else "single-token ")
+        raise AssertionError(f"{result.name}: no problem was checked: problems={names} holds no {kind}problem "
+                             "(pass off_policy=True or sequences=True, or choose other problems)")
+    return kept
+
+
 def _failures(result, direction: str, off_policy: bool, sequences: bool = False) -> list[str]:
     lines = []
-    for p in result.problems:
-        if (not p["on_policy"] and not off_policy) or (p.get("sequence") and not sequences):
-            continue
+    for p in _checked(result, off_policy, sequences):
         if direction in p["follows"].split(" and "):
             continue
         if p["follows"] == "unknown":
@@ -84,7 +94,11 @@ def assert_kl_gradient_follows(fn: Callable, direction: str, *, kwargs: dict | N
     ``assert_unbiased_kl_gradient``."""
     target = direction if direction == "zero" else resolve_direction(direction)
     result = _audit(fn, kwargs, placement, seed, problems)
+    _checked(result, False, sequences)
     ran_sequences = any(p.get("sequence") for p in result.problems)
+    if sequences and not ran_sequences:
+        raise AssertionError(f"{result.name}: sequences=True but no sequence problem was run "
+                             f"(problems={[p['problem'] for p in result.problems]})")
     if result.follows == target and (not sequences or not ran_sequences or result.follows_sequence == target):
         return
     if target == "zero":

@@ -67,8 +67,8 @@ def test_every_readme_cell_matches_the_measured_table(readme_row):
     table = _measured()
     rows = table[table["term"] == term].set_index("problem")
     assert rows["framework"].iloc[0] == framework and rows["placement"].iloc[0] == placement
-    for problem, cell in zip(ON_POLICY, on_policy.split(" · ")):
+    for problem, cell in zip(ON_POLICY, on_policy.split(" · "), strict=True):
         _check_cell(cell, rows.loc[problem], f"{term} on {problem}")
     _check_cell(off_policy, rows.loc["tokens-off"], f"{term} on tokens-off")
-    for problem, cell in zip(MASS, mass.split(" · ")):
+    for problem, cell in zip(MASS, mass.split(" · "), strict=True):
         _check_mass(cell, rows.loc[problem, "zero_grad_mass"], f"{term} zero-gradient mass on {problem}")

@@ -45,9 +45,9 @@ def test_failure_names_problem_bias_uncertainty_and_threshold():
 
 
 def test_follows_failure():
-    with pytest.raises(AssertionError, match="follows zero, not policy||ref"):
+    with pytest.raises(AssertionError, match=re.escape("follows zero, not policy||ref")):
         assert_kl_gradient_follows(k1, "policy||ref", problems=FAST)
-    with pytest.raises(AssertionError, match="tokens-3: follows policy||ref"):
+    with pytest.raises(AssertionError, match=re.escape("tokens-3: follows policy||ref")):
         assert_kl_gradient_follows(k2, "zero", problems=FAST)
 
 
@@ -59,3 +59,12 @@ def test_kl_audit_fixture(kl_audit):
     kl_audit.assert_unbiased(k2, problems=FAST)
     kl_audit.assert_follows(k3, "ref||policy", problems=FAST)
     assert kl_audit.audit(k1, problems=FAST).follows == "zero"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: assert_unbiased_kl_gradient(k1, problems=["markov-3x4"]),  # only a sequence problem, sequences off
+    lambda: assert_kl_gradient_follows(k2, "policy||ref", problems=["tokens-3"], sequences=True),
+])
+def test_a_filter_that_checks_nothing_fails(call):
+    with pytest.raises(AssertionError, match="no (problem was checked|sequence problem was run)"):
+        call()

@@ -99,6 +99,11 @@ def check_gradient_request(policy, ref, estimators, placements=DEFAULT_PLACEMENT
         if case.placement.name in getattr(problem.policy.fam, "refused_placements", {}):
             raise KLGradError(f"placement {case.placement.name} is refused for {problem.policy.fam.name}: "
                               f"{problem.policy.fam.refused_placements[case.placement.name]}")
+        k0 = float(case.estimator.of_log_ratio(torch.zeros(1, dtype=torch.float64)))
+        if getattr(problem.policy.fam, "padded", False) and k0 != 0:
+            # padding has d = 0, neutral only where k(0) = 0: a reward-to-go would carry k(0) per pad token
+            raise KLGradError(f"{case.estimator.name} is refused for {problem.policy.fam.name}: k(0) ≠ 0, so the "
+                              "padding beyond the end would enter its sums; use an estimator with k(0) = 0")
     direction = None if direction is None else resolve_direction(direction)
     if budget.mode is Mode.MC:
         check_mc_memory(problem, samples)

@@ -75,7 +75,8 @@ def ref_policy_optimum(ref: DistSpec, reward: Reward, beta: float) -> np.ndarray
         disc = 1 - 4 * a**2 * sigma**2 / beta**2
         if disc < 0:
             return np.array([math.nan, math.nan])
-        s2 = beta**2 * (1 - math.sqrt(disc)) / (2 * a**2)
+        # β²(1 − √disc)/(2a²), rationalised: the direct form cancels (scale 0 at A = 1e-9; 3e-3 off at 1e-7)
+        s2 = 2 * sigma**2 / (1 + math.sqrt(disc))
         return np.array([mu + a * s2 / beta, math.sqrt(s2)])
     return None
 

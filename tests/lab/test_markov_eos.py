@@ -99,7 +99,7 @@ def test_truth_and_expected_gradients_match_the_oracle(seed, v, lmax):
         rows = run.table[(run.table.estimator == est) & (run.table.placement == place)]
         np.testing.assert_allclose(rows["mean_grad"].to_numpy(float), want, atol=1e-8, err_msg=f"{est} {place}")
     # the EOS row of TRANS is never used
-    assert np.all(oracle["truth"][v + (v - 1) * v:] == 0)
+    assert np.all(run.truth["policy||ref"][v + (v - 1) * v:] == 0)
 
 
 def test_truth_by_finite_differences():

@@ -201,3 +201,17 @@ def test_bad_python_input_names_what_is_allowed():
         parse_reward("cubic:1")
     with pytest.raises(KLGradError, match="C must be > 0"):
         parse_reward("quadratic:-1,0")
+
+
+@pytest.mark.parametrize("a", [1e-9, 1e-7, 1e-5])
+def test_the_other_objectives_gaussian_optimum_is_stable_at_a_tiny_reward_slope(a):
+    # hand limit: σ² = β²(1 − √(1 − x))/(2a²) with x = 4a²σ_ref²/β² → σ_ref²(1 + x/4 + ...) as a → 0
+    from kl_grad.lab.families import parse_spec
+    from kl_grad.lab.rewards import LinearReward
+    from kl_grad.lab.train_optima import ref_policy_optimum
+
+    beta, sigma = 3.0, 1.2
+    x = 4 * a**2 * sigma**2 / beta**2
+    loc, scale = ref_policy_optimum(parse_spec("normal:0.5,1.2"), LinearReward(a), beta)
+    np.testing.assert_allclose(scale**2, sigma**2 * (1 + x / 4 + x**2 / 8), rtol=1e-14)
+    np.testing.assert_allclose(loc, 0.5 + a * scale**2 / beta, rtol=1e-14)

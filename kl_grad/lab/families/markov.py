@@ -34,7 +34,6 @@ from ...errors import KLGradError
 from . import Family
 
 MAX_LENGTH = 64
-ENUM_CHUNK = 1 << 13  # sequences per chunk of an exact evaluation (bounded memory; see quadrature's evaluate)
 
 
 def vocab_of(k: int) -> int:

@@ -54,6 +54,7 @@ class MarkovEOS(Markov):
              "logits; V rows of V transition logits, rows split by /)")
     example = "markov-eos:5:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1"
     refused_placements = {"trl-seq": "its mean of log w_t runs over all LMAX columns, not the T real tokens"}
+    padded = True  # per-token log-probs are 0 beyond the end (d = 0): neutral only for estimators with k(0) = 0
 
     def label(self, spec) -> str:
         return self.name + super().label(spec)[len(Markov.name):]

@@ -142,7 +142,7 @@ def _column_tolerance(col: str, old: dict, new: dict) -> float:
         if col == "bias_rel" or col.startswith("bias_vs_"):
             return _bias_error(col, new, d_mean)
         if col == "se":
-            return max(abs(_f(old, "se")), abs(_f(new, "se")))
+            return min(abs(_f(old, "se")), abs(_f(new, "se")))  # |a − b| ≤ min(a, b): within a factor 2
         return 0.0
     if str(new.get("mode")) != "mc":
         return 0.0

@@ -184,3 +184,14 @@ def test_every_committed_results_table_row_has_a_name():
     for path in tables:
         for row in read_table(path).to_dict(orient="records"):
             assert _row_id(row), path
+
+
+def test_an_exact_se_that_moved_by_more_than_a_factor_2_is_a_difference(tmp_path):
+    # the rule |a − b| ≤ min(a, b) (hand-computed): 2e-13 → 3.9e-13 passes, 2e-13 → 5e-13 and 1e-3 do not
+    head = "estimator,mode,mean_grad,se\n"
+    old = tmp_path / "t.csv"
+    old.write_text(head + "k2,exact,0.5,2e-13\n")
+    assert table_differences(old, head + "k2,exact,0.5,3.9e-13\n") == []
+    for moved in ("5e-13", "0.001"):
+        diffs = table_differences(old, head + f"k2,exact,0.5,{moved}\n")
+        assert [d.column for d in diffs] == ["se"]

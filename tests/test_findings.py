@@ -186,13 +186,13 @@ def test_seed003_configuration_bias_is_exact():
 
 
 def test_seed003s_mc_stdevs_of_k3_and_reverse_k1_are_unreliable():
-    # README: the per-sample kurtosis of k3's scale gradient is 4.8e10, so seed 003's MC stdev/true for it
-    # (1000 trials × 50 000 samples) has a relative SE of 1557%; the exact stdev_rel values are 0.4582 (k3)
+    # README: the per-sample kurtosis of k3's scale gradient is ~5e10, so seed 003's MC stdev/true for it
+    # (1000 trials × 50 000 samples) has a relative SE of ~2e+01; the exact stdev_rel values are 0.4582 (k3)
     # and 0.3934 (reverse_k1), and reverse_k1's 4th moment is partly beyond reach.
     problem = Problem(*SEED003.args[:2])
     k3 = exact_gradient_moments(problem, make_cases(["k3"], ["loss"]))[("k3", "loss")]
     _, note = stdev_check(0.0, k3.var[1], k3.m4[1], 50_000, 1000, abs(TRUTH[POLICY_REF][1]))
-    assert re.search(r"per-sample kurtosis 4\.8e\+10, so this MC stdev has a relative SE of 1557%", note), note
+    assert re.search(r"per-sample kurtosis ~5e\+10, so this MC stdev is unreliable \(relative SE ~2e\+01\)", note), note
     table = _by(run_gradients(*SEED003.args[:2], ["k3", "reverse_k1"], mode="exact").table, "estimator", "param")
     assert table.loc[("k3", "scale"), "stdev_rel"] == pytest.approx(0.4582, abs=5e-5)
     assert table.loc[("reverse_k1", "scale"), "stdev_rel"] == pytest.approx(0.3934, abs=5e-5)

@@ -18,8 +18,8 @@ the framework forms it, or w·sg(value) for a reward penalty) is compared with �
 as for heavy-tailed k3 gradients on the far Gaussian).
 ``rel_bias_vs_<dir>`` = ‖g − t‖/‖t‖ (0 when it follows that direction exactly: below its own error);
 ``err_norm`` = ‖stated error‖ (exact) or ‖se‖ (MC); ``zero_grad_mass`` = the probability mass (enumeration) or
-fraction of samples (MC) where the per-sample gradient ∂surrogate/∂log π_θ is exactly 0 (clamps, detected
-from the gradients); NaN where not measured (smooth terms under quadrature).
+fraction of samples (MC) where the per-sample gradient ∂surrogate/∂log π_θ is 0 up to float64 rounding (clamps,
+and exact cancellations such as 1 + d at d = −1; detected from the gradients); NaN where not measured (smooth terms under quadrature).
 """
 
 from __future__ import annotations
@@ -92,8 +92,14 @@ def check(exp: CatalogueExperiment) -> None:
     check_seed(exp.seed)
 
 
+ZERO_ULPS = 64  # a per-point coefficient within 64 ulps of its inputs' magnitude is 0 up to float64 rounding
+
+
 def row_gradients(problem: Problem, term: FrameworkTerm, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row gradient of the row-mean surrogate, (rows, P), and ∂surrogate/∂log π_θ per point, (rows, cols).
+    """Per-row gradient of the row-mean surrogate, (rows, P), and whether ∂surrogate/∂log π_θ is 0 per point,
+    (rows, cols) bool: |c| ≤ ``ZERO_ULPS``·eps·max(1, |log π_θ|, |log π_ref|), zero up to the rounding of a
+    function of those log-probs (exactly 0 on a clamp's flat side; e.g. 1 + d at d = −1 where logits tie, which
+    another CPU rounds to ±1 ulp).
 
     ``x``: (rows, cols) points; each point is a one-token sequence (shape (rows, cols, 1) for the term), so a
     sequence-level ratio is that token's own. One copy of θ per row (``DistSpec.leaves``).
@@ -107,7 +113,9 @@ def row_gradients(problem: Problem, term: FrameworkTerm, x: torch.Tensor) -> tup
     s = term.surrogate(logp.unsqueeze(-1), ref.unsqueeze(-1), None if old is None else old.unsqueeze(-1))
     grads = torch.autograd.grad(s.sum() / cols, [logp, *leaves.values()])
     per_point = grads[0] * cols  # ∂s_i/∂logp_i (the row mean divided it by cols)
-    return torch.cat([g.reshape(rows, 1) for g in grads[1:]], dim=1), per_point
+    size = torch.maximum(logp.detach().abs(), ref.abs()).clamp(min=1.0)
+    zero = per_point.abs() <= ZERO_ULPS * torch.finfo(F64).eps * size
+    return torch.cat([g.reshape(rows, 1) for g in grads[1:]], dim=1), zero
 
 
 def _verdict(g: np.ndarray, err: np.ndarray, truth: dict[str, np.ndarray], draws: int | None,
@@ -131,8 +139,8 @@ def _exact(problem: Problem, term: FrameworkTerm):
     zero = math.nan
     if problem.sampling.fam.enumerable:  # the mass where the per-sample gradient is exactly 0
         x, w, _ = problem.sampling.fam.nodes(problem.sampling, 0)
-        per_point = row_gradients(problem, term, x)[1].detach().numpy().ravel()
-        zero = float(np.sum(np.where(per_point == 0, w, 0.0)))
+        is_zero = row_gradients(problem, term, x)[1].numpy().ravel()
+        zero = float(np.sum(np.where(is_zero, w, 0.0)))
     warning = "; ".join(sorted({w for w in moments.warnings if w}))
     scale = moments.scale if moments.scale is not None else np.zeros_like(moments.mean)
     return moments.mean, moments.err, None, scale, zero, warning
@@ -141,9 +149,9 @@ def _exact(problem: Problem, term: FrameworkTerm):
 def _mc(problem: Problem, term: FrameworkTerm, exp: CatalogueExperiment):
     per_trial, zeros = [], 0
     for points in mc_points(problem.sampling, exp.trials, exp.samples, exp.seed, F64):
-        g, per_point = row_gradients(problem, term, points.x)
+        g, is_zero = row_gradients(problem, term, points.x)
         per_trial.append(g.detach().numpy())
-        zeros += int((per_point == 0).sum())
+        zeros += int(is_zero.sum())
     g = np.concatenate(per_trial)
     mean, se = g.mean(axis=0), g.std(axis=0, ddof=1) / math.sqrt(len(g))
     return mean, se, len(g), np.zeros_like(mean), zeros / (exp.trials * exp.samples), ""

@@ -4,29 +4,11 @@ One rule, two users: ``make reproduce`` keeps a result folder byte for byte when
 difference from the one on disk (so a machine whose float arithmetic differs in the last bits rewrites
 nothing), and ``kl-grad reproduce --check`` fails on any difference, naming it (``check.py``).
 
-The tolerance of a number is the largest of
-
-- the unit of its 10th significant digit (CSV prints ``%.10g``; two roundings differ by at most one unit);
-- a relative floor: ``EXACT_RTOL`` (1e-9) in exact rows, which are deterministic float64 quadrature or
-  enumeration (right to ~1e-13 relative), ``MC_RTOL`` (1e-5) in Monte-Carlo rows;
-- its column's own error, from the row's other numbers (``_column_tolerance``):
-
-  exact rows: means and true values (mean_grad, mean, true_grad, true_kl, exact_grad, exact_mean) ± (committed
-  se + recomputed se), se being the mean's numerical error bound; biases |m − t|/|t| that error over |t|;
-  the se column itself (an error bound rounded up to one digit) within a factor 2;
-
-  Monte-Carlo rows (same seed, so the same draws, summed in another order): a float32 sum of n terms is off
-  by at most ~eps32·log2(n) ≈ 6e-8·26 = 1.6e-6 (n ≤ 5e7, pairwise summation) of the terms' magnitude, so
-  a mean is allowed ``MC_RTOL`` × rms, rms = √(mean² + s₁²) the per-sample root mean square (s₁ the
-  per-sample stdev) — not × |mean|, which can be tiny beside the terms it is the difference of (k1 as a loss
-  on-policy: mean 1e-5 of per-sample gradients of size 1). Derived columns carry that error through their
-  formula: bias ± Δmean/|t|, stdev ± Δmean (a stdev moves at most by the rms of the per-trial shifts),
-  se ± Δmean/√(groups), z = (mean − exact)/se ± (Δmean + |z|·Δse)/se, z_stdev ± Δstdev·√(2·trials)/stdev.
-  ``benchmarks/mutation_check.py`` measures the real cross-run noise (thread count, chunking, sample order):
-  orders of magnitude below these tolerances. An MC row sees a 0.1% change of its estimator only where
-  |mean| ≳ 1% of the rms; the exact experiments see every one (the same benchmark: 27/27 caught).
-
-Counts (trials, samples) must be equal; text cells (verdicts, follows, warnings) must be equal.
+Each number's tolerance is its column's rule (``tolerances.py``, which names every column the committed tables
+carry): its own error bound, or float64/float32 rounding carried through the computation that produced it, and
+at least the unit of its last printed digit. Numbers inside text cells (vectors such as ``probs``, warnings)
+are compared one by one the same way, and the words around them must be equal.
+Counts (trials, samples) must be equal; names and labels (estimator, verdict, follows) must be equal text.
 """
 
 from __future__ import annotations
@@ -39,11 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-EXACT_RTOL = 1e-9  # exact numbers are right to ~1e-13 relative; CSV prints 10 significant digits
-MC_RTOL = 1e-5  # ≥ 6× the float32 pairwise-summation bound eps32·log2(n) for n ≤ 5e7 terms (see above)
-DIGITS = 10  # significant digits in the CSV (report.FLOAT_FORMAT = "%.10g")
+from .tolerances import EXACT_TEXT, column_tolerance, numbers_in, rule_of, tolerance
 
-ID_COLUMNS = ("estimator", "placement", "direction", "param", "vary", "x")  # gradient rows' names: no tolerance
 # What names a row in a difference's message, for every result kind's table (in this order): audit
 # (function, problem, tokens), frameworks (framework, term, problem), gradients/values/sweeps/train
 # (estimator, placement, direction, param, vary, x), aggregations (aggregation, batch), length sweeps (L),
@@ -52,10 +31,6 @@ ID_COLUMNS = ("estimator", "placement", "direction", "param", "vary", "x")  # gr
 NAME_COLUMNS = ("function", "framework", "term", "problem", "tokens", "L", "estimator", "placement", "aggregation",
                 "batch", "direction", "param", "d", "vary", "x")
 _BARE_NUMBER_NAMES = ("x",)  # printed bare after its vary ("loc, 0.5")
-COUNT_COLUMNS = ("trials", "samples")  # equal or different, no tolerance
-_MEANS = ("mean_grad", "mean")
-_TRUTHS = ("true_grad", "true_kl", "exact_grad", "exact_mean")
-_TRUE = ("true_grad", "true_kl")  # the row's own truth t, the denominator of bias_rel and stdev_rel
 
 
 @dataclass(frozen=True)
@@ -87,98 +62,6 @@ class Difference:
 
 def _num(x: float) -> str:
     return "%.10g" % x
-
-
-def digit_unit(x: float) -> float:
-    """The unit of the 10th significant digit of x (0 for 0, NaN or inf): 10^(⌊log10|x|⌋ − 9)."""
-    if not math.isfinite(x) or x == 0:
-        return 0.0
-    return 10.0 ** (math.floor(math.log10(abs(x))) - (DIGITS - 1))
-
-
-def _f(row: dict, col: str) -> float:
-    """The row's number in ``col`` as a float (NaN when absent or not a number)."""
-    try:
-        return float(row.get(col, math.nan))
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _truth(row: dict) -> float:
-    return next((abs(_f(row, c)) for c in _TRUE if c in row), math.nan)
-
-
-def _mc_mean_error(row: dict) -> float:
-    """MC_RTOL × the per-sample rms √(mean² + s₁²): the float-order error allowed to a Monte-Carlo mean."""
-    mean = _f(row, "mean_grad") if "mean_grad" in row else _f(row, "mean")
-    if "stdev" in row and "trials" in row:  # gradients: stdev is the per-trial stdev of a `samples` mean
-        s1 = _f(row, "stdev") * math.sqrt(_f(row, "samples"))
-    else:  # values: stdev_rel is the per-sample stdev over |true_kl|
-        s1 = _f(row, "stdev_rel") * _truth(row)
-    s1 = s1 if math.isfinite(s1) else 0.0
-    return MC_RTOL * math.hypot(mean, s1) if math.isfinite(mean) else math.inf
-
-
-def _bias_error(col: str, row: dict, d_mean: float) -> float:
-    """Δ of a bias |m − t|/|t| for a mean error Δm: Δm/|t| when t is the row's truth; else (other direction,
-    t not in the row) the bound Δm·(1 + bias)/|m|, from |t| ≥ |m|/(1 + bias)."""
-    if col == "bias_rel" or col == f"bias_vs_{row.get('direction')}":
-        t = _truth(row)
-        return d_mean / t if t > 0 else math.inf
-    m = abs(_f(row, "mean_grad"))
-    return d_mean * (1 + abs(_f(row, col))) / m if m > 0 else 0.0
-
-
-def _column_tolerance(col: str, old: dict, new: dict) -> float:
-    """The error of column ``col`` implied by the rest of the row (see the module docstring); 0 if none."""
-    if col in ID_COLUMNS:
-        return 0.0
-    if str(new.get("mode")) == "exact":
-        d_mean = abs(_f(old, "se")) + abs(_f(new, "se"))  # each mean's numerical error bound
-        if not math.isfinite(d_mean):
-            return math.inf if col in _MEANS + _TRUTHS or col.startswith("bias") else 0.0
-        if col in _MEANS + _TRUTHS:
-            return d_mean
-        if col == "bias_rel" or col.startswith("bias_vs_"):
-            return _bias_error(col, new, d_mean)
-        if col == "se":
-            return min(abs(_f(old, "se")), abs(_f(new, "se")))  # |a − b| ≤ min(a, b): within a factor 2
-        return 0.0
-    if str(new.get("mode")) != "mc":
-        return 0.0
-    d_mean = max(_mc_mean_error(old), _mc_mean_error(new))
-    trials = _f(new, "trials")
-    groups = trials if trials > 0 else _f(new, "samples")  # the se is a stdev over √(groups)
-    d_se = d_mean / math.sqrt(groups) if groups > 0 else math.inf
-    t = _truth(new)
-    if col in _MEANS:
-        return d_mean
-    if col == "bias_rel" or col.startswith("bias_vs_"):
-        return _bias_error(col, new, d_mean)
-    if col == "stdev":
-        return d_mean
-    if col == "stdev_rel":
-        return d_mean / t if t > 0 else math.inf
-    if col == "se":
-        return d_se
-    if col == "z_vs_exact":
-        se = _f(new, "se")
-        return (d_mean + abs(_f(new, col)) * d_se) / se if se > 0 else math.inf
-    if col == "z_stdev_vs_exact":
-        stdev = _f(new, "stdev")
-        return d_mean * math.sqrt(2 * trials) / stdev if stdev > 0 and trials > 0 else math.inf
-    return 0.0
-
-
-def tolerance(col: str, old: dict, new: dict) -> float:
-    """How far the recomputed ``new[col]`` may be from the committed ``old[col]`` (rows as {column: value})."""
-    if col in COUNT_COLUMNS:
-        return 0.0
-    a, b = _f(old, col), _f(new, col)
-    rtol = EXACT_RTOL if str(new.get("mode")) == "exact" else MC_RTOL
-    scale = max(abs(a), abs(b)) if math.isfinite(a) and math.isfinite(b) else 0.0
-    parts = (digit_unit(a), digit_unit(b), rtol * scale, _column_tolerance(col, old, new))
-    return max(p for p in parts if not math.isnan(p))
 
 
 def _same_number(a: float, b: float, tol: float) -> bool:
@@ -242,15 +125,42 @@ def table_differences(committed, recomputed) -> list[Difference]:
                 tol = tolerance(col, o, n)
                 if not _same_number(a, b, tol):
                     out.append(Difference(i, _row_id(n), col, a, b, tol))
-            elif str(o[col]) != str(n[col]):
-                out.append(Difference(i, _row_id(n), col, o[col], n[col]))
+            else:
+                out += text_differences(col, o, n, i)
+    return out
+
+
+def text_differences(col: str, old: dict, new: dict, row: int = 0) -> list[Difference]:
+    """A text cell: names and labels must be equal; elsewhere (vectors, warnings) the words must be equal and
+    each number within the larger of its column's rule and the unit of its last printed digit on either side.
+    A number that moved is named ``col[k]``, k counting the cell's numbers from 0."""
+    a, b = str(old[col]), str(new[col])
+    if a == b:
+        return []
+    words_a, nums_a = numbers_in(a)
+    words_b, nums_b = numbers_in(b)
+    if rule_of(col) in EXACT_TEXT or words_a != words_b or len(nums_a) != len(nums_b):
+        return [Difference(row, _row_id(new), col, old[col], new[col])]
+    out = []
+    for k, ((x, unit_x), (y, unit_y)) in enumerate(zip(nums_a, nums_b)):
+        scale = max(abs(x), abs(y)) if math.isfinite(x) and math.isfinite(y) else 0.0
+        tol = max(unit_x * (1 + 1e-9), unit_y * (1 + 1e-9), column_tolerance(col, old, new, scale))  # 1 unit
+        if not _same_number(x, y, tol):
+            out.append(Difference(row, _row_id(new), f"{col}[{k}]", x, y, tol))
     return out
 
 
 def count_numbers(table) -> int:
-    """How many numeric cells a table holds (what a check compared)."""
+    """How many numbers a table holds (what a check compared): numeric cells and the numbers inside text
+    cells other than names and labels."""
     t = read_table(table)
-    return int(sum(t[c].notna().sum() for c in t.columns if pd.api.types.is_numeric_dtype(t[c])))
+    count = 0
+    for c in t.columns:
+        if pd.api.types.is_numeric_dtype(t[c]):
+            count += int(t[c].notna().sum())
+        elif rule_of(c) not in EXACT_TEXT:
+            count += sum(len(numbers_in(str(v))[1]) for v in t[c] if isinstance(v, str))
+    return count
 
 
 def same_table(old_csv: Path, new_csv: str) -> bool:

@@ -42,11 +42,23 @@ def to_markdown(table: pd.DataFrame) -> str:
     return _github(table[_display_columns(table)])
 
 
+def _vector_text(v) -> str:
+    """A vector cell (a list, possibly nested) as text with every element at ``FLOAT_FORMAT``: [0.5813955071, …]."""
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_vector_text(x) for x in v) + "]"
+    return FLOAT_FORMAT % v if isinstance(v, float) else str(v)
+
+
 def to_csv(table: pd.DataFrame) -> str:
+    vectors = [c for c in table.columns if table[c].map(lambda v: isinstance(v, (list, tuple))).any()]
+    if vectors:
+        table = table.assign(**{c: table[c].map(_vector_text) for c in vectors})
     return table.to_csv(index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
 
 
 def _json_value(v):
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
     if isinstance(v, float):
         if math.isnan(v):
             return None

@@ -99,8 +99,9 @@ def stdev_check(stdev_mc: float, var: float, m4: float, samples: int, trials: in
     rel_se, gaussian = se / exact, 1 / math.sqrt(2 * (trials - 1))
     note = ""
     if rel_se > max(UNRELIABLE_STDEV, 2 * gaussian):
-        note = (f"heavy tail: per-sample kurtosis {m4 / var**2:.1e}, so this MC stdev has a relative SE of "
-                f"{rel_se:.0%}; the exact stdev_rel is {exact / scale:.6g}")
+        # one digit: a heavy tail's 4th moment moves by percents when its inputs move by ulps
+        note = (f"heavy tail: per-sample kurtosis ~{m4 / var**2:.0e}, so this MC stdev is unreliable (relative SE "
+                f"~{rel_se:.0e}); the exact stdev_rel is {exact / scale:.6g}")
     return (stdev_mc - exact) / se, note
 
 

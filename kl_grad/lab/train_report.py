@@ -13,7 +13,6 @@ for normal, TV over the V^L sequences to the chain family's optimum for markov),
 
 from __future__ import annotations
 
-import json
 
 import pandas as pd
 from tabulate import tabulate
@@ -66,18 +65,10 @@ def train_csv(table: pd.DataFrame) -> str:
     return to_csv(table)
 
 
-def _value(v):
-    from .report import _json_value
-
-    if isinstance(v, list):  # probabilities (markov: rows of them): every digit (JSON floats lose none)
-        return [_value(x) if isinstance(x, list) else None if x != x else
-                ("inf" if x == float("inf") else "-inf" if x == float("-inf") else float(x)) for x in v]
-    return _json_value(v)
-
-
 def train_json(table: pd.DataFrame) -> str:
-    records = [{k: _value(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
-    return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    from .report import to_json
+
+    return to_json(table)
 
 
 TRAIN_VIEWS = {"markdown": train_markdown, "grid": train_grid, "csv": train_csv, "json": train_json}

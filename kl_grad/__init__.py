@@ -16,7 +16,16 @@ assertions on a KL term's gradient (``assert_unbiased_kl_gradient``).
 from .aggregations import AGGREGATIONS
 from .directions import POLICY_REF, REF_POLICY, kl, resolve_direction
 from .errors import KLGradError
-from .estimators import ESTIMATORS, Estimator, get_estimator, k1, k2, k3, reverse_k1, reverse_k2
+from .estimators import (
+    ESTIMATORS,
+    Estimator,
+    get_estimator,
+    k1,
+    k2,
+    k3,
+    reverse_k1,
+    reverse_k2,
+)
 from .loss import kl_loss
 from .placements import PLACEMENTS, Placement, get_placement, surrogate
 

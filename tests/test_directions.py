@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal
 
-from kl_grad.directions import DIRECTIONS, POLICY_REF, REF_POLICY, kl, other, resolve_direction
+from kl_grad.directions import (
+    DIRECTIONS,
+    POLICY_REF,
+    REF_POLICY,
+    kl,
+    other,
+    resolve_direction,
+)
 from kl_grad.errors import KLGradError
 from tests import oracles
 from tests.problems import PROBLEMS

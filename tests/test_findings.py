@@ -25,7 +25,15 @@ from kl_grad.lab.montecarlo import mc_points
 from kl_grad.lab.statistics import stdev_check
 from tests import oracles
 from tests.oracles import POLICY_REF, REF_POLICY, SEED003_ESTIMATORS
-from tests.problems import CLAMPS, SCHULMAN_CLOSE, SCHULMAN_FAR, SEED001_OFF, SEED003, TOKENS, select
+from tests.problems import (
+    CLAMPS,
+    SCHULMAN_CLOSE,
+    SCHULMAN_FAR,
+    SEED001_OFF,
+    SEED003,
+    TOKENS,
+    select,
+)
 
 
 def _by(table, *cols):

@@ -11,7 +11,17 @@ from __future__ import annotations
 import torch
 
 from ..directions import POLICY_REF
-from ..estimators import VALUE_CLAMP, Estimator, _k1, _k2, _k3, _k3_clamped, register, smooth, straight_through
+from ..estimators import (
+    VALUE_CLAMP,
+    Estimator,
+    _k1,
+    _k2,
+    _k3,
+    _k3_clamped,
+    register,
+    smooth,
+    straight_through,
+)
 
 OPENRLHF_CLAMP = 10.0  # compute_approx_kl clamps every estimator's output to ±10
 

@@ -24,7 +24,12 @@ from .allocator import keep_freed_memory
 from .auditor import AuditResult, audit
 from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
 from .families import DistSpec, parse_spec
-from .gradient_table import GradientRun, check_gradient_request, run_gradients, true_gradients
+from .gradient_table import (
+    GradientRun,
+    check_gradient_request,
+    run_gradients,
+    true_gradients,
+)
 from .problem import Problem
 from .sweep import sweep
 from .terms import Case, make_cases

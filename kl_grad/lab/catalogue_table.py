@@ -19,7 +19,8 @@ as for heavy-tailed k3 gradients on the far Gaussian).
 ``rel_bias_vs_<dir>`` = ‖g − t‖/‖t‖ (0 when it follows that direction exactly: below its own error);
 ``err_norm`` = ‖stated error‖ (exact) or ‖se‖ (MC); ``zero_grad_mass`` = the probability mass (enumeration) or
 fraction of samples (MC) where the per-sample gradient ∂surrogate/∂log π_θ is 0 up to float64 rounding (clamps,
-and exact cancellations such as 1 + d at d = −1; detected from the gradients); NaN where not measured (smooth terms under quadrature).
+and exact cancellations such as 1 + d at d = −1; detected from the gradients); NaN where not measured (smooth
+terms under quadrature).
 """
 
 from __future__ import annotations

@@ -17,7 +17,12 @@ from pathlib import Path
 from ..errors import KLGradError, choose
 from . import coefficients_cli
 from .allocator import keep_freed_memory
-from .config import DEFAULT_ESTIMATORS, DEFAULT_PLACEMENTS, GradientExperiment, ValueExperiment
+from .config import (
+    DEFAULT_ESTIMATORS,
+    DEFAULT_PLACEMENTS,
+    GradientExperiment,
+    ValueExperiment,
+)
 
 EPILOG_TABLE = """\
 examples:
@@ -210,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .train_cli import add_parser as add_train
 
     add_train(sub)
-    from .audit_cli import add_parser as add_audit  # kl-grad audit TARGET (audit_cli.py)
+    from .audit_cli import (
+        add_parser as add_audit,  # kl-grad audit TARGET (audit_cli.py)
+    )
 
     add_audit(sub)
     sub.add_parser("estimators", help="list the registered estimators and what they target",

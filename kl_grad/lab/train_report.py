@@ -13,7 +13,6 @@ for normal, TV over the V^L sequences to the chain family's optimum for markov),
 
 from __future__ import annotations
 
-
 import pandas as pd
 from tabulate import tabulate
 

@@ -26,7 +26,14 @@ from .limits import check_mc_memory
 from .montecarlo import check_seed, mc_samples
 from .problem import Problem
 from .quadrature import exact_moments
-from .statistics import mc_summary, refuse_mc_verdict, relative, tolerance, verdict, without_signed_zeros
+from .statistics import (
+    mc_summary,
+    refuse_mc_verdict,
+    relative,
+    tolerance,
+    verdict,
+    without_signed_zeros,
+)
 from .terms import value_estimators
 
 VALUE_COLUMNS = ["estimator", "direction", "true_kl", "mean", "bias_rel", "stdev_rel", "se", "samples", "mode",

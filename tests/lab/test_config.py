@@ -9,7 +9,12 @@ import pytest
 from kl_grad.errors import KLGradError
 from kl_grad.lab import run_gradients, run_values, sweep
 from kl_grad.lab.cli import build_parser
-from kl_grad.lab.config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
+from kl_grad.lab.config import (
+    GradientExperiment,
+    Mode,
+    SweepExperiment,
+    ValueExperiment,
+)
 
 
 def test_mode_of_names_and_modes():

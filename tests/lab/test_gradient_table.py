@@ -20,7 +20,17 @@ from kl_grad.lab.gradient_table import COLUMNS
 from kl_grad.lab.montecarlo import mc_points
 from tests import oracles
 from tests.oracles import POLICY_REF, REF_POLICY, SEED003_ESTIMATORS, seed_style_loop
-from tests.problems import CLAMPS, CLOSE_NARROW, HEAVY, HEAVY_CENTRED, SEED001_OFF, SEED003, SHIFTED, TOKENS, WIDE_REF
+from tests.problems import (
+    CLAMPS,
+    CLOSE_NARROW,
+    HEAVY,
+    HEAVY_CENTRED,
+    SEED001_OFF,
+    SEED003,
+    SHIFTED,
+    TOKENS,
+    WIDE_REF,
+)
 
 NAMES = list(SEED003_ESTIMATORS)
 POLICY, REF = SEED003.policy, SEED003.ref

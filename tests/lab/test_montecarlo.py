@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from kl_grad.lab.families import parse_spec
-from kl_grad.lab.montecarlo import CHUNK_ELEMENTS, mc_points, mc_samples, trials_per_chunk
+from kl_grad.lab.montecarlo import (
+    CHUNK_ELEMENTS,
+    mc_points,
+    mc_samples,
+    trials_per_chunk,
+)
 from tests import oracles
 from tests.problems import SEED003, TOKENS
 

@@ -16,7 +16,14 @@ import torch
 from kl_grad.lab.families import parse_spec
 from kl_grad.lab.tails import ORDERS, tail_report
 from tests import oracles
-from tests.problems import FAR_MEAN, FAR_VARIANCE, FINITE_UNREACHABLE, HEAVY, JUST_INFINITE, SEED003
+from tests.problems import (
+    FAR_MEAN,
+    FAR_VARIANCE,
+    FINITE_UNREACHABLE,
+    HEAVY,
+    JUST_INFINITE,
+    SEED003,
+)
 
 
 def _tails(problem, estimator: str) -> list[dict]:

@@ -15,7 +15,15 @@ import pytest
 from kl_grad.frameworks.catalogue import FRAMEWORK_TERMS
 from kl_grad.lab.check import check
 from kl_grad.lab.compare import read_table, table_differences
-from kl_grad.lab.tolerances import EXACT_TEXT, NUMBER, RULES, Rule, column_tolerance, numbers_in, printed_unit
+from kl_grad.lab.tolerances import (
+    EXACT_TEXT,
+    NUMBER,
+    RULES,
+    Rule,
+    column_tolerance,
+    numbers_in,
+    printed_unit,
+)
 from kl_grad.lab.tolerances import tolerance as cell_tolerance
 
 ROOT = Path(__file__).resolve().parents[2]

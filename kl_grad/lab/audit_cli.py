@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 EPILOG = """\
 examples:
@@ -69,6 +68,7 @@ def run(args) -> str:
     from ..placements import get_placement
     from .audit_report import AUDIT_VIEWS, render_audit
     from .auditor import audit
+    from .progress import Progress
     from .target import load_target, parse_kwargs
 
     implied = {".json": "json", ".md": "markdown"}.get(Path(args.output).suffix.lower()) if args.output else None
@@ -76,6 +76,7 @@ def run(args) -> str:
         raise KLGradError(f"-o {args.output}: audit writes markdown (.md), grid or json (.json); name the file "
                           ".md or .json, or pass --format")
     fmt = args.format or implied or "markdown"
+    fmt = {"md": "markdown"}.get(fmt, fmt)
     choose("format", fmt, AUDIT_VIEWS)
     if implied and fmt != implied:
         raise KLGradError(f"--format {fmt} would write {fmt} into {args.output}, whose extension means {implied}; "
@@ -83,11 +84,6 @@ def run(args) -> str:
     if args.placement is not None:
         get_placement(args.placement)
     fn = load_target(args.target, parse_kwargs(args.kwarg))
-    show = not args.quiet and sys.stderr.isatty()
-
-    def progress(done: int, total: int) -> None:
-        if show:
-            print(f"\rkl-grad audit: {done}/{total} problems", end="" if done < total else "\n", file=sys.stderr)
-
-    result = audit(fn, placement=args.placement, name=args.target.rpartition(":")[2], progress=progress)
+    result = audit(fn, placement=args.placement, name=args.target.rpartition(":")[2],
+                   progress=Progress("audit problems", args.quiet))
     return render_audit(result, fmt)

@@ -27,7 +27,6 @@ Stopping and refusals, per case:
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,6 +58,7 @@ RESULT_COLUMNS = ["estimator", "placement", "converged", "steps", "kl", "objecti
 # converge within DEFAULT_STEPS on the README's examples
 DEFAULT_LR = {"categorical": 1.0, "normal": 0.2, "markov": 1.0}
 DEFAULT_STEPS = 400
+MAX_STEPS = 1_000_000  # hours of exact steps at the least; beyond it a run is a typo (--steps 1e11)
 
 
 @dataclass
@@ -85,8 +85,9 @@ def check_training(policy, ref, reward, beta, estimators, placements, steps, lr,
     for name, value in (("beta", beta), ("lr", lr), ("tol", tol)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
             raise KLGradError(f"{name} must be a positive finite number, got {value!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise KLGradError(f"steps must be a positive integer, got {steps!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise KLGradError(f"steps must be an integer from 1 to {MAX_STEPS:_} (each step is one exact or sampled "
+                          f"KL gradient, milliseconds to seconds), got {steps!r}")
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise KLGradError(f"samples must be a positive integer (or omitted for exact steps), got {samples!r}")
     check_seed(seed)
@@ -166,7 +167,7 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
                  lr: float | None = None, *,
                  sampler: DistSpec | str | None = None, samples: int | None = None, seed: int = 0,
                  tol: float = TOL, check_every: int = CHECK_EVERY,
-                 progress: Callable[[str], None] | None = None) -> TrainRun:
+                 progress: Callable[[int, int, str], None] | None = None) -> TrainRun:
     """Train each estimator × placement from ``policy`` (module doc); one row per case in ``.table``.
     ``lr`` None: ``DEFAULT_LR`` of the policy's family."""
     if lr is None:
@@ -184,10 +185,9 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
         optimum_text, other_text = point_text(optimum, policy.family), point_text(other, policy.family)
     rows, traj = [], []
     for i, case in enumerate(cases):
-        if progress:
-            progress(f"case {i + 1}/{len(cases)}: {case.estimator.name} {case.placement.name}")
-
-        def record(step, spec, case=case):
+        def record(step, spec, case=case, i=i):
+            if progress:  # the caller throttles (progress.Progress): a step takes milliseconds
+                progress(i, len(cases), f"{case.estimator.name} {case.placement.name}, step {step}/{steps}")
             problem = Problem(spec, ref)
             kl = problem.true_kl(POLICY_REF)
             traj.append(dict(estimator=case.estimator.name, placement=case.placement.name, step=step,
@@ -217,6 +217,8 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
             out.update({"probs": [float(v) for v in end]} if policy.family == "categorical"
                        else dict(zip(("loc", "scale"), end)))
         rows.append(out)
+    if progress:
+        progress(len(cases), len(cases), "done")
     columns = RESULT_COLUMNS[:2] + FINAL_COLUMNS[policy.family] + RESULT_COLUMNS[2:]
     table = pd.DataFrame(rows)[columns]
     table["diverged"] = table["diverged"] != ""
@@ -235,8 +237,3 @@ def point_text(point: np.ndarray | None, family: str) -> str:
         return "none (no stationary point)"
     text = ", ".join(f"{v:.6g}" for v in point)
     return f"({text})" if family == "categorical" else f"N({text})"
-
-
-def stderr_progress(line: str) -> None:
-    """Progress lines for long runs, on stderr."""
-    print(f"  {line}", file=sys.stderr, flush=True)

@@ -28,7 +28,7 @@ from .config import DEFAULT_PLACEMENTS, GradientExperiment, Mode
 from .families import DistSpec
 from .gradients import row_gradients
 from .kinks import refuse_kinked
-from .limits import check_mc_memory, exact_too_big
+from .limits import check_mc_memory, check_trials_memory, exact_too_big
 from .montecarlo import CHUNK_ELEMENTS, check_seed, mc_points
 from .problem import Problem
 from .quadrature import Moments, exact_moments
@@ -107,6 +107,7 @@ def check_gradient_request(policy, ref, estimators, placements=DEFAULT_PLACEMENT
     direction = None if direction is None else resolve_direction(direction)
     if budget.mode is Mode.MC:
         check_mc_memory(problem, samples)
+        check_trials_memory(trials, len(cases), len(problem.param_names))
     elif exact_too_big(problem, len(cases)):
         raise KLGradError(exact_too_big(problem, len(cases)) + " (--mode mc samples instead)")
     return GradientJob(problem, cases, budget, direction)

@@ -61,6 +61,17 @@ def check_mc_memory(problem: Problem, samples: int) -> None:
                           f"budget of {_gib(budget)}")
 
 
+def check_trials_memory(trials: int, cases: int, params: int) -> None:
+    """Refuse ``trials`` whose per-trial gradients ((trials, params) float64 per case, kept for the statistics)
+    would not fit; say how many do."""
+    per_trial = 8 * cases * params
+    budget = memory_budget()
+    if trials * per_trial > budget:
+        raise KLGradError(f"trials {trials} keeps {_gib(trials * per_trial)} of per-trial gradients ({cases} "
+                          f"estimator × placement cases × {params} parameters × 8 bytes); at most "
+                          f"{budget // per_trial} trials fit in this machine's budget of {_gib(budget)}")
+
+
 def exact_too_big(problem: Problem, cases: int = 1) -> str:
     """Why enumerating the support would not fit (nodes × parameters), naming the largest that does; "" if it fits."""
     if not problem.sampling.fam.enumerable:

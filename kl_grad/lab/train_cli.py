@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 EPILOG = """\
@@ -79,11 +78,12 @@ def add_parser(sub) -> None:
 
 def cmd_train(args) -> str:
     from .cli import _output_format
-    from .dynamics import run_training, stderr_progress
+    from .dynamics import run_training
+    from .progress import Progress
     from .report import render
 
     fmt = _output_format(args, "train")
     run = run_training(args.policy, args.ref, args.reward, args.beta, args.estimators, args.placements,
                        args.steps, args.lr, sampler=args.sampler, samples=args.samples, seed=args.seed,
-                       progress=None if args.quiet or not sys.stderr.isatty() else stderr_progress)
+                       progress=Progress("case", args.quiet))
     return render(run.table, fmt, "train")

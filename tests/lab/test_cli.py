@@ -72,7 +72,7 @@ BAD_INPUTS = [
     (["--placements", "penalty"], "expected one of loss"),
     (["--format", "xml"], "expected one of markdown"),
     (["--dtype", "float16"], "expected one of float32, float64"),
-    (["--estimators", ","], "no estimators given"),
+    (["--estimators", ","], "has an empty name"),
     (["--pathwise", "--sampler", "normal:0,2"], "on-policy only"),
     (["--direction", "backward"], "expected one of policy||ref, ref||policy, reverse, forward"),
 ]

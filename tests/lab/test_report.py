@@ -96,9 +96,12 @@ def test_csv_round_trips_through_pandas(tables, kind):
             # written with 10 significant digits (FLOAT_FORMAT); inf, −inf and NaN survive
             np.testing.assert_allclose(back[col].to_numpy(float), table[col].to_numpy(float), rtol=1e-9, atol=0,
                                        err_msg=col)
+        elif table[col].map(lambda v: isinstance(v, list)).any():  # vectors (train probs): 10 digits each
+            for written, vector in zip(back[col], table[col]):
+                np.testing.assert_allclose(json.loads(written), vector, rtol=1e-9, atol=0, err_msg=col)
         elif table[col].dtype == object or pd.api.types.is_string_dtype(table[col]):
             def text(values):
-                return ["" if not isinstance(v, list) and pd.isna(v) else str(v) for v in values]  # lists: train probs
+                return ["" if pd.isna(v) else str(v) for v in values]
 
             assert text(back[col]) == text(table[col]), col
 
@@ -123,6 +126,8 @@ def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
                 assert value == pytest.approx(float(want), rel=1e-9), col  # 10 significant digits
             elif value is None:
                 assert pd.isna(want), col
+            elif isinstance(value, list):  # a vector (train probs): 10 significant digits each
+                np.testing.assert_allclose(value, want, rtol=1e-9, atol=0, err_msg=col)
             elif not isinstance(value, str) or col != special:
                 assert value == want, col
 

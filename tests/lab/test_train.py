@@ -187,7 +187,7 @@ def test_cli_json_shape_and_bad_input(capsys, tmp_path):
         (["--reward", "1,0,x,0"], "'x' is not a number"),
         (["--reward", TOKENS["reward"], "--estimators", "k9"], "unknown estimator 'k9'"),
         (["--reward", TOKENS["reward"], "--beta", "0"], "beta must be a positive finite number"),
-        (["--reward", TOKENS["reward"], "--steps", "0"], "steps must be a positive integer"),
+        (["--reward", TOKENS["reward"], "--steps", "0"], "steps must be an integer from 1 to"),
         (["--reward", TOKENS["reward"], "--format", "xml"], "unknown format 'xml'"),
     ]:
         capsys.readouterr()

@@ -79,9 +79,11 @@ examples:
   kl-grad reproduce --check experiments/estimators_all_exact.toml --out results
                                            check one experiment (every estimator × placement, exact)
 
-tolerances of --check (kl_grad/lab/compare.py): one unit of the 10th printed digit at least; exact rows:
-  means ± (committed se + recomputed se), other numbers 1e-9 relative; Monte-Carlo rows (same seed): the
-  float32 reordering error 1e-5 × the per-sample rms, carried through each column's formula; text equal
+tolerances of --check (kl_grad/lab/tolerances.py, a rule for every column): one unit of the last printed
+  digit at least; exact rows: means ± (committed se + recomputed se), other numbers 1e-9 relative; Monte-Carlo
+  rows (same seed): the float32 reordering error 1e-5 × the per-sample rms, carried through each column's
+  formula; training end points 1e-9 × max(1, |x|); numbers inside vectors and warnings one by one; names and
+  verdicts equal
 """
 
 

@@ -29,9 +29,8 @@ from .estimators import (
 from .loss import kl_loss
 from .placements import PLACEMENTS, Placement, get_placement, surrogate
 
-# Lab names kept at the top level for code written against earlier releases; imported on first access.
-_LAB = {"GradientRun", "run_gradients", "true_gradients", "run_values", "sweep", "Problem", "DistSpec",
-        "parse_spec", "keep_freed_memory", "audit"}
+# The lab's two documented entry points, imported on first access (the rest: ``kl_grad.lab``).
+_LAB = {"run_gradients", "audit"}
 
 
 def __getattr__(name: str):

@@ -89,7 +89,7 @@ def test_capability_flags():
 
 def test_parameter_names_in_torchs_vocabulary():
     normal, tokens = parse_spec("normal:0.5,2"), parse_spec("categorical:0,1,2")
-    assert normal.param_names == normal.params == ("loc", "scale")
+    assert normal.param_names == ("loc", "scale")
     assert tokens.param_names == ("logits[0]", "logits[1]", "logits[2]")
     assert normal.as_dict() == {"loc": 0.5, "scale": 2.0}
     assert normal.label == "normal:0.5,2" and tokens.label == "categorical:0,1,2"

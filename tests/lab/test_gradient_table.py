@@ -242,7 +242,7 @@ def test_a_valid_request_is_normalised():
 
 
 def test_python_api_accepts_text_specs_and_rejects_bad_ones():
-    from kl_grad import DistSpec
+    from kl_grad.lab import DistSpec
 
     table = run_gradients("normal:0,1", "normal:1,1.1", "k2,k3", mode="exact").table
     assert list(table["estimator"].unique()) == ["k2", "k3"]

@@ -10,7 +10,7 @@ from torch.distributions import Categorical as TorchCategorical
 from torch.distributions import Distribution
 
 from ...directions import POLICY_REF, REF_POLICY
-from . import Family
+from .base import Family
 
 
 class Categorical(Family):

@@ -31,7 +31,7 @@ from torch.distributions import Categorical as TorchCategorical
 
 from ...directions import POLICY_REF, REF_POLICY
 from ...errors import KLGradError
-from . import Family
+from .base import Family
 
 MAX_LENGTH = 64
 
@@ -105,7 +105,7 @@ class Markov(Family):
 
     def parse(self, rest: str, text: str, what: str):
         """``L:INIT:TRANS`` → DistSpec (values init then trans row-major, structure (L,))."""
-        from . import make_spec
+        from .base import make_spec
 
         parts = rest.split(":")
         if len(parts) != 3:

@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Distribution
 from torch.distributions import Normal as TorchNormal
 
-from . import POSITIVE, Family
+from .base import POSITIVE, Family
 
 
 @lru_cache(maxsize=None)

@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from kl_grad.lab import auditor
+from kl_grad.lab.auditing import auditor
 from kl_grad.lab.statistics import t_critical
 from kl_grad.lab.target import load_target
 

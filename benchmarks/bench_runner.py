@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from kl_grad.lab import run_gradients
-from kl_grad.lab.allocator import keep_freed_memory
 from kl_grad.lab.families import parse_spec
+from kl_grad.lab.memory import keep_freed_memory
 from tests.oracles import SEED003_ESTIMATORS, seed_style_loop
 from tests.problems import SEED003
 
@@ -52,7 +52,7 @@ AGREE_ATOL = 1e-5  # mean gradients of the two methods (float32, same samples)
 _MEM_CHILD = r"""
 import json, resource, sys, time
 import torch
-from kl_grad.lab.allocator import keep_freed_memory
+from kl_grad.lab.memory import keep_freed_memory
 from kl_grad.lab import run_gradients
 from kl_grad.lab.families import parse_spec
 if {keep}:

@@ -17,7 +17,7 @@ import argparse
 import statistics
 import time
 
-from kl_grad.lab.dynamics import run_training
+from kl_grad.lab.train.dynamics import run_training
 
 EXAMPLES = {
     "tokens": dict(policy="categorical:0,0,0,0", ref="categorical:0.5,-0.5,0.2,0", reward="1,0,0.5,-0.5", beta=1.0),

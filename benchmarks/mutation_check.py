@@ -37,11 +37,11 @@ import torch
 
 import kl_grad.lab.gradient_table as gradient_table
 from kl_grad.estimators import ESTIMATORS, Estimator
-from kl_grad.lab.check import check
-from kl_grad.lab.compare import read_table, tolerance
 from kl_grad.lab.experiments import KINDS
 from kl_grad.lab.report import render
-from kl_grad.lab.reproduce import load_experiments
+from kl_grad.lab.results.check import check
+from kl_grad.lab.results.compare import read_table, tolerance
+from kl_grad.lab.results.reproduce import load_experiments
 
 FACTOR = 1.001
 

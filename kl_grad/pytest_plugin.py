@@ -28,7 +28,7 @@ class KLAudit:
         assert_kl_gradient_follows(fn, direction, **options)
 
     def audit(self, fn, **options):
-        from .lab.auditor import audit
+        from .lab.auditing.auditor import audit
 
         return audit(fn, **options)
 

@@ -25,7 +25,7 @@ __all__ = ["assert_kl_gradient_follows", "assert_unbiased_kl_gradient"]
 
 
 def _audit(fn, kwargs, placement, seed, problems):
-    from .lab.auditor import SEED, audit
+    from .lab.auditing.auditor import SEED, audit
 
     return audit(fn, kwargs=kwargs, placement=placement, seed=SEED if seed is None else seed, problems=problems)
 

@@ -26,7 +26,14 @@ a few ulps of a float64 reference for 1e-8 ≤ |d| ≤ 20, and are finite for
 """
 
 from .frameworks import openrlhf_k1, openrlhf_k2, openrlhf_k3, verl_abs, verl_k3_st
-from .registry import ESTIMATORS, RETIRED, Estimator, get_estimator, register, straight_through
+from .registry import (
+    ESTIMATORS,
+    RETIRED,
+    Estimator,
+    get_estimator,
+    register,
+    straight_through,
+)
 from .schulman import (
     LOG_RATIO_CLAMP,
     VALUE_CLAMP,

@@ -1,7 +1,8 @@
 """Framework formulas that are elementwise in d, registered as estimators under their namespaced names.
 
 ``kl_grad.estimators`` imports this module with the Schulman estimators, so ``get_estimator("verl:k3+")`` works
-everywhere (kl_loss, ``kl-grad table``, exact mode). verl's clamped low_var_kl is ``k3_clamped`` (alias ``verl:low_var_kl``).
+everywhere (kl_loss, ``kl-grad table``, exact mode). verl's clamped low_var_kl is ``k3_clamped``
+(alias ``verl:low_var_kl``).
 Clamped and kinked entries carry ``clamp_active`` (where the gradient is exactly zero) and no closed-form
 derivative, so placement loss-w differentiates them by plain autograd.
 """

@@ -1,9 +1,9 @@
 """The measurement lab: how E[autograd gradient of a KL surrogate] compares with ∇KL, in both directions.
 
-Data flows one way, one module per stage:
+Data flows one way through the spine, one module per stage:
 
-    config        run defaults, experiment dataclasses, the mode type
-    families/     parametric families (normal, categorical): parse, build, nodes, capabilities
+    config        run defaults of the gradient and value tables, the mode type
+    families/     parametric families (normal, categorical, markov): parse, build, nodes, capabilities
     problem       policy, reference, sampler, dtype, pathwise; validated once; true ∇KL
     terms         the KL terms measured: estimator × placement cases
     expectation   the contract: weighted points
@@ -11,32 +11,31 @@ Data flows one way, one module per stage:
       quadrature    Gauss–Hermite nodes or enumerated support (weights), convergence, refusals
       tails         where an integrand's mass lives, behind quadrature's refusals
     gradients     autograd of each row's mean surrogate, one gradient per row
-    statistics    weighted per-point gradients or values → mean, se, stdev, verdicts
-    gradient_table, value_table, sweep    the runners: one tidy DataFrame each
-    report        every view of every result (markdown, grid, CSV, JSON); figures: PNGs
-    experiments   TOML experiment files and the registry of experiment kinds
-    reproduce     ``make reproduce``; output: atomic writes; cli: ``kl-grad``
-    auditor       ``audit(fn)``: a user's KL term (user_term) on a problem battery (battery), probed
-                  (audit_probe), loaded from TARGET (target); audit_report, audit_cli, audit_experiment
+    statistics    weighted per-point gradients or values → mean, se, stdev, verdicts; summary: vector summaries
+    gradient_table, value_table    the runners: one tidy DataFrame each
+    report        the shared views (CSV, JSON, markdown) and ``render``; figures: PNG primitives
+
+Each experiment kind is a wing, a folder with its config, run, views, figures and subcommand behind one ``KIND``
+record: table/ (gradients), values/, sweeps/, coefficients/, length_sweep/, aggregations/, train/, catalogue/,
+audit/. The hubs read those records: experiments (TOML files, ``WINGS``), results/ (reproduce, check, compare,
+tolerances) and cli (``kl-grad``). Names below are loaded on first use, so ``import kl_grad.lab`` is cheap.
 """
 
-from .allocator import keep_freed_memory
-from .auditor import AuditResult, audit
-from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
-from .families import DistSpec, parse_spec
-from .gradient_table import (
-    GradientRun,
-    check_gradient_request,
-    run_gradients,
-    true_gradients,
-)
-from .problem import Problem
-from .sweep import sweep
-from .terms import Case, make_cases
-from .value_table import run_values
+import importlib
 
-__all__ = [
-    "AuditResult", "audit", "Case", "DistSpec", "GradientExperiment", "GradientRun", "Mode", "Problem",
-    "SweepExperiment", "ValueExperiment", "check_gradient_request", "keep_freed_memory", "make_cases", "parse_spec",
-    "run_gradients", "run_values", "sweep", "true_gradients",
-]
+_NAMES = {  # name -> module (relative to this package) that defines it
+    "keep_freed_memory": "memory", "AuditResult": "auditing.auditor", "audit": "auditing.auditor",
+    "GradientExperiment": "config", "Mode": "config", "ValueExperiment": "config", "SweepExperiment": "sweeps.table",
+    "DistSpec": "families", "parse_spec": "families", "GradientRun": "gradient_table",
+    "check_gradient_request": "gradient_table", "run_gradients": "gradient_table", "true_gradients": "gradient_table",
+    "Problem": "problem", "sweep": "sweeps.table", "Case": "terms", "make_cases": "terms", "run_values": "value_table",
+}
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_NAMES)

@@ -1,9 +1,9 @@
-"""Run configuration: the experiment dataclasses (one per TOML kind), the one place each run default lives.
+"""Run configuration of the spine's runners (gradient and value tables): the one place each run default lives.
 
 The defaults of the Python API, the CLI and ``make reproduce`` are read from
 the fields below (``GradientExperiment.samples`` is *the* default sample
-count). ``Mode`` is the one mode type. Loading a TOML file into these classes,
-with unknown keys and wrong types refused, is in ``experiments.py``.
+count). ``Mode`` is the one mode type. The wings declare their own experiment dataclasses;
+loading a TOML file into them, with unknown keys and wrong types refused, is in ``experiments.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Mode(enum.StrEnum):
 class GradientExperiment:
     """A gradient table: each estimator × placement against the analytic ∇KL."""
 
-    kind: ClassVar[str] = "gradients"  # the TOML ``kind`` (experiments.KINDS, report.VIEWS)
+    kind: ClassVar[str] = "gradients"  # the TOML ``kind`` (experiments.WINGS)
 
     title: str  # one line shown above the table
     policy: str  # π_θ, e.g. "normal:0,1"; its parameters are differentiated
@@ -66,21 +66,4 @@ class ValueExperiment:
     mode: str = Mode.EXACT.value  # exact or mc
     samples: int = 500_000  # MC samples (Schulman used 500k)
     seed: int = GradientExperiment.seed
-    notes: str = ""
-
-
-@dataclass(frozen=True)
-class SweepExperiment:
-    """Exact bias_rel/stdev_rel curves as one reference parameter moves; writes sweep.png."""
-
-    kind: ClassVar[str] = "sweep"
-
-    title: str
-    policy: str
-    ref: str  # the starting reference; ``vary`` replaces one of its parameters
-    estimators: list[str]
-    vary: str  # "loc" or "scale"
-    grid: list[float]  # values taken by the varied parameter
-    quantity: str = "gradients"  # gradients or values (the sweep's QUANTITIES)
-    samples: int = GradientExperiment.samples  # n in the stdev of an n-sample mean (gradients)
     notes: str = ""

@@ -1,10 +1,7 @@
 """Declarative experiments: one TOML file per table or figure, and the registry of experiment kinds.
 
-A file is read with ``tomllib`` into the dataclass its ``kind`` names
-(``config.py``); unknown keys and wrongly typed values fail loudly with the
-allowed keys listed. Each kind says how to check, run and describe its
-experiments and which result views it has, so ``reproduce`` never asks an
-experiment its type. Example (``experiments/seed003_forward.toml``)::
+A file is read with ``tomllib`` into the config dataclass its ``kind`` names; unknown keys and wrongly typed
+values fail loudly with the allowed keys listed. Example (``experiments/seed003_forward.toml``)::
 
     kind = "gradients"
     title = "Seed 003: k1, k2, k3 vs ∇KL(policy‖ref)"
@@ -15,140 +12,108 @@ experiment its type. Example (``experiments/seed003_forward.toml``)::
     trials = 1000
     seed = 42
 
-Adding a kind: a config dataclass in ``config.py``, its views in ``report.VIEWS``,
-and one ``Kind`` entry in ``KINDS`` below.
+Each kind lives in a wing, a folder of its own (``lab/train/``, ``lab/auditing/``, …) whose ``KIND`` record says
+how to check, run and describe an experiment, which views its tables have, and which command-line subcommands it
+adds. The hubs (``reproduce``, ``check``, ``report``, ``cli``) read those records and import no kind by name.
+Adding a kind: a new wing folder with its ``KIND``, plus one line in ``WINGS`` below. A wing is imported the first
+time one of its kinds or commands is used, so ``kl-grad table`` does not load the training or audit wings.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import tomllib
 import typing
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
 from ..errors import KLGradError, choose
-from . import catalogue_table, coefficients_kind, length_sweep, length_weights
-from .audit_experiment import AuditExperiment, check_audit, describe_audit, run_audit
-from .config import GradientExperiment, Mode, SweepExperiment, ValueExperiment
-from .families import parse_spec
-from .figures import sweep_png, violin_png
-from .gradient_table import check_gradient_request, run_gradients
-from .problem import Problem
-from .summary import vector_summary
-from .sweep import sweep
-from .terms import value_estimators
-from .train_kind import TrainExperiment, check_train, describe_train, run_train
-from .value_table import check_samples, run_values
+
+View = Callable[[pd.DataFrame], str]
 
 
 @dataclass(frozen=True)
 class Kind:
-    """An experiment kind: its config class and how to check, run and describe one experiment."""
+    """An experiment kind: its config dataclass, how to check, run and describe one experiment, and its views.
+
+    ``run(exp, progress=None, figures=True)`` returns (table, {figure name: PNG bytes}); figures=False skips
+    the PNGs (``reproduce --check`` compares tables only). ``views``: {format: view}, markdown first (the
+    default), every format ``kl-grad`` and ``reproduce`` write. ``text``: what ``reproduce`` echoes (default: the
+    markdown view). ``tables(exp, table)``: tables derived from the run and written beside ``table.*``,
+    {file stem: (view name, DataFrame)}; ``table_views``: {view name: views} of those derived tables.
+    """
 
     config: type
-    check: Callable[[object], None]  # validate every name and number without running (milliseconds)
-    run: Callable[..., tuple[pd.DataFrame, dict[str, bytes]]]  # (exp, progress) -> (table, {figure: PNG});
-    # a run that also takes figures=False skips rendering the PNGs (reproduce --check compares tables only)
-    describe: Callable[[object], str]  # one line for results/README.md
-    tables: Callable[[object, pd.DataFrame], dict] = lambda exp, table: {}  # (exp, table) -> tables written
-    # beside table.*: {file stem: (report.VIEWS kind, DataFrame)}, e.g. {"summary": ("summary", ...)}; derived
-    # from the run's table, so reproduce --check recomputes and compares them too
+    check: Callable[[object], None]
+    run: Callable[..., tuple[pd.DataFrame, dict[str, bytes]]]
+    describe: Callable[[object], str]
+    views: dict[str, View]
+    text: View | None = None
+    tables: Callable[[object, pd.DataFrame], dict] = lambda exp, table: {}
+    table_views: dict[str, dict[str, View]] = field(default_factory=dict)
+
+    @property
+    def echo(self) -> View:
+        return self.text or next(iter(self.views.values()))
 
 
-def _gradient_args(exp: GradientExperiment) -> dict:
-    return dict(policy=exp.policy, ref=exp.ref, estimators=exp.estimators, placements=exp.placements,
-                mode=exp.mode, samples=exp.samples, trials=exp.trials, seed=exp.seed, sampler=exp.sampler or None,
-                pathwise=exp.pathwise, dtype=exp.dtype)
+@dataclass(frozen=True)
+class Wing:
+    """One registration line: the folder ``kl_grad/lab/<folder>/`` (its ``__init__`` exports ``KIND``), the TOML
+    kind it runs, and the subcommands it adds to ``kl-grad`` ({name: one-line help}; ``<folder>.cli`` defines
+    ``add_parser(sub, name)``)."""
+
+    folder: str
+    kind: str
+    commands: dict[str, str] = field(default_factory=dict)
 
 
-def _check_gradients(exp: GradientExperiment) -> None:
-    job = check_gradient_request(**_gradient_args(exp))
-    if exp.violin and job.budget.mode is not Mode.MC:
-        raise KLGradError("violin plots need mode = \"mc\" (exact mode has no trials)")
-    if exp.summary and job.budget.mode is not Mode.EXACT:
-        raise KLGradError("summary = true needs mode = \"exact\" (reproduce --check has no tolerance rule for "
-                          "a Monte-Carlo norm over parameters; `kl-grad table --summary` prints one)")
+WINGS = (
+    Wing("table", "gradients", {"table": "gradient table (Monte Carlo or exact) for a policy/reference pair",
+                                "estimators": "list the registered estimators and what they target"}),
+    Wing("values", "values", {"values": "value table: mean(k) as an estimate of the KL (Schulman 2020)"}),
+    Wing("sweeps", "sweep"),
+    Wing("coefficients", "coefficients", {"coefficients": "gradient coefficients c(d) = ∂surrogate/∂log π_θ of "
+                                                          "every estimator × placement, or of your function"}),
+    Wing("length_sweep", "length_sweep"),
+    Wing("train", "train", {"train": "training dynamics: where each KL choice takes the policy"}),
+    Wing("catalogue", "frameworks", {"frameworks": "what each framework's KL term computes (the catalogue)"}),
+    Wing("auditing", "audit", {"audit": "audit your own KL term: which KL's gradient does autograd follow?"}),
+    Wing("aggregations", "length_weights"),
+)
 
 
-def _run_gradients(exp: GradientExperiment, progress=None, figures: bool = True):
-    run = run_gradients(**_gradient_args(exp), progress=progress)
-    if not exp.violin or not figures:
-        return run.table, {}
-    truths = Problem(exp.policy, exp.ref).true_gradients()
-    return run.table, {"violin.png": violin_png(run.per_trial, run.table, run.params, exp.title, truths)}
+def command_help(name: str) -> str:
+    """The one-line help of subcommand ``name``, as its wing registered it."""
+    return next(w.commands[name] for w in WINGS if name in w.commands)
 
 
-def _gradient_tables(exp: GradientExperiment, table: pd.DataFrame) -> dict:
-    """summary = true: the vector summary (one row per estimator × placement over all parameters)."""
-    if not exp.summary:
-        return {}
-    return {"summary": ("summary", vector_summary(table, Problem(exp.policy, exp.ref).true_gradients()))}
+def wing_module(wing: Wing):
+    return importlib.import_module(f"{__package__}.{wing.folder}")
 
 
-def _describe_gradients(exp: GradientExperiment) -> str:
-    sampler = exp.sampler or "the policy (on-policy)"
-    budget = (f"{exp.trials} trials × {exp.samples} samples, seed {exp.seed}, {exp.dtype}" if exp.mode == Mode.MC
-              else f"exact, stdev of a {exp.samples}-sample mean")
-    return f"policy `{exp.policy}`, ref `{exp.ref}`, samples from {sampler}; {budget}."
+class _Kinds(Mapping):
+    """{kind name: Kind}, importing a wing the first time its kind is looked up."""
+
+    def __init__(self):
+        self._wings = {w.kind: w for w in WINGS}
+
+    def __getitem__(self, name: str) -> Kind:
+        return wing_module(self._wings[name]).KIND
+
+    def __iter__(self):
+        return iter(self._wings)
+
+    def __len__(self) -> int:
+        return len(self._wings)
 
 
-def _check_values(exp: ValueExperiment) -> None:
-    Problem(exp.policy, exp.ref)
-    value_estimators(exp.estimators)
-    check_samples(Mode.of(exp.mode), exp.samples)
-
-
-def _run_values(exp: ValueExperiment, progress=None):
-    return run_values(exp.policy, exp.ref, exp.estimators, mode=exp.mode, samples=exp.samples, seed=exp.seed), {}
-
-
-def _describe_values(exp: ValueExperiment) -> str:
-    n = "" if exp.mode == Mode.EXACT else f" × {exp.samples} samples, seed {exp.seed}"
-    return f"q = `{exp.policy}`, p = `{exp.ref}`; {exp.mode}{n}."
-
-
-def _sweep_args(exp: SweepExperiment, grid: list[float]) -> tuple:
-    return (parse_spec(exp.policy, "policy"), parse_spec(exp.ref, "ref"), exp.vary, grid, exp.estimators,
-            exp.quantity, exp.samples)
-
-
-def _check_sweep(exp: SweepExperiment) -> None:
-    sweep(*_sweep_args(exp, exp.grid[:1]))  # one exact point: milliseconds, and it checks every name
-
-
-def _run_sweep(exp: SweepExperiment, progress=None, figures: bool = True):
-    table = sweep(*_sweep_args(exp, exp.grid))
-    if not figures:
-        return table, {}
-    xlabel = f"reference {exp.vary} (policy {exp.policy}, reference {exp.ref} otherwise)"
-    return table, {"sweep.png": sweep_png(table, exp.title, xlabel)}
-
-
-def _describe_sweep(exp: SweepExperiment) -> str:
-    return f"policy `{exp.policy}`, reference `{exp.ref}` with {exp.vary} ∈ {exp.grid}; exact, {exp.quantity}."
-
-
-KINDS: dict[str, Kind] = {
-    kind.config.kind: kind
-    for kind in (
-        Kind(GradientExperiment, _check_gradients, _run_gradients, _describe_gradients, _gradient_tables),
-        Kind(ValueExperiment, _check_values, _run_values, _describe_values),
-        Kind(SweepExperiment, _check_sweep, _run_sweep, _describe_sweep),
-        Kind(coefficients_kind.CoefficientExperiment, coefficients_kind.check, coefficients_kind.run,
-             coefficients_kind.describe),
-        Kind(length_sweep.LengthSweepExperiment, length_sweep.check, length_sweep.run, length_sweep.describe),
-        Kind(TrainExperiment, check_train, run_train, describe_train),
-        Kind(catalogue_table.CatalogueExperiment, catalogue_table.check, catalogue_table.run,
-             catalogue_table.describe),
-        Kind(AuditExperiment, check_audit, run_audit, describe_audit),
-        Kind(length_weights.LengthWeightsExperiment, length_weights.check, length_weights.run,
-             length_weights.describe),
-    )
-}
+KINDS: Mapping[str, Kind] = _Kinds()
 
 
 def _check_type(name: str, value, annotation, where: str) -> None:

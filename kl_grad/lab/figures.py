@@ -19,7 +19,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P")
 DASHES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (1, 3)))
 
 
-def _plt():
+def pyplot():
     try:
         import matplotlib
 
@@ -30,10 +30,10 @@ def _plt():
     return plt
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -43,7 +43,7 @@ def violin_png(per_trial: dict, table: pd.DataFrame, params: tuple[str, ...], ti
 
     ``truths``: {direction: (P,) true gradient}, as returned by ``true_gradients``.
     """
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(params), figsize=(6.5 * len(params), 5), squeeze=False)
     for j, (ax, param) in enumerate(zip(axes[0], params)):
         rows = table[table["param"] == param]
@@ -62,7 +62,7 @@ def violin_png(per_trial: dict, table: pd.DataFrame, params: tuple[str, ...], ti
     fig.suptitle(f"{title}\npolicy {first['policy']}, reference {first['ref']}, samples from {first['sampler']}",
                  fontsize=11)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def sweep_png(table: pd.DataFrame, title: str, xlabel: str) -> bytes:
@@ -70,7 +70,7 @@ def sweep_png(table: pd.DataFrame, title: str, xlabel: str) -> bytes:
 
     Gradient sweeps get one row of panels per parameter; value sweeps a single row.
     """
-    plt = _plt()
+    plt = pyplot()
     params = list(table["param"].unique()) if "param" in table.columns else [None]
     fig, axes = plt.subplots(len(params), 2, figsize=(12, 4.2 * len(params)), squeeze=False)
     for i, param in enumerate(params):
@@ -101,5 +101,5 @@ def sweep_png(table: pd.DataFrame, title: str, xlabel: str) -> bytes:
                  f"× on the top edge = infinite variance; gaps = true value 0 (relative error undefined) or a "
                  f"refused number (see the table's warning)", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 

@@ -28,7 +28,7 @@ from .config import DEFAULT_PLACEMENTS, GradientExperiment, Mode
 from .families import DistSpec
 from .gradients import row_gradients
 from .kinks import refuse_kinked
-from .limits import check_mc_memory, check_trials_memory, exact_too_big
+from .memory import check_mc_memory, check_trials_memory, exact_too_big
 from .montecarlo import CHUNK_ELEMENTS, check_seed, mc_points
 from .problem import Problem
 from .quadrature import Moments, exact_moments

@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def _norm(v: np.ndarray) -> float:
+def norm(v: np.ndarray) -> float:
     return float(np.sqrt(np.sum(v * v)))
 
 
@@ -41,8 +41,8 @@ def _relative(num: float, den: float) -> float:
     return num / den if den > 0 and math.isfinite(den) else math.nan
 
 
-def _cosine(g: np.ndarray, t: np.ndarray) -> float:
-    ng, nt = _norm(g), _norm(t)
+def cosine(g: np.ndarray, t: np.ndarray) -> float:
+    ng, nt = norm(g), norm(t)
     return float(np.clip(g @ t / (ng * nt), -1.0, 1.0)) if ng > 0 and nt > 0 else math.nan
 
 
@@ -59,7 +59,7 @@ def _follows(block: pd.DataFrame, g: np.ndarray, truth: dict[str, np.ndarray]) -
     se = block["se"].to_numpy(dtype=float)
     zero = all(matches(g[j], 0.0, tolerance(0.0, se[j], None if exact[j] else int(trials[j])), bool(exact[j]))
                for j in range(len(g)))
-    return "zero" if zero and any(_norm(t) > 0 for t in truth.values()) else "neither"
+    return "zero" if zero and any(norm(t) > 0 for t in truth.values()) else "neither"
 
 
 def vector_summary(table: pd.DataFrame, truth: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -72,13 +72,13 @@ def vector_summary(table: pd.DataFrame, truth: dict[str, np.ndarray]) -> pd.Data
         target = block["direction"].iloc[0]
         follows = _follows(block, g, truth)
         row = {"estimator": est, "placement": place, "direction": target, "params": len(g),
-               "cosine": _cosine(g, truth[target]), "follows": follows, "mode": block["mode"].iloc[0],
-               "rel_stdev": _relative(_norm(stdev), _norm(truth[target]))}
+               "cosine": cosine(g, truth[target]), "follows": follows, "mode": block["mode"].iloc[0],
+               "rel_stdev": _relative(norm(stdev), norm(truth[target]))}
         exact = (block["mode"] == "exact").all()
         for direction in DIRECTIONS:
             t = truth[direction]
             below = exact and direction in follows.split(" and ")  # exact and within its error: 0
-            row[f"rel_bias_norm_vs_{direction}"] = 0.0 if below else _relative(_norm(g - t), _norm(t))
+            row[f"rel_bias_norm_vs_{direction}"] = 0.0 if below else _relative(norm(g - t), norm(t))
         row["rel_bias_norm"] = row[f"rel_bias_norm_vs_{target}"]
         warnings = sorted({w for w in block["warning"].astype(str) if w and w != "nan"})
         row["warning"] = "; ".join(warnings)

@@ -22,7 +22,7 @@ from ..estimators import Estimator
 from .config import DEFAULT_ESTIMATORS, Mode, ValueExperiment
 from .families import DistSpec
 from .kinks import refuse_kinked
-from .limits import check_mc_memory
+from .memory import check_mc_memory
 from .montecarlo import check_seed, mc_samples
 from .problem import Problem
 from .quadrature import exact_moments

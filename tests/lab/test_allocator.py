@@ -1,10 +1,10 @@
-"""kl_grad.lab.allocator.keep_freed_memory: applied through glibc's mallopt, or reported as not applicable."""
+"""kl_grad.lab.memory.keep_freed_memory: applied through glibc's mallopt, or reported as not applicable."""
 
 from __future__ import annotations
 
 import platform
 
-from kl_grad.lab.allocator import SETTINGS, keep_freed_memory
+from kl_grad.lab.memory import SETTINGS, keep_freed_memory
 
 
 def test_keep_freed_memory_applies_on_glibc_and_is_idempotent():

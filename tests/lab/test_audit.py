@@ -17,7 +17,7 @@ import torch
 from scipy import optimize, stats
 
 from kl_grad.errors import KLGradError
-from kl_grad.lab.auditor import audit
+from kl_grad.lab.auditing.auditor import audit
 from kl_grad.lab.target import load_target
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -189,9 +189,9 @@ def test_bad_functions_are_one_line_errors(fn, match):
 
 
 def test_negative_values_warning_and_determinism():
-    from kl_grad.lab.auditor import audit_problem
-    from kl_grad.lab.battery import battery
-    from kl_grad.lab.user_term import UserTerm
+    from kl_grad.lab.auditing.auditor import audit_problem
+    from kl_grad.lab.auditing.battery import battery
+    from kl_grad.lab.auditing.user_term import UserTerm
 
     assert any(w.startswith("negative values") for w in audited("k1_loss").warnings)
     assert not any(w.startswith("negative values") for w in audited("k2_loss").warnings)
@@ -203,6 +203,6 @@ def test_negative_values_warning_and_determinism():
 
 def test_audit_is_reachable_from_the_top_level():
     import kl_grad
-    from kl_grad.lab.auditor import audit as lab_audit
+    from kl_grad.lab.auditing.auditor import audit as lab_audit
 
     assert kl_grad.audit is lab_audit

@@ -116,13 +116,13 @@ def test_every_example_in_the_help_epilog_loads_its_target(monkeypatch):
     import argparse
     import shlex
 
-    from kl_grad.lab.audit_cli import EPILOG, add_parser
+    from kl_grad.lab.auditing.cli import EPILOG, add_parser
     from kl_grad.lab.target import load_target, parse_kwargs
     from kl_grad.placements import get_placement
 
     monkeypatch.chdir(ROOT)
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
+    add_parser(parser.add_subparsers(), "audit")
     commands = [line.strip() for line in EPILOG.splitlines() if line.strip().startswith("kl-grad audit ")]
     assert len(commands) >= 3
     for command in commands:
@@ -145,7 +145,7 @@ def test_help_kwarg_example_binds_the_framework_keyword():
 
 
 @pytest.mark.parametrize("name, extra, message", [
-    ("audit.csv", [], "audit writes markdown (.md), grid or json (.json)"),
+    ("audit.csv", [], "audit.csv: this command writes markdown, grid, json; name the file .md or .json"),
     ("audit.json", ["--format", "markdown"], "would write markdown into"),
 ])
 def test_an_output_name_that_contradicts_the_format_is_refused_before_running(tmp_path, capsys, name, extra, message):

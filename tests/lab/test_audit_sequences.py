@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from kl_grad.lab.auditor import audit
-from kl_grad.lab.battery import SEQUENCE, SEQUENCE_OFF_POLICY
+from kl_grad.lab.auditing.auditor import audit
+from kl_grad.lab.auditing.battery import SEQUENCE, SEQUENCE_OFF_POLICY
 from kl_grad.testing import assert_kl_gradient_follows, assert_unbiased_kl_gradient
 
 SEQ = ["markov-3x4", "markov-2x6"]

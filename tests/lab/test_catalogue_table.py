@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from kl_grad import KLGradError
-from kl_grad.lab.catalogue_table import PROBLEMS, CatalogueExperiment, check, run
+from kl_grad.lab.catalogue.table import PROBLEMS, CatalogueExperiment, check, run
 from kl_grad.lab.cli import main
 from kl_grad.lab.experiments import KINDS, parse_experiment
 

@@ -37,8 +37,8 @@ def test_missing_folder_hint_omits_the_default_out(tmp_path, capsys, monkeypatch
 
 
 def test_summary_counts_are_pluralised():
-    from kl_grad.lab.check import CheckReport
-    from kl_grad.lab.compare import Difference
+    from kl_grad.lab.results.check import CheckReport
+    from kl_grad.lab.results.compare import Difference
 
     one = Difference(None, "", "folder", "missing", "rerun")
     report = CheckReport(Path("results"), experiments=1, rows=1, numbers=1, differences={"a": [one]})

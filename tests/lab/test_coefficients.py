@@ -1,4 +1,4 @@
-"""kl_grad.lab.coefficients: autograd c(d) against hand-derived closed forms (mpmath, 50 digits), user callables
+"""kl_grad.lab.coefficients.table: autograd c(d) against hand-derived closed forms (mpmath, 50 digits), user callables
 (plain, reduced, clamped, with old_logp, detached, float32), the expected-gradient labels against exact enumeration
 on a categorical policy, and the grid parser."""
 
@@ -13,7 +13,7 @@ import torch
 
 from kl_grad.errors import KLGradError
 from kl_grad.estimators import ESTIMATORS
-from kl_grad.lab.coefficients import coefficient_table, parse_grid, wide
+from kl_grad.lab.coefficients.table import coefficient_table, parse_grid, wide
 from kl_grad.placements import PLACEMENTS
 from tests import oracles
 
@@ -273,7 +273,7 @@ def test_a_scaled_combination_is_named_with_its_weights():
 
 def test_the_figure_is_a_png_identical_on_a_rerun_for_builtins_and_a_user_function():
     pytest.importorskip("matplotlib")
-    from kl_grad.lab.coefficients_plot import coefficients_png
+    from kl_grad.lab.coefficients.plot import coefficients_png
     from tests.lab.test_figures import PNG_MAGIC, _text_chunks
 
     for t in (coefficient_table("-3:3:0.5", ["k1", "k3"], ["loss", "loss-w", "reward"]),

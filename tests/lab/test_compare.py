@@ -1,4 +1,4 @@
-"""kl_grad.lab.compare: named differences between a committed and a recomputed table, each number held to
+"""kl_grad.lab.results.compare: named differences between a committed and a recomputed table, each number held to
 its own precision (tolerances hand-computed here from the rules in compare.py's docstring)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from kl_grad.lab.compare import same_table, table_differences
-from kl_grad.lab.tolerances import digit_unit, tolerance
+from kl_grad.lab.results.compare import same_table, table_differences
+from kl_grad.lab.results.tolerances import digit_unit, tolerance
 
 GRAD_HEADER = ("estimator,placement,direction,param,true_grad,mean_grad,bias_rel,stdev_rel,se,stdev,trials,samples,"
                "mode,verdict,warning")
@@ -178,7 +178,7 @@ def test_every_committed_results_table_row_has_a_name():
     """Every kind's committed table (results/*/*.csv) names each of its rows in a difference's message."""
     from pathlib import Path
 
-    from kl_grad.lab.compare import _row_id, read_table
+    from kl_grad.lab.results.compare import _row_id, read_table
 
     tables = sorted((Path(__file__).resolve().parents[2] / "results").glob("*/*.csv"))
     assert tables

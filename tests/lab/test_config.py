@@ -9,12 +9,8 @@ import pytest
 from kl_grad.errors import KLGradError
 from kl_grad.lab import run_gradients, run_values, sweep
 from kl_grad.lab.cli import build_parser
-from kl_grad.lab.config import (
-    GradientExperiment,
-    Mode,
-    SweepExperiment,
-    ValueExperiment,
-)
+from kl_grad.lab.config import GradientExperiment, Mode, ValueExperiment
+from kl_grad.lab.sweeps.table import SweepExperiment
 
 
 def test_mode_of_names_and_modes():
@@ -48,10 +44,10 @@ def test_the_python_api_uses_the_declared_defaults():
 
 
 def test_the_command_line_uses_the_declared_defaults():
-    t = build_parser().parse_args(["table", "--policy", "normal:0,1", "--ref", "normal:1,1"])
+    t = build_parser("table").parse_args(["table", "--policy", "normal:0,1", "--ref", "normal:1,1"])
     assert (t.mode, t.samples, t.trials, t.seed, t.dtype) == (
         GradientExperiment.mode, GradientExperiment.samples, GradientExperiment.trials, GradientExperiment.seed,
         GradientExperiment.dtype)
     assert t.estimators == ["k1", "k2", "k3"] and t.placements == ["loss"]
-    v = build_parser().parse_args(["values", "--policy", "normal:0,1", "--ref", "normal:1,1"])
+    v = build_parser("values").parse_args(["values", "--policy", "normal:0,1", "--ref", "normal:1,1"])
     assert (v.mode, v.samples, v.seed) == (ValueExperiment.mode, ValueExperiment.samples, ValueExperiment.seed)

@@ -168,7 +168,7 @@ def _per_sequence(init, trans, rinit, rtrans, lmax):
 
 
 def test_aggregated_gradients_match_the_oracle():
-    from kl_grad.lab.length_weights import aggregated_gradients
+    from kl_grad.lab.aggregations.table import aggregated_gradients
 
     rng = np.random.default_rng(11)
     v, lmax = 3, 4
@@ -200,7 +200,7 @@ def test_aggregated_gradients_match_the_oracle():
 
 def test_own_objective_by_finite_differences():
     """∇θ E_π[(1/T)·Σ_t d_t] with the weights 1/T fixed, by central differences of a numpy enumeration."""
-    from kl_grad.lab.length_weights import aggregated_gradients
+    from kl_grad.lab.aggregations.table import aggregated_gradients
 
     rng = np.random.default_rng(5)
     (init, trans), (rinit, rtrans) = _chain(rng, 3), _chain(rng, 3)
@@ -223,7 +223,7 @@ def test_own_objective_by_finite_differences():
 
 
 def test_weighted_table_reads_zero_and_refuses_fixed_length():
-    from kl_grad.lab.length_weights import weighted_table
+    from kl_grad.lab.aggregations.table import weighted_table
 
     t = weighted_table("markov-eos:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1",
                        "markov-eos:4:0.3,0,-0.5:0.4,0.6,-0.2/0,-0.3,0.4/0.6,0.2,-0.6", ["k1"],
@@ -248,7 +248,7 @@ def test_token_mean_of_a_finite_batch_by_monte_carlo():
     from scipy.stats import norm
 
     from kl_grad.aggregations import AGGREGATIONS
-    from kl_grad.lab.length_weights import aggregated_gradients
+    from kl_grad.lab.aggregations.table import aggregated_gradients
 
     policy = parse_spec("markov-eos:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1")
     ref = parse_spec("markov-eos:4:0.3,0,-0.5:0.4,0.6,-0.2/0,-0.3,0.4/0.6,0.2,-0.6")

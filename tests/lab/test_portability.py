@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kl_grad.lab.check import check
 from kl_grad.lab.families import DistSpec
+from kl_grad.lab.results.check import check
 
 ROOT = Path(__file__).resolve().parents[2]
 # One experiment of every kind (tests/lab/test_portability checks the list covers every kind), the cheap one

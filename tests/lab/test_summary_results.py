@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from kl_grad.errors import KLGradError
-from kl_grad.lab.check import check
 from kl_grad.lab.cli import main
 from kl_grad.lab.experiments import KINDS, parse_experiment
-from kl_grad.lab.reproduce import reproduce
+from kl_grad.lab.results.check import check
+from kl_grad.lab.results.reproduce import reproduce
 
 L = 3
 SEQ = (f'kind="gradients"\ntitle="seq"\npolicy="markov:{L}:0.4,-0.4:0.8,-0.8/-0.5,0.5"\n'

@@ -1,4 +1,4 @@
-"""kl_grad.lab.sweep: exact tables, one block per grid value of one reference parameter."""
+"""kl_grad.lab.sweeps.table: exact tables, one block per grid value of one reference parameter."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from kl_grad.errors import KLGradError
 from kl_grad.lab import run_values, sweep, true_gradients
-from kl_grad.lab.config import SweepExperiment
 from kl_grad.lab.families import parse_spec
+from kl_grad.lab.sweeps.table import SweepExperiment
 from tests import oracles
 from tests.problems import SEED003, TOKENS3
 

@@ -1,4 +1,4 @@
-"""Every number in results/ has a tolerance (kl_grad.lab.tolerances): no column escapes the rules, no float is
+"""Every number in results/ has a tolerance (kl_grad.lab.results.tolerances): no column escapes the rules, no float is
 compared as text or with a zero tolerance, rounding-sized moves of every committed float check clean, and a
 1e-6 move of one committed gradient fails, named."""
 
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from kl_grad.frameworks.catalogue import FRAMEWORK_TERMS
-from kl_grad.lab.check import check
-from kl_grad.lab.compare import read_table, table_differences
-from kl_grad.lab.tolerances import (
+from kl_grad.lab.results.check import check
+from kl_grad.lab.results.compare import read_table, table_differences
+from kl_grad.lab.results.tolerances import (
     EXACT_TEXT,
     NUMBER,
     RULES,
@@ -24,7 +24,7 @@ from kl_grad.lab.tolerances import (
     numbers_in,
     printed_unit,
 )
-from kl_grad.lab.tolerances import tolerance as cell_tolerance
+from kl_grad.lab.results.tolerances import tolerance as cell_tolerance
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = sorted((ROOT / "results").glob("*/*.csv"))

@@ -17,11 +17,11 @@ import pytest
 from scipy.optimize import minimize
 
 from kl_grad.errors import KLGradError
-from kl_grad.lab import dynamics
 from kl_grad.lab.cli import main
-from kl_grad.lab.dynamics import run_training
 from kl_grad.lab.families import parse_spec
-from kl_grad.lab.rewards import parse_reward
+from kl_grad.lab.train import dynamics
+from kl_grad.lab.train.dynamics import run_training
+from kl_grad.lab.train.rewards import parse_reward
 
 TOKENS = dict(policy="categorical:0,0,0,0", ref="categorical:0.5,-0.5,0.2,0", reward="1,0,0.5,-0.5", beta=1.0)
 # beyond the example: 3 tokens, a sharper β, a non-uniform start
@@ -207,8 +207,8 @@ def test_bad_python_input_names_what_is_allowed():
 def test_the_other_objectives_gaussian_optimum_is_stable_at_a_tiny_reward_slope(a):
     # hand limit: σ² = β²(1 − √(1 − x))/(2a²) with x = 4a²σ_ref²/β² → σ_ref²(1 + x/4 + ...) as a → 0
     from kl_grad.lab.families import parse_spec
-    from kl_grad.lab.rewards import LinearReward
-    from kl_grad.lab.train_optima import ref_policy_optimum
+    from kl_grad.lab.train.optima import ref_policy_optimum
+    from kl_grad.lab.train.rewards import LinearReward
 
     beta, sigma = 3.0, 1.2
     x = 4 * a**2 * sigma**2 / beta**2

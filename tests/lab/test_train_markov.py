@@ -17,9 +17,9 @@ import pytest
 from scipy.optimize import minimize
 
 from kl_grad.lab.cli import main
-from kl_grad.lab.dynamics import run_training
 from kl_grad.lab.families import parse_spec
-from kl_grad.lab.rewards import parse_reward
+from kl_grad.lab.train.dynamics import run_training
+from kl_grad.lab.train.rewards import parse_reward
 
 # the experiment's chain (3 tokens, L = 4, rows of the reference differ) and, beyond it, a binary chain of
 # L = 5 with a terminal reward, a sharper β and a non-uniform start

@@ -15,7 +15,17 @@ Adding a family: a module beside this one with a ``Family`` subclass, registered
 in ``FAMILIES`` below (``base.py`` holds the contract).
 """
 
-from .base import FAMILIES, FINITE, POSITIVE, DistSpec, Family, Rule, as_spec, make_spec, parse_spec
+from .base import (
+           FAMILIES,
+           FINITE,
+           POSITIVE,
+           DistSpec,
+           Family,
+           Rule,
+           as_spec,
+           make_spec,
+           parse_spec,
+)
 from .categorical import Categorical
 from .markov import Markov
 from .markov_eos import MarkovEOS

@@ -1,0 +1,81 @@
+"""Views of an ``AuditResult``: markdown (the default), grid (fancy_grid) and json.
+
+json is one object: ``function``, ``follows`` (policy||ref, ref||policy, zero or none: the on-policy
+single-token problems' common verdict), ``follows_sequence`` (the same over the on-policy sequence problems,
+against the sequence-level KL), ``warnings`` (strings) and ``problems`` (one object per battery problem, with
+per-parameter ``params``); NaN is null, infinities the strings "inf"/"-inf", floats 10 significant digits
+(``report.FLOAT_FORMAT``). The text views print the verdict, the warnings and one row per problem.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from tabulate import tabulate
+
+from ...errors import choose
+from ..report import json_value
+from .auditor import AuditResult
+
+COLUMNS = {  # table column: header
+    "problem": "problem", "tokens": "L", "sampler": "sampler", "mode": "mode", "follows": "follows",
+    "rel_bias_norm_vs_policy||ref": "rel bias vs policy||ref",
+    "rel_bias_norm_vs_ref||policy": "rel bias vs ref||policy",
+    "cosine_vs_policy||ref": "cos policy||ref", "cosine_vs_ref||policy": "cos ref||policy",
+    "stdev_ratio": "stdev / best built-in", "best_builtin": "best built-in", "zero_mass": "zero-grad mass",
+}
+FOLLOWS_MEANING = {
+    "policy||ref": "its expected gradient is ∇KL(π_θ‖π_ref) on every on-policy problem",
+    "ref||policy": "its expected gradient is ∇KL(π_ref‖π_θ) on every on-policy problem",
+    "zero": "its expected gradient is 0 on every on-policy problem: it does not regularise at all",
+    "none": "no single KL gradient on every on-policy problem (see the rows)",
+}
+
+
+def _json_tree(v):
+    if isinstance(v, dict):
+        return {k: _json_tree(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_tree(x) for x in v]
+    return json_value(v)
+
+
+def to_json(result: AuditResult) -> str:
+    return json.dumps(_json_tree(result.as_dict()), indent=2, ensure_ascii=False) + "\n"
+
+
+def _rows(result: AuditResult) -> pd.DataFrame:
+    table = result.table[[c for c in COLUMNS if c in result.table.columns]].copy()
+    return table.rename(columns=COLUMNS)
+
+
+def _text(result: AuditResult, tablefmt: str) -> str:
+    sequences = any(p.get("sequence") for p in result.problems)
+    meaning = FOLLOWS_MEANING[result.follows]
+    head = f"{result.name}: follows {result.follows} — "
+    head += (meaning.replace("on-policy problem", "on-policy single-token problem") if sequences else meaning) + "\n"
+    if sequences:
+        meaning = FOLLOWS_MEANING[result.follows_sequence].replace("on-policy problem", "on-policy sequence problem")
+        head += f"sequences (L > 1): follows {result.follows_sequence} — {meaning}, against the sequence-level KL\n"
+    head += "\n"
+    body = tabulate(_rows(result), headers="keys", tablefmt=tablefmt, showindex=False, floatfmt=".4g",
+                    missingval="")
+    notes = "".join(f"- {w}\n" for w in result.warnings)
+    return head + body + "\n" + (f"\nwarnings:\n{notes}" if notes else "")
+
+
+def to_markdown(result: AuditResult) -> str:
+    return _text(result, "github")
+
+
+def to_grid(result: AuditResult) -> str:
+    return _text(result, "fancy_grid")
+
+
+AUDIT_VIEWS = {"markdown": to_markdown, "grid": to_grid, "json": to_json}
+
+
+def render_audit(result: AuditResult, fmt: str = "markdown") -> str:
+    """The audit in one of ``AUDIT_VIEWS`` (unknown formats list the allowed ones)."""
+    return choose("format", fmt, AUDIT_VIEWS)(result)  # type: ignore[operator]

@@ -1,0 +1,5 @@
+"""The c(d) wing: kind ``coefficients`` and ``kl-grad coefficients``."""
+
+from .kind import KIND
+
+__all__ = ["KIND"]

@@ -212,7 +212,7 @@ def test_cli_json_for_markov_and_bad_input(capsys, tmp_path):
         assert len(r["init_probs"]) == 2 and np.allclose(np.sum(r["trans_probs"], axis=1), 1.0)
     for argv, message in [
         (["--reward", "1,0,0.5"], "a markov policy takes sum:1,0,0.5"),
-        (["--reward", "sum:1,0"], "needs a markov policy with 2 tokens"),
+        (["--reward", "sum:1,0"], "needs a markov or markov-eos policy with 2 tokens"),
         (["--reward", "last:1"], "gives one token reward"),
         (["--reward", "sum:1,0,0.5", "--placements", "loss-sw"], "unknown sequence placement 'loss-sw'"),
         (["--reward", "sum:1,0,0.5", "--policy", "markov:12:0,0,0:0,0,0/0,0,0/0,0,0",

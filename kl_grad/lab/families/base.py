@@ -45,6 +45,16 @@ class Family:
     def rule(self, param: str) -> Rule:
         return FINITE
 
+    def logit_groups(self, values) -> list[np.ndarray]:
+        """The values that are the logits of one softmax each (categorical: all; markov: init and each row of
+        trans); [] for a family without softmax parameters."""
+        return []
+
+    def probabilities(self, values) -> dict[str, list]:
+        """The softmax probabilities of ``logit_groups`` under their own names ({} without softmax parameters),
+        e.g. {"probs": [...]}: what a training run reports as its end point."""
+        return {}
+
     def check_structure(self, structure: tuple) -> None:
         """Validate ``DistSpec.structure`` (families with a shape beyond their values, e.g. a length)."""
         if structure:

@@ -25,6 +25,13 @@ class Categorical(Family):
     def valid_count(self, k: int) -> bool:
         return k >= 2
 
+    def logit_groups(self, values) -> list[np.ndarray]:
+        return [np.asarray(values, dtype=float)]
+
+    def probabilities(self, values) -> dict[str, list]:
+        p = torch.softmax(torch.tensor(values, dtype=torch.float64), 0)
+        return {"probs": [float(x) for x in p]}
+
     def build(self, params: list[torch.Tensor]) -> Distribution:
         # logits stacked on a trailing axis: leaves of any batch shape (e.g. (rows, 1)) give that batch
         # shape, so log_prob broadcasts over (rows, cols) points exactly as the Normal's does.

@@ -89,6 +89,16 @@ class Markov(Family):
         v = vocab_of(k)
         return tuple(f"init[{i}]" for i in range(v)) + tuple(f"trans[{i}][{j}]" for i in range(v) for j in range(v))
 
+    def logit_groups(self, values) -> list[np.ndarray]:
+        init, trans = _split(values, vocab_of(len(values)))
+        return [init, *trans]
+
+    def probabilities(self, values) -> dict[str, list]:
+        """``init_probs`` (V,) and ``trans_probs`` (V lists of V): the softmax of init and of each row of trans."""
+        init, trans = _split(values, vocab_of(len(values)))
+        return dict(init_probs=[float(x) for x in torch.softmax(torch.tensor(init, dtype=torch.float64), 0)],
+                    trans_probs=torch.softmax(torch.tensor(trans, dtype=torch.float64), 1).tolist())
+
     def valid_count(self, k: int) -> bool:
         return vocab_of(k) > 0
 

@@ -35,13 +35,12 @@ import pandas as pd
 
 from ...directions import POLICY_REF, REF_POLICY
 from ...errors import KLGradError
-from ..families import DistSpec, as_spec, make_spec
-from ..families.markov import vocab_of
+from ..families import POSITIVE, DistSpec, as_spec, make_spec
 from ..montecarlo import check_seed
 from ..problem import Problem
 from ..terms import Case, make_cases
 from .kl_step import exact_kl_gradients, independent_kl_gradient, mc_kl_gradients
-from .optima import as_point, distance, gibbs_optimum, ref_policy_optimum
+from .optima import distance, gibbs_optimum, ref_policy_optimum
 from .rewards import Reward, parse_reward
 
 TOL = 1e-9  # gradient-norm threshold of "converged" (a TV of ~1e-9/curvature from the stationary point)
@@ -49,14 +48,16 @@ MAX_LOGIT_SPREAD = 50.0
 CHECK_EVERY = 100
 CHECK_SLACK = 1e-9  # relative slack of the exactness check beyond both stated errors (float64 autograd rounding)
 
-# where each family's end point goes
-FINAL_COLUMNS = {"categorical": ["probs"], "normal": ["loc", "scale"], "markov": ["init_probs", "trans_probs"]}
 RESULT_COLUMNS = ["estimator", "placement", "converged", "steps", "kl", "objective", "distance_to_optimum",
                   f"distance_to_optimum_{REF_POLICY}", "grad_norm", "diverged", "optimum",
                   f"optimum_{REF_POLICY}", "family", "policy", "ref", "reward", "beta", "lr", "sampler", "samples",
                   "warning"]
-# converge within DEFAULT_STEPS on the README's examples
-DEFAULT_LR = {"categorical": 1.0, "normal": 0.2, "markov": 1.0}
+# converge within DEFAULT_STEPS on the README's examples: softmax logits (categorical, markov) and loc/scale
+DEFAULT_LR = {"softmax logits": 1.0, "other parameters": 0.2}
+
+
+def default_lr(spec: DistSpec) -> float:
+    return DEFAULT_LR["softmax logits" if spec.fam.logit_groups(spec.values) else "other parameters"]
 DEFAULT_STEPS = 400
 MAX_STEPS = 1_000_000  # hours of exact steps at the least; beyond it a run is a typo (--steps 1e11)
 
@@ -95,16 +96,18 @@ def check_training(policy, ref, reward, beta, estimators, placements, steps, lr,
     return problem.policy, problem.ref, reward, cases, problem.sampler
 
 
-def _diverged(spec_values: np.ndarray, family: str) -> str:
-    if not np.all(np.isfinite(spec_values)):
+INTERVALS = {POSITIVE[0]: "(0, ∞)"}  # a parameter rule as the interval a diverging parameter left
+
+
+def _diverged(theta: np.ndarray, spec: DistSpec) -> str:
+    """Why the parameters ``theta`` (of ``spec``'s family) left the family, or ""."""
+    if not np.all(np.isfinite(theta)):
         return "diverged: a parameter is no longer finite"
-    if family == "normal" and spec_values[1] <= 0:
-        return f"diverged: scale left (0, ∞) (reached {spec_values[1]:.3g}; lower lr)"
-    groups = [spec_values] if family == "categorical" else []
-    if family == "markov":
-        v = vocab_of(len(spec_values))
-        groups = [spec_values[:v], *spec_values[v:].reshape(v, v)]
-    if any(np.ptp(g) > MAX_LOGIT_SPREAD for g in groups):
+    for name, value in zip(spec.param_names, theta):
+        rule, holds = spec.fam.rule(name)
+        if not holds(float(value)):
+            return f"diverged: {name} left {INTERVALS.get(rule, rule)} (reached {value:.3g}; lower lr)"
+    if any(np.ptp(g) > MAX_LOGIT_SPREAD for g in spec.fam.logit_groups(theta)):
         return (f"diverged: logits spread beyond {MAX_LOGIT_SPREAD:g} (a token's probability is heading to 0 "
                 "without bound)")
     return ""
@@ -149,7 +152,7 @@ def _train_case(case, policy, ref, reward, beta, steps, lr, sampler, samples, se
             return out, spec, False
         theta = theta + lr * direction
         out["steps"] = step + 1
-        out["diverged"] = _diverged(theta, spec.family)
+        out["diverged"] = _diverged(theta, spec)
         if out["diverged"]:
             return out, spec, False
         spec = make_spec(spec.family, theta, "policy during training", structure=spec.structure)
@@ -169,9 +172,9 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
                  tol: float = TOL, check_every: int = CHECK_EVERY,
                  progress: Callable[[int, int, str], None] | None = None) -> TrainRun:
     """Train each estimator × placement from ``policy`` (module doc); one row per case in ``.table``.
-    ``lr`` None: ``DEFAULT_LR`` of the policy's family."""
+    ``lr`` None: ``default_lr`` of the policy (by its kind of parameters)."""
     if lr is None:
-        lr = DEFAULT_LR.get(as_spec(policy, "policy").family, 0.1)
+        lr = default_lr(as_spec(policy, "policy"))
     policy, ref, reward, cases, sampler = check_training(policy, ref, reward, beta, estimators, placements, steps,
                                                          lr, sampler, samples, seed, tol)
     if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
@@ -182,7 +185,8 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
         optimum, optimum_text, other, other_text = sequence_optima(policy, ref, reward, beta, lr)
     else:
         optimum, other = gibbs_optimum(ref, reward, beta), ref_policy_optimum(ref, reward, beta)
-        optimum_text, other_text = point_text(optimum, policy.family), point_text(other, policy.family)
+        probabilities = bool(policy.fam.logit_groups(policy.values))
+        optimum_text, other_text = point_text(optimum, probabilities), point_text(other, probabilities)
     rows, traj = [], []
     for i, case in enumerate(cases):
         def record(step, spec, case=case, i=i):
@@ -208,18 +212,12 @@ def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | s
         if refused:
             for key in ("kl", "objective", "distance_to_optimum", f"distance_to_optimum_{REF_POLICY}", "grad_norm"):
                 out[key] = math.nan
-        if policy.family == "markov":
-            from .sequences import final_probs
-
-            out.update({k: _nan_like(v) if refused else v for k, v in final_probs(spec).items()})
-        else:
-            end = as_point(spec) if not refused else np.full(len(as_point(spec)), math.nan)
-            out.update({"probs": [float(v) for v in end]} if policy.family == "categorical"
-                       else dict(zip(("loc", "scale"), end)))
+        end = spec.fam.probabilities(spec.values) or spec.as_dict()  # the softmax probabilities, else loc, scale
+        out.update({k: _nan_like(v) if refused else v for k, v in end.items()})
         rows.append(out)
     if progress:
         progress(len(cases), len(cases), "done")
-    columns = RESULT_COLUMNS[:2] + FINAL_COLUMNS[policy.family] + RESULT_COLUMNS[2:]
+    columns = RESULT_COLUMNS[:2] + list(end) + RESULT_COLUMNS[2:]
     table = pd.DataFrame(rows)[columns]
     table["diverged"] = table["diverged"] != ""
     return TrainRun(table, pd.DataFrame(traj), optimum, other, policy.param_names)
@@ -229,11 +227,11 @@ def _nan_like(v):
     return [_nan_like(x) for x in v] if isinstance(v, list) else math.nan
 
 
-def point_text(point: np.ndarray | None, family: str) -> str:
+def point_text(point: np.ndarray | None, probabilities: bool) -> str:
     """(q_1, …) for probabilities, N(loc, scale) for a Normal, 6 significant digits; NaN: none exists."""
     if point is None:
         return "not derived for this reward"
     if not np.all(np.isfinite(point)):
         return "none (no stationary point)"
     text = ", ".join(f"{v:.6g}" for v in point)
-    return f"({text})" if family == "categorical" else f"N({text})"
+    return f"({text})" if probabilities else f"N({text})"

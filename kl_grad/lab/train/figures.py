@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..families import FAMILIES
 from ..figures import DASHES, FLOOR, MARKERS, png, pyplot
 
 
@@ -25,8 +26,9 @@ def trajectories_png(trajectory: pd.DataFrame, title: str, family: str) -> bytes
         ax_k.plot(block["step"], np.maximum(block["kl"].to_numpy(), FLOOR), **style)
     ax_d.set_yscale("log")
     ax_k.set_yscale("log")  # a k1-loss run's KL grows without bound while the others settle near 0.1
-    ax_d.set_ylabel("total variation over sequences to the chain family's optimum" if family == "markov" else
-                    ("total variation" if family == "categorical" else "‖(loc, scale) − (loc*, scale*)‖")
+    fam = FAMILIES[family]
+    ax_d.set_ylabel("total variation over sequences to the chain family's optimum" if fam.sequential else
+                    ("total variation" if fam.enumerable else "‖(loc, scale) − (loc*, scale*)‖")
                     + " to π* ∝ π_ref·exp(R/β)")
     ax_k.set_ylabel("true KL(π_θ‖π_ref)")
     for ax in (ax_d, ax_k):

@@ -37,7 +37,7 @@ class TrainExperiment:
     estimators: list[str]
     placements: list[str] = field(default_factory=lambda: list(DEFAULT_PLACEMENTS))
     steps: int = DEFAULT_STEPS
-    lr: float = 0.0  # 0: dynamics.DEFAULT_LR of the policy's family
+    lr: float = 0.0  # 0: dynamics.default_lr of the policy
     sampler: str = ""  # off-policy sampling distribution (fixed); "" = on-policy
     samples: int = 0  # 0: exact expected KL gradients; N: one N-sample MC gradient per step
     seed: int = 0  # MC steps use seed + step

@@ -82,21 +82,21 @@ def ref_policy_optimum(ref: DistSpec, reward: Reward, beta: float) -> np.ndarray
 
 
 def as_point(policy: DistSpec) -> np.ndarray:
-    """What distances are measured on: probabilities (categorical), the V^L sequence probabilities (markov)
-    or the parameters (normal)."""
-    if policy.family == "markov":
+    """What distances are measured on: probabilities (categorical), the sequence probabilities (markov,
+    markov-eos) or the parameters (normal)."""
+    if policy.fam.sequential:
         from .sequences import sequence_probs
 
         return sequence_probs(policy)
-    return _probs(policy.values) if policy.family == "categorical" else np.asarray(policy.values, dtype=float)
+    return _probs(policy.values) if policy.fam.enumerable else np.asarray(policy.values, dtype=float)
 
 
 def distance(policy: DistSpec, target: np.ndarray | None) -> float:
-    """Total variation ½Σ|q − π| (categorical; markov: over sequences) or Euclidean distance of (loc, scale)
-    (normal); NaN if unknown."""
+    """Total variation ½Σ|q − π| (enumerable families; sequences: over sequences) or Euclidean distance of
+    (loc, scale) (normal); NaN if unknown."""
     if target is None or not np.all(np.isfinite(target)):
         return math.nan
     here = as_point(policy)
-    if policy.family in ("categorical", "markov"):
+    if policy.fam.enumerable:
         return 0.5 * math.fsum(np.abs(here - target))
     return float(np.linalg.norm(here - target))

@@ -58,10 +58,10 @@ class TokenReward(Reward):
         return ",".join(f"{v:g}" for v in self.values)
 
     def check(self, policy):
-        if policy.family == "markov":
-            raise KLGradError(f"reward {self.label} is a per-token reward of one token; a markov policy takes "
+        if policy.fam.sequential:
+            raise KLGradError(f"reward {self.label} is a per-token reward of one token; a {policy.family} policy takes "
                               f"sum:{self.label} (R = Σ_t r[y_t]) or last:{self.label} (R = r[y_(L−1)])")
-        if policy.family != "categorical" or len(policy.values) != len(self.values):
+        if not policy.fam.enumerable or len(policy.values) != len(self.values):
             raise KLGradError(f"reward {self.label} gives {len(self.values)} token rewards; it needs a categorical "
                               f"policy with {len(self.values)} logits, got {policy.label}")
 
@@ -117,7 +117,7 @@ class QuadraticReward(Reward):
 
 
 def _need_normal(reward: Reward, policy: DistSpec) -> None:
-    if policy.family != "normal":
+    if policy.param_names != ("loc", "scale"):  # the closed forms of E[x] and E[x²] are in loc and scale
         raise KLGradError(f"reward {reward.label} is a reward on the real line; it needs a normal policy, "
                           f"got {policy.label} (categorical policies take one reward per token, e.g. 1,0,0.5)")
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import pandas as pd
 from tabulate import tabulate
 
+from ..families import FAMILIES
+
 _SHOWN = ["estimator", "placement", "converged", "steps", "final", "kl", "objective", "distance_to_optimum",
           "distance_to_optimum_ref||policy", "diverged", "warning"]
 
@@ -36,7 +38,7 @@ def _header(table: pd.DataFrame) -> str:
     how = "exact expected" if row["samples"] == "exact" else f"{row['samples']}-sample MC"
     return (f"Start {row['policy']}, reference {row['ref']}, reward {row['reward']}, β = {row['beta']:g}, "
             f"lr = {row['lr']:g}, samples from {row['sampler']}, {how} KL gradient per step.\n"
-            + (f"π* ∝ π_ref·exp(R/β) = {row['optimum']}" if row["family"] != "markov" else
+            + (f"π* ∝ π_ref·exp(R/β) = {row['optimum']}" if not FAMILIES[row["family"]].sequential else
                f"Optimum of E[R] − β·KL(π_θ‖π_ref) over the chain family (gradient ascent on the exact sequence "
                f"objective; distances are TV over sequences): {row['optimum']}")
             + f"; optimum of E[R] − β·KL(π_ref‖π_θ): {row['optimum_ref||policy']}.\n\n")

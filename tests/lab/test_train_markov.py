@@ -225,4 +225,4 @@ def test_cli_json_for_markov_and_bad_input(capsys, tmp_path):
     capsys.readouterr()
     status = main(["train", "--policy", "categorical:0,0", "--ref", "categorical:0,1", "--reward", "sum:1,0"])
     err = capsys.readouterr().err
-    assert status == 2 and "needs a markov policy" in err and "Traceback" not in err
+    assert status == 2 and "needs a markov or markov-eos policy" in err and "Traceback" not in err

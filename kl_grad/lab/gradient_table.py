@@ -33,14 +33,11 @@ from .montecarlo import CHUNK_ELEMENTS, check_seed, mc_points
 from .problem import Problem
 from .quadrature import Moments, exact_moments
 from .statistics import (
-    both_directions,
+    judge_row,
     mark_higher_variance,
     mc_summary,
     refuse_mc_verdict,
-    relative,
     stdev_check,
-    tolerance,
-    verdict,
     without_signed_zeros,
 )
 from .terms import Case, make_cases
@@ -260,7 +257,8 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
             else:
                 _mc_columns(row, per_trial[case.key][:, j], ex, j, budget)
                 _clamp_columns(row, clamped.get(case.estimator.name))
-            _judge_row(row, truth, j, budget, 0.0 if ex.scale is None else ex.scale[j])
+            judge_row(row, truth, j, None if budget.mode is Mode.EXACT else budget.trials,
+                      0.0 if ex.scale is None else ex.scale[j])
             if budget.mode is Mode.MC:
                 refuse_mc_verdict(row, ex.var_tail and ex.var_tail[j], ex.m4_tail and ex.m4_tail[j],
                                   math.sqrt(ex.var[j] / (budget.samples * budget.trials)))
@@ -269,20 +267,6 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
     table = table[[c for c in COLUMNS if c in table.columns]]
     table["trials"] = table["trials"].astype("Int64")
     return GradientRun(table, per_trial, problem.param_names, time.perf_counter() - start, truth)
-
-
-def _judge_row(row: dict, truth: dict[str, np.ndarray], j: int, budget: Budget, scale: float) -> None:
-    """Relative columns, bias against both directions, follows and verdict, each against the row's tolerance
-    (exact: its numerical error, so a bias below it prints as 0; MC: the Student-t multiple of se)."""
-    exact = budget.mode is Mode.EXACT
-
-    def tol_of(true: float) -> float:
-        return tolerance(true, row["se"], None if exact else budget.trials, scale)
-
-    row.update(relative(row["mean_grad"], row["stdev"], row["true_grad"], row,
-                        tol_of(row["true_grad"]) if exact else 0.0))
-    row.update(both_directions(row["mean_grad"], truth, j, tol_of, exact))
-    row["verdict"] = verdict(row["mean_grad"], row["true_grad"], tol_of(row["true_grad"]), exact, scale)
 
 
 def _exact_columns(row: dict, ex: Moments, j: int, budget: Budget) -> None:

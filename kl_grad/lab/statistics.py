@@ -227,3 +227,18 @@ def refuse_mc_verdict(row: dict, var_tail: str | None, m4_tail: str | None, exac
     if "follows" in row:
         row["follows"] = "unknown"
     row["warning"] = "; ".join(filter(None, [note, row.get("warning", "")]))
+
+
+def judge_row(row: dict, truth: dict[str, np.ndarray], j: int, trials: int | None, scale: float) -> None:
+    """Fill a gradient row's relative columns, bias against both directions, follows and verdict, each against
+    the row's tolerance (exact, ``trials`` None: its numerical error, so a bias below it prints as 0; MC: the
+    Student-t multiple of se over ``trials``). ``truth``: {direction: ∇KL (P,)}; ``j``: the parameter."""
+    exact = trials is None
+
+    def tol_of(true: float) -> float:
+        return tolerance(true, row["se"], trials, scale)
+
+    row.update(relative(row["mean_grad"], row["stdev"], row["true_grad"], row,
+                        tol_of(row["true_grad"]) if exact else 0.0))
+    row.update(both_directions(row["mean_grad"], truth, j, tol_of, exact))
+    row["verdict"] = verdict(row["mean_grad"], row["true_grad"], tol_of(row["true_grad"]), exact, scale)

@@ -298,5 +298,3 @@ def sequence_notes(problems: list[dict], probes: list, label: str, follows: str,
                      "so a token mean x.mean() reads as 1/L of it")
     return notes
 
-
-__all__ = ["AuditResult", "FALSE_ALARM", "FOLLOWS", "audit", "best_builtin", "overall_follows", "sequence_notes"]

@@ -38,7 +38,7 @@ from ...errors import choose
 from ...placements import get_placement
 from ..config import Mode
 from ..gradient_table import Budget, GradientJob, gradient_table
-from ..statistics import EXACT_UNBIASED, FALSE_ALARM, t_critical, tolerance
+from ..statistics import EXACT_UNBIASED, t_critical, tolerance
 from ..summary import cosine, norm
 from ..target import bind, check_signature
 from ..terms import make_cases

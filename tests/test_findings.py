@@ -281,8 +281,8 @@ def test_schulmans_value_table(problem):  # quadrature vs closed forms: measured
 # The README's Python examples run as written
 # --------------------------------------------------------------------------- #
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
-SNIPPETS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+DOCS = [Path(__file__).parent.parent / "README.md", *sorted((Path(__file__).parent.parent / "docs").glob("*.md"))]
+SNIPPETS = [code for page in DOCS for code in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
 
 
 def test_readme_has_python_examples():

@@ -28,13 +28,14 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import KLGradError, choose
 
-View = Callable[[pd.DataFrame], str]
+if TYPE_CHECKING:  # the hub itself loads no pandas: ``kl-grad --help`` stays light
+    import pandas as pd
+
+View = Callable[["pd.DataFrame"], str]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ from .errors import choose
 POLICY_REF = "policy||ref"
 REF_POLICY = "ref||policy"
 DIRECTIONS = (POLICY_REF, REF_POLICY)
+# What an expected gradient "follows", one vocabulary for every table, summary and audit: a direction (or both,
+# joined by " and "), ZERO (the expected gradient is 0), or NONE (no KL's gradient).
+ZERO = "zero"
+NONE = "none"
+FOLLOWS = (*DIRECTIONS, ZERO, NONE)
 DIRECTION_ALIASES = {"reverse": POLICY_REF, "forward": REF_POLICY}
 
 

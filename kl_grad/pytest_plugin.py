@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import pytest
 
+from .directions import POLICY_REF
+
 
 class KLAudit:
     """The fixture's value: ``kl_grad.testing``'s assertions and ``kl_grad.audit`` as methods."""
 
-    def assert_unbiased(self, fn, direction: str = "policy||ref", **options) -> None:
+    def assert_unbiased(self, fn, direction: str = POLICY_REF, **options) -> None:
         from .testing import assert_unbiased_kl_gradient
 
         assert_unbiased_kl_gradient(fn, direction, **options)

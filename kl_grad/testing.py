@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .directions import resolve_direction
+from .directions import POLICY_REF, ZERO, resolve_direction
 
 __all__ = ["assert_kl_gradient_follows", "assert_unbiased_kl_gradient"]
 
@@ -60,7 +60,7 @@ def _failures(result, direction: str, off_policy: bool, sequences: bool = False)
     return lines
 
 
-def assert_unbiased_kl_gradient(fn: Callable, direction: str = "policy||ref", *, kwargs: dict | None = None,
+def assert_unbiased_kl_gradient(fn: Callable, direction: str = POLICY_REF, *, kwargs: dict | None = None,
                                 placement: str | None = None, off_policy: bool = False, seed: int | None = None,
                                 problems: list[str] | None = None, sequences: bool = False) -> None:
     """Fail unless E[autograd gradient of ``fn``] equals ∇KL in ``direction`` on every on-policy problem.
@@ -92,7 +92,7 @@ def assert_kl_gradient_follows(fn: Callable, direction: str, *, kwargs: dict | N
     ``zero``): the direction every on-policy single-token problem's expected gradient agrees on; with
     ``sequences``, ``follows_sequence`` (the sequence problems') must be it too. Options as for
     ``assert_unbiased_kl_gradient``."""
-    target = direction if direction == "zero" else resolve_direction(direction)
+    target = direction if direction == ZERO else resolve_direction(direction)
     result = _audit(fn, kwargs, placement, seed, problems)
     _checked(result, False, sequences)
     ran_sequences = any(p.get("sequence") for p in result.problems)
@@ -101,9 +101,9 @@ def assert_kl_gradient_follows(fn: Callable, direction: str, *, kwargs: dict | N
                              f"(problems={[p['problem'] for p in result.problems]})")
     if result.follows == target and (not sequences or not ran_sequences or result.follows_sequence == target):
         return
-    if target == "zero":
+    if target == ZERO:
         lines = [f"{p['problem']}: follows {p['follows']}" for p in result.problems
-                 if p["on_policy"] and p["follows"] != "zero" and (sequences or not p.get("sequence"))]
+                 if p["on_policy"] and p["follows"] != ZERO and (sequences or not p.get("sequence"))]
     else:
         lines = _failures(result, target, False, sequences)
     got = result.follows if result.follows != target else f"{result.follows_sequence} on the sequence problems"

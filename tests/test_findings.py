@@ -73,7 +73,7 @@ def test_which_kl_each_term_follows(problem):
 def test_reverse_k1s_gradient_follows_neither_direction():
     # r·log r is an unbiased *value* of KL(ref‖policy), but its autograd gradient carries an extra ∫p·d·s.
     table = run_gradients(*SEED003.args[:2], ["reverse_k1"], mode="exact").table
-    assert (table["follows"] == "neither").all() and (table["verdict"] == "biased").all()
+    assert (table["follows"] == "none").all() and (table["verdict"] == "biased").all()
     mean, _ = oracles.gradient_moments("reverse_k1", "loss", SEED003.policy, SEED003.ref, var=False)
     np.testing.assert_allclose(table["mean_grad"], mean, rtol=1e-11)
 
@@ -176,7 +176,7 @@ def test_seed001_off_policy_table():
     np.testing.assert_allclose(ratio, [1.78, 1.43], atol=0.005)
     # Without the weight k2 as a plain loss is biased; k3 as loss follows neither, as loss-sgw ∇KL(ref‖policy).
     assert (rows.loc[("k2", "loss"), "verdict"] == "biased").all()
-    assert (rows.loc[("k3", "loss"), "follows"] == "neither").all()
+    assert (rows.loc[("k3", "loss"), "follows"] == "none").all()
     assert (rows.loc[("k3", "loss-sgw"), "follows"] == REF_POLICY).all()
 
 

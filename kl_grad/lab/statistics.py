@@ -19,6 +19,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..directions import NONE
+
 # MC verdict: "biased" when |mean − true| > t·se, t the Student-t quantile with T − 1 degrees of freedom
 # at this two-sided rate; for an exactly unbiased row with finite variance the false-alarm rate is
 # FALSE_ALARM at any T ≥ 2 (exactly for Gaussian per-trial gradients, which a mean of many samples is).
@@ -159,7 +161,7 @@ def both_directions(mean: float, truth: dict[str, np.ndarray], j: int, tol_of, e
     for direction, grads in truth.items():
         below = tol_of(grads[j]) if exact else 0.0
         out[f"bias_vs_{direction}"] = _bias_rel(mean, grads[j], below) if grads[j] != 0 else math.nan
-    out["follows"] = " and ".join(follows) if follows else "neither"
+    out["follows"] = " and ".join(follows) if follows else NONE
     return out
 
 

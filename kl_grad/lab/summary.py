@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..directions import DIRECTIONS
+from ..directions import DIRECTIONS, NONE, ZERO
 from .statistics import matches, tolerance
 
 SUMMARY_COLUMNS = [
@@ -59,7 +59,7 @@ def _follows(block: pd.DataFrame, g: np.ndarray, truth: dict[str, np.ndarray]) -
     se = block["se"].to_numpy(dtype=float)
     zero = all(matches(g[j], 0.0, tolerance(0.0, se[j], None if exact[j] else int(trials[j])), bool(exact[j]))
                for j in range(len(g)))
-    return "zero" if zero and any(norm(t) > 0 for t in truth.values()) else "neither"
+    return ZERO if zero and any(norm(t) > 0 for t in truth.values()) else NONE
 
 
 def vector_summary(table: pd.DataFrame, truth: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -69,7 +69,7 @@ def test_off_policy_problems_run_only_for_functions_taking_old_logp():
     assert [p["problem"] for p in off] == ["gauss-near-offpolicy", "tokens-3-offpolicy"]
     assert all(p["follows"] == "policy||ref" for p in off)  # w·k3 with a differentiable w is unbiased off-policy
     # the REINFORCE reward computed from the rollout's log-probs is not (its d is log m − log p, not log q − log p)
-    assert all(p["follows"] == "neither" for p in audited("k1_reward").problems if not p["on_policy"]
+    assert all(p["follows"] == "none" for p in audited("k1_reward").problems if not p["on_policy"]
                and not p["sequence"])
 
 
@@ -104,7 +104,7 @@ def test_verl_clamp_zero_mass_matches_scipy_on_the_far_pair():
     assert far["mode"] == "mc"  # a kink: measured by Monte Carlo with standard errors
     (line,) = [w for w in result.warnings if w.startswith("clamp:")]
     assert "gauss-far" in line and f"{100 * far['zero_mass']:.2g}%" in line
-    assert far["follows"] == "neither"  # the clamped samples' missing gradient is a bias both ways
+    assert far["follows"] == "none"  # the clamped samples' missing gradient is a bias both ways
 
 
 def test_a_reduced_clamped_loss_shows_the_same_zero_mass():

@@ -104,7 +104,7 @@ def test_k2_per_token_follows_policy_ref_for_one_token_but_only_the_partial_grad
     assert k2_audit.follows == "policy||ref" and k2_audit.follows_sequence == "none"
     for name in SEQ:
         p = next(p for p in k2_audit.problems if p["problem"] == name)
-        assert p["sequence"] and p["mode"] == "exact" and p["follows"] == "neither"
+        assert p["sequence"] and p["mode"] == "exact" and p["follows"] == "none"
         truth_pr, truth_rp, partial = oracle(name)
         grad = np.array([q["mean_grad"] for q in p["params"]])
         np.testing.assert_allclose(grad, partial, rtol=1e-10, atol=1e-12)

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from ...aggregations import AGGREGATIONS
+from ...directions import POLICY_REF
 from ...errors import KLGradError, choose
 from ..experiments import Kind
 from ..gradient_table import check_gradient_request
@@ -118,7 +119,7 @@ def aggregated_gradients(policy, ref, estimators, placements, batches: list[int 
             terms = (probs * c)[:, None] * grads[case.key]
             bound = 16 * len(probs) * EPS * float(np.linalg.norm(np.abs(terms).sum(0)))
             rows[(case.estimator.name, case.placement.name, agg, b)] = (terms.sum(0), own[(agg, b)], bound)
-    return {"truth": problem.true_gradients()["policy||ref"], "labels": (problem.policy.label, problem.ref.label),
+    return {"truth": problem.true_gradients()[POLICY_REF], "labels": (problem.policy.label, problem.ref.label),
             "rows": rows}
 
 

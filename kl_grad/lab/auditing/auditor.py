@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...directions import DIRECTIONS, POLICY_REF
+from ...directions import DIRECTIONS, FOLLOWS, NONE, POLICY_REF
 from ...errors import choose
 from ...placements import get_placement
 from ..config import Mode
@@ -46,7 +46,6 @@ from .battery import AuditProblem, battery
 from .probe import INTERNAL, NUDGE, Probe, probe, warnings_of
 from .user_term import UserTerm
 
-FOLLOWS = ("policy||ref", "ref||policy", "zero", "none")
 SAMPLES = 1000  # the stdev columns are of a SAMPLES-sample mean; MC trials are SAMPLES samples each
 TRIALS = 200
 SEED = 0
@@ -73,7 +72,7 @@ class AuditResult:
     name: str = "fn"
     seconds: float = 0.0
     table: pd.DataFrame = field(default=None, repr=False)
-    follows_sequence: str = "none"
+    follows_sequence: str = NONE
 
     def as_dict(self) -> dict:
         return {"function": self.name, "follows": self.follows, "follows_sequence": self.follows_sequence,
@@ -198,11 +197,11 @@ def overall_follows(problems: list[dict], sequence: bool = False) -> str:
     for p in problems:
         if not p["on_policy"] or p["follows"] == "unknown" or p.get("sequence", False) != sequence:
             continue
-        sets.append(set(p["follows"].split(" and ")) if p["follows"] != "neither" else set())
+        sets.append(set(p["follows"].split(" and ")) if p["follows"] != NONE else set())
     if not sets:
-        return "none"
+        return NONE
     common = set.intersection(*sets)
-    return next((f for f in ("policy||ref", "ref||policy", "zero") if f in common), "none")
+    return next((f for f in FOLLOWS[:-1] if f in common), NONE)
 
 
 def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = None, name: str | None = None,

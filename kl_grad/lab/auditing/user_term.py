@@ -40,6 +40,7 @@ from typing import Callable
 
 import torch
 
+from ...directions import POLICY_REF
 from ...errors import KLGradError
 from ...placements import Placement, importance_weight
 from ...sequences import to_go
@@ -50,7 +51,7 @@ class _Label:
     """What the table columns read from a term: ``estimator.name``/``direction`` and ``placement.name``."""
 
     name: str
-    direction: str = "policy||ref"
+    direction: str = POLICY_REF
     clamp_active: Callable | None = None  # the registered clamps' detector; a user term's clamps are probed
 
 

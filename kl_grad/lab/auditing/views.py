@@ -14,6 +14,7 @@ import json
 import pandas as pd
 from tabulate import tabulate
 
+from ...directions import NONE, POLICY_REF, REF_POLICY, ZERO
 from ...errors import choose
 from ..report import json_value
 from .auditor import AuditResult
@@ -26,10 +27,10 @@ COLUMNS = {  # table column: header
     "stdev_ratio": "stdev / best built-in", "best_builtin": "best built-in", "zero_mass": "zero-grad mass",
 }
 FOLLOWS_MEANING = {
-    "policy||ref": "its expected gradient is ∇KL(π_θ‖π_ref) on every on-policy problem",
-    "ref||policy": "its expected gradient is ∇KL(π_ref‖π_θ) on every on-policy problem",
-    "zero": "its expected gradient is 0 on every on-policy problem: it does not regularise at all",
-    "none": "no single KL gradient on every on-policy problem (see the rows)",
+    POLICY_REF: "its expected gradient is ∇KL(π_θ‖π_ref) on every on-policy problem",
+    REF_POLICY: "its expected gradient is ∇KL(π_ref‖π_θ) on every on-policy problem",
+    ZERO: "its expected gradient is 0 on every on-policy problem: it does not regularise at all",
+    NONE: "no single KL gradient on every on-policy problem (see the rows)",
 }
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...directions import DIRECTIONS
+from ...directions import DIRECTIONS, NONE, ZERO
 from ...errors import KLGradError, choose, split_names
 from ...frameworks import FRAMEWORK_TERMS, FrameworkTerm, get_term
 from ..experiments import Kind
@@ -133,7 +133,7 @@ def _verdict(g: np.ndarray, err: np.ndarray, truth: dict[str, np.ndarray], draws
     if hits:
         return " and ".join(hits)
     zero = all(matches(g[j], 0.0, tolerance(0.0, err[j], draws, scale[j]), exact) for j in range(len(g)))
-    return "zero" if zero else "none"
+    return ZERO if zero else NONE
 
 
 def _exact(problem: Problem, term: FrameworkTerm):

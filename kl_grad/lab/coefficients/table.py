@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...directions import NONE, POLICY_REF, REF_POLICY, ZERO
 from ...errors import KLGradError, split_names
 from ...estimators import ESTIMATORS, get_estimator
 from ...placements import PLACEMENTS, get_placement, surrogate
@@ -123,22 +124,22 @@ def _coefficients_at(fn: Callable, d: np.ndarray, logp_value: float, three: bool
 def _fit(d: np.ndarray, c: np.ndarray) -> tuple[str, str]:
     """(expected_gradient, follows) from an exact fit c = α·d + β·(1 − e^{−d}) + γ on the grid (module docstring)."""
     if not np.isfinite(c).all():
-        return "unavailable: c is not finite on the whole grid", "none"
+        return "unavailable: c is not finite on the whole grid", NONE
     basis = np.stack([d, -np.expm1(-d), np.ones_like(d)], axis=1)
     size = 1.0 + np.abs(basis[:, :2]).sum(axis=1) + np.abs(c)  # each point's own scale: e^{−d} spans decades
     coef, *_ = np.linalg.lstsq(basis / size[:, None], c / size, rcond=None)
     exact = [k for k in (np.array([_snap(float(v)) for v in coef]), coef)
              if (np.abs(basis @ k - c) <= FIT_RTOL * size).all()]
     if not exact:
-        return PROBLEM_DEPENDENT, "none"
+        return PROBLEM_DEPENDENT, NONE
     coef = exact[0]
     alpha, beta = coef[:2]
     terms = [(v < 0, f"{'' if abs(v) == 1 else f'{abs(v):.6g}·'}∇KL({name})")
              for v, name in ((alpha, "policy‖ref"), (beta, "ref‖policy")) if v != 0]
     text = "".join(f"{('−' if neg else '') if i == 0 else (' − ' if neg else ' + ')}{t}"
                    for i, (neg, t) in enumerate(terms)) or "0"
-    follows = ("zero" if not terms else "policy||ref" if (alpha, beta) == (1.0, 0.0)
-               else "ref||policy" if (alpha, beta) == (0.0, 1.0) else "none")
+    follows = (ZERO if not terms else POLICY_REF if (alpha, beta) == (1.0, 0.0)
+               else REF_POLICY if (alpha, beta) == (0.0, 1.0) else NONE)
     return text, follows
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..estimators import Estimator
 from .families import DistSpec
 from .quadrature import Moments
+from .tails import TailKind
 
 
 def refuse_kinked(moments: dict, estimators: dict, sampler: DistSpec) -> dict:
@@ -27,5 +28,5 @@ def refuse_kinked(moments: dict, estimators: dict, sampler: DistSpec) -> dict:
             nan = np.full(p, np.nan)
             why = (f"exact mode refused: {est.name} has a kink (clamp or |·|) that quadrature cannot certify; "
                    "MC mode measures it")
-            out[key] = Moments(nan, nan, nan, nan, 0, [why] * p, nan, ["far"] * p, ["far"] * p)
+            out[key] = Moments(nan, nan, nan, nan, 0, [why] * p, nan, [TailKind.FAR] * p, [TailKind.FAR] * p)
     return out

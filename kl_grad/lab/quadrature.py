@@ -38,7 +38,7 @@ import torch
 from .expectation import Points
 from .families import DistSpec
 from .statistics import stated_error, weighted_moments
-from .tails import ORDERS, Tail, tail_report
+from .tails import ORDERS, Tail, TailKind, tail_report
 
 NODE_LADDER = (32, 64, 128, 256)  # hermgauss is unreliable beyond ~300 nodes
 REL_TOL = 1e-10
@@ -139,7 +139,7 @@ def _refused(evaluate: Evaluate, sampler: DistSpec, reason: str) -> dict:
     for key, g in evaluate(sampler.fam.nodes(sampler, NODE_LADDER[0])[0]).items():
         nan = np.full(g.shape[1], math.nan)
         out[key] = Moments(nan, nan, nan, nan, 0, [f"exact moments refused: {reason}"] * len(nan), nan,
-                           ["far"] * len(nan), ["far"] * len(nan))
+                           [TailKind.FAR] * len(nan), [TailKind.FAR] * len(nan))
     return out
 
 
@@ -163,7 +163,7 @@ def _enumeration_rounding(g: np.ndarray, points: Points) -> np.ndarray | float:
 def _enumerated_tail(g: np.ndarray) -> dict:
     """Tail classes of one enumerated column g (N,): all ok, or overflow at the first non-finite point."""
     bad = np.flatnonzero(~np.isfinite(g))
-    return dict.fromkeys(ORDERS, Tail("overflow", float(bad[0])) if len(bad) else Tail("ok"))
+    return dict.fromkeys(ORDERS, Tail(TailKind.OVERFLOW, float(bad[0])) if len(bad) else Tail(TailKind.OK))
 
 
 def _negligible_overflow(g: np.ndarray, tails) -> np.ndarray:
@@ -173,7 +173,7 @@ def _negligible_overflow(g: np.ndarray, tails) -> np.ndarray:
     their NaN/inf, and the tail analysis's refusal says why."""
     if not tails or np.isfinite(g).all():
         return g
-    ok = np.array([t[1].kind == "ok" for t in tails])
+    ok = np.array([t[1].kind is TailKind.OK for t in tails])
     return np.where(~np.isfinite(g) & ok, 0.0, g)
 
 
@@ -192,22 +192,22 @@ def _judge(tails, ok, mean, var, m4, err):
     warnings = []
     for j in range(len(mean)):
         t, notes = tails[j], []
-        if t[1].kind != "ok":
+        if t[1].kind is not TailKind.OK:
             mean[j] = math.nan
             notes.append(t[1].describe("mean"))
         elif not ok_mean[j]:
             mean[j] = math.nan
             notes.append(f"quadrature did not converge for the mean (change {err[j]:.1e} at {NODE_LADDER[-1]} nodes; "
                          f"a kink such as a clamp does this; MC mode still measures it)")
-        if t[2].kind != "ok":
-            var[j] = m4[j] = math.inf if t[2].kind == "infinite" else math.nan
+        if t[2].kind is not TailKind.OK:
+            var[j] = m4[j] = math.inf if t[2].kind is TailKind.INFINITE else math.nan
             notes.append(t[2].describe("variance"))
         else:
             if not ok_var[j]:
                 var[j] = math.nan
                 notes.append("quadrature did not converge for the variance")
-            if t[4].kind != "ok":
-                m4[j] = math.inf if t[4].kind == "infinite" else math.nan
+            if t[4].kind is not TailKind.OK:
+                m4[j] = math.inf if t[4].kind is TailKind.INFINITE else math.nan
                 notes.append("heavy tail: " + t[4].describe("4th moment") + ", so MC stdev estimates are unreliable")
             elif not ok_m4[j]:
                 m4[j] = math.nan

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..directions import NONE
+from .tails import TailKind
 
 # MC verdict: "biased" when |mean − true| > t·se, t the Student-t quantile with T − 1 degrees of freedom
 # at this two-sided rate; for an exactly unbiased row with finite variance the false-alarm rate is
@@ -202,7 +203,7 @@ def verdict(mean: float, true: float, tol: float, exact: bool, scale: float = 0.
 
 def refuse_mc_verdict(row: dict, var_tail: str | None, m4_tail: str | None, exact_se: float) -> None:
     """MC rows whose se cannot be trusted get no verdict (the tail analysis's classes of the exact
-    variance and 4th moment decide; None or "ok": trusted):
+    variance and 4th moment decide; None or TailKind.OK: trusted):
 
     - infinite variance: se is inf (the mean's error does not shrink like 1/√n);
     - variance carried where neither quadrature nor samples reach: se kept, loudly flagged;
@@ -211,14 +212,14 @@ def refuse_mc_verdict(row: dict, var_tail: str | None, m4_tail: str | None, exac
 
     A variance that only failed to converge (a clamp's kink) is finite and its MC verdict stands.
     """
-    if var_tail not in (None, "ok"):
+    if var_tail not in (None, TailKind.OK):
         infinite = var_tail == "infinite"
         row["verdict"] = "no verdict: infinite variance" if infinite else "no verdict: variance unknown"
         if infinite:
             row["se"] = math.inf
         note = ("MC se and verdict refused: the per-sample gradient has infinite variance, so the mean's error "
                 "does not shrink like 1/√n" if infinite else "MC verdict refused: the exact variance is not known")
-    elif m4_tail not in (None, "ok") and math.isfinite(exact_se):
+    elif m4_tail not in (None, TailKind.OK) and math.isfinite(exact_se):
         row["verdict"] = "no verdict: heavy tail"
         row["se"] = exact_se
         note = "MC verdict refused and se replaced by the exact one: the per-sample gradient's 4th moment is " + (

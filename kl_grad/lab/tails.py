@@ -23,6 +23,7 @@ Enumerable families (categorical) need none of this: every moment is a finite su
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 
@@ -48,18 +49,28 @@ DIVERGE_C = 1e-4
 ORDERS = (1, 2, 4)
 
 
+class TailKind(enum.StrEnum):
+    """How an integrand behaves beyond the quadrature's reach."""
+
+    OK = "ok"  # its mass lies within reach (``peaks`` say where)
+    FAR = "far"  # still high (or rising) at the grid's edge: the mass lies beyond the grid
+    BOUNDED = "bounded"  # it decays at the grid's edge, with a bound on the mass beyond (``tail``)
+    INFINITE = "infinite"  # it grows without bound: the moment is infinite
+    OVERFLOW = "overflow"  # float64 cannot form it next to its mass: not estimable
+
+
 @dataclass(frozen=True)
 class Tail:
-    kind: str  # ok, far, infinite, overflow
+    kind: TailKind
     where: float = math.nan  # x of the problem (far, infinite, overflow)
     peaks: tuple[tuple[float, float], ...] = ()  # ok: (x, σ) of each local peak within DROP of the top, and
     # last the (μ, σ) whose μ ± 12σ covers all the mass (``_coverage``)
     tail: float = 0.0  # ok: bound on the mass beyond overflow boundaries, as a fraction of the whole
 
     def describe(self, what: str) -> str:
-        if self.kind == "infinite":
+        if self.kind is TailKind.INFINITE:
             return f"infinite {what}: the integrand grows without bound in the tails"
-        if self.kind == "overflow":
+        if self.kind is TailKind.OVERFLOW:
             return (f"{what} not estimable: the per-sample term overflows float64 next to where the integrand's "
                     f"mass lies (x = {self.where:.4g})")
         return (f"{what} carried beyond ±{GRID_Z:.0f}σ of the sampler, policy and reference (integrand still high "
@@ -131,7 +142,7 @@ class _Curve:
     origin: float
 
 
-def _edge(c: _Curve, edge: int, sign: int, beyond: str) -> Tail | None:
+def _edge(c: _Curve, edge: int, sign: int, beyond: TailKind) -> Tail | None:
     """Test the end of a finite stretch (``sign`` points inward): rising in the divergent form → infinite;
     else rising or still within DROP of the top → ``beyond`` (far at the grid's end, overflow next to
     overflowing g)."""
@@ -142,12 +153,12 @@ def _edge(c: _Curve, edge: int, sign: int, beyond: str) -> Tail | None:
     if not np.isfinite([e, n]).all() or probes[2] == edge:
         return Tail(beyond, float(x[edge])) if np.isfinite(e) and e >= top - DROP else None
     if _diverges(v, x, probes, c.origin):
-        return Tail("infinite", float(x[edge]))
+        return Tail(TailKind.INFINITE, float(x[edge]))
     if e > n or e >= top - DROP:
         if beyond == "overflow" and e < n and v[probes[1]] - 2 * n + e <= 0:
             # falling and log-concave into the overflow: what lies beyond is at most h(b)/|slope|
             slope = (n - e) / abs(x[edge] - x[probes[2]])
-            return Tail("bounded", float(x[edge]), tail=e - math.log(slope))  # log of that bound
+            return Tail(TailKind.BOUNDED, float(x[edge]), tail=e - math.log(slope))  # log of that bound
         return Tail(beyond, float(x[edge]))
     return None
 
@@ -179,24 +190,24 @@ def classify(log_h: np.ndarray, x: np.ndarray, scale: np.ndarray, origin: float 
     v = np.where(bad, -np.inf, log_h)
     top = v.max()
     if np.isneginf(top):  # identically zero (or nothing finite at all)
-        return Tail("overflow", float(x[0])) if bad.any() else Tail("ok")
-    ends = [(0, 1, "far"), (len(v) - 1, -1, "far")]  # (index, inward sign, what lies beyond)
+        return Tail(TailKind.OVERFLOW, float(x[0])) if bad.any() else Tail(TailKind.OK)
+    ends = [(0, 1, TailKind.FAR), (len(v) - 1, -1, TailKind.FAR)]  # (index, inward sign, what lies beyond)
     for b in np.flatnonzero(bad):  # finite points next to an overflow are ends too
-        ends += [(b - 1, -1, "overflow")] if b > 0 and not bad[b - 1] else []
-        ends += [(b + 1, 1, "overflow")] if b + 1 < len(v) and not bad[b + 1] else []
+        ends += [(b - 1, -1, TailKind.OVERFLOW)] if b > 0 and not bad[b - 1] else []
+        ends += [(b + 1, 1, TailKind.OVERFLOW)] if b + 1 < len(v) and not bad[b + 1] else []
     curve = _Curve(v, x, scale, top, origin)
     found = [t for edge, sign, beyond in ends if (t := _edge(curve, edge, sign, beyond))]
-    bounded = [t.tail for t in found if t.kind == "bounded"]
-    found = [t for t in found if t.kind != "bounded"]
+    bounded = [t.tail for t in found if t.kind is TailKind.BOUNDED]
+    found = [t for t in found if t.kind is not TailKind.BOUNDED]
     if found:  # infinite outranks the others: the moment diverges whatever else is wrong
-        return next((t for t in found if t.kind == "infinite"), found[0])
+        return next((t for t in found if t.kind is TailKind.INFINITE), found[0])
     fraction = 0.0
     if bounded:  # mass beyond overflow boundaries, as a fraction of the mass on the grid
         mass = np.logaddexp.reduce(v[1:] + np.log(np.diff(x)))
         fraction = float(np.exp(np.logaddexp.reduce(bounded) - mass))
         if fraction > TAIL_FRACTION:
-            return Tail("overflow", float(x[int(np.argmax(v))]))
-    return Tail("ok", peaks=_peaks(v, x, scale, top) + (_coverage(v, x, top),), tail=fraction)
+            return Tail(TailKind.OVERFLOW, float(x[int(np.argmax(v))]))
+    return Tail(TailKind.OK, peaks=_peaks(v, x, scale, top) + (_coverage(v, x, top),), tail=fraction)
 
 
 def tail_report(evaluate, sampler: DistSpec, anchors: tuple[DistSpec, ...] = ()) -> dict:

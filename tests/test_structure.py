@@ -81,7 +81,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_no_file_over_300_lines():
-    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 300}
+    files = [p for folder in ("kl_grad", "tests", "benchmarks", "examples") for p in (ROOT / folder).rglob("*.py")]
+    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > 300}
     assert long == {}
 
 

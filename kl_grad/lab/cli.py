@@ -11,11 +11,13 @@ naming what is allowed and exits with status 2; no traceback, no partial output 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import importlib.metadata
 import math
 import os
 import sys
+import typing
 import warnings
 from pathlib import Path
 
@@ -71,6 +73,37 @@ def csv_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"{text!r} has an empty name; write names separated by single commas, "
                                          "e.g. k1,k2,k3")
     return names
+
+
+def add_fields(p: argparse.ArgumentParser, cls: type, helps: dict[str, str], defaults: dict | None = None) -> None:
+    """One ``--name`` per field of the run dataclass ``cls`` named in ``helps`` (the field's help text), its type
+    and default read from ``cls``, the one declaration of a run's fields (TOML files are read into the same
+    class, and ``run_from(cls, args)`` builds it back): bool → a switch, int → ``whole_number``, list[str] →
+    ``csv_list``. ``defaults`` overrides a default for the command line only (e.g. TOML needs ``estimators``
+    spelt out, the CLI defaults them)."""
+    hints, fields = typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+    for name, help_ in helps.items():
+        f, hint = fields[name], hints[name]
+        if defaults and name in defaults:
+            default = defaults[name]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            p.add_argument(f"--{name}", required=True, type=str, help=help_)
+            continue
+        if hint is bool:
+            p.add_argument(f"--{name}", action="store_true", help=help_)
+            continue
+        shown = ",".join(default) if isinstance(default, list) else default
+        p.add_argument(f"--{name}", type={int: whole_number, float: float, str: str}.get(hint, csv_list),
+                       default=default, help=f"{help_} (default {shown})" if shown != "" else help_)
+
+
+def run_from(cls: type, args, **fixed):
+    """The run dataclass ``cls`` from parsed arguments (every field the parser has; ``fixed`` for the rest)."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}, **fixed)
 
 
 def add_output_arguments(p: argparse.ArgumentParser, formats) -> None:

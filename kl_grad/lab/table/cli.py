@@ -9,11 +9,12 @@ import pandas as pd
 from ...estimators import ESTIMATORS
 from ...placements import PLACEMENTS
 from ...sequences import SEQUENCE_PLACEMENTS
-from ..cli import add_output_arguments, csv_list, output_format, whole_number
-from ..config import DEFAULT_ESTIMATORS, DEFAULT_PLACEMENTS, GradientExperiment
+from ..cli import add_fields, add_output_arguments, output_format, run_from
+from ..config import DEFAULT_ESTIMATORS, GradientExperiment
 from ..experiments import command_help
 from ..progress import Progress
 from ..report import github
+from .kind import gradient_args
 from .views import GRADIENT_VIEWS, SUMMARY_VIEWS
 
 EPILOG_TABLE = """\
@@ -66,39 +67,34 @@ def add_parser(sub, name: str) -> None:
                        "the KL direction it targets, whether its value is an unbiased KL estimate, aliases and "
                        "source.").set_defaults(handler=_estimators)
         return
-    g = GradientExperiment  # the run defaults, declared once there
     t = sub.add_parser(name, help=help_,
                        description="Sample from the policy (or, with --mode exact, integrate over it), take "
                        "autograd gradients of each estimator's mean loss per trial, and compare them with the "
                        "analytic ∇KL in both directions.", epilog=EPILOG_TABLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--policy", required=True, help="π_θ as FAMILY:PARAMS, e.g. normal:0,1 (LOC,SCALE) or "
-                   "categorical:0,0.5,-1 (logits, a token-like policy) or markov:L:INIT:TRANS (token sequences "
-                   "of length L, e.g. markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1) or markov-eos:LMAX:INIT:TRANS (the "
-                   "same, ending at its first EOS = the last token id); its parameters are differentiated")
-    t.add_argument("--ref", required=True, help="π_ref, e.g. normal:1,1.1")
-    t.add_argument("--estimators", type=csv_list, default=list(DEFAULT_ESTIMATORS),
-                   help=f"comma list from: {', '.join(ESTIMATORS)} (default {','.join(DEFAULT_ESTIMATORS)})")
-    t.add_argument("--placements", type=csv_list, default=list(DEFAULT_PLACEMENTS),
-                   help=f"comma list from: {', '.join(PLACEMENTS)} (default {','.join(DEFAULT_PLACEMENTS)}); "
-                   f"markov sequences: {', '.join(SEQUENCE_PLACEMENTS)}")
-    t.add_argument("--sampler", default=None, help="off-policy sampling distribution (default: the policy)")
+    add_fields(t, GradientExperiment, {
+        "policy": "π_θ as FAMILY:PARAMS, e.g. normal:0,1 (LOC,SCALE) or categorical:0,0.5,-1 (logits, a token-like "
+                  "policy) or markov:L:INIT:TRANS (token sequences of length L, e.g. "
+                  "markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1) or markov-eos:LMAX:INIT:TRANS (the same, ending at its "
+                  "first EOS = the last token id); its parameters are differentiated",
+        "ref": "π_ref, e.g. normal:1,1.1",
+        "estimators": f"comma list from: {', '.join(ESTIMATORS)}",
+        "placements": f"comma list from: {', '.join(PLACEMENTS)}; markov sequences: {', '.join(SEQUENCE_PLACEMENTS)}",
+        "sampler": "off-policy sampling distribution (default: the policy)",
+        "pathwise": "contrast: reparameterised samples (rsample), differentiated through x; normal policy, "
+                    "on-policy only (not available for discrete tokens)",
+        "samples": "samples per trial",
+        "trials": "trials, at least 2 (exact mode draws none and ignores it)",
+        "seed": "random seed (as the seed-003 reference script, whose draws it repeats exactly)",
+        "mode": "mc (sampled trials) or exact (quadrature: noise-free expected gradient and the exact stdev of a "
+                "--samples mean, in milliseconds)",
+        "dtype": "float32 (as trainers) or float64",
+        "summary": "print the vector summary instead: one line per estimator × placement over all parameters "
+                   f"(relative bias norm, cosine, follows, relative stdev); formats {', '.join(SUMMARY_VIEWS)}",
+    }, defaults={"estimators": list(DEFAULT_ESTIMATORS)})
     t.add_argument("--direction", default=None, help="compare every row with this KL's gradient: policy||ref or "
                    "ref||policy (aliases: reverse = policy||ref, forward = ref||policy, the RLHF papers' usage); "
                    "default: each estimator's own target")
-    t.add_argument("--pathwise", action="store_true", help="contrast: reparameterised samples (rsample), "
-                   "differentiated through x; normal policy, on-policy only (not available for discrete tokens)")
-    t.add_argument("--samples", type=whole_number, default=g.samples, help=f"samples per trial (default {g.samples})")
-    t.add_argument("--trials", type=whole_number, default=g.trials, help=f"trials, at least 2 (default {g.trials}; "
-                   "exact mode draws none and ignores it)")
-    t.add_argument("--seed", type=whole_number, default=g.seed, help=f"random seed (default {g.seed}, as the seed-003 "
-                   "reference script, whose draws it repeats exactly)")
-    t.add_argument("--mode", default=g.mode, help=f"mc (sampled trials) or exact (quadrature: noise-free "
-                   f"expected gradient and the exact stdev of a --samples mean, in milliseconds); default {g.mode}")
-    t.add_argument("--dtype", default=g.dtype, help=f"float32 (as trainers) or float64; default {g.dtype}")
-    t.add_argument("--summary", action="store_true", help="print the vector summary instead: one line per "
-                   "estimator × placement over all parameters (relative bias norm, cosine, follows, relative "
-                   f"stdev); formats {', '.join(SUMMARY_VIEWS)}")
     add_output_arguments(t, GRADIENT_VIEWS)
     t.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     t.set_defaults(handler=_table)
@@ -109,9 +105,8 @@ def _table(args) -> str:
 
     views = SUMMARY_VIEWS if args.summary else GRADIENT_VIEWS
     fmt = output_format(args, views)  # checked before the run; run_gradients checks the rest before any work
-    run = run_gradients(args.policy, args.ref, args.estimators, args.placements, mode=args.mode,
-                        samples=args.samples, trials=args.trials, seed=args.seed, sampler=args.sampler,
-                        direction=args.direction, pathwise=args.pathwise, dtype=args.dtype,
+    exp = run_from(GradientExperiment, args, title="")
+    run = run_gradients(**gradient_args(exp), direction=args.direction,
                         progress=Progress("trials", args.quiet))  # called by MC runs only
     return views[fmt](run.summary if args.summary else run.table)
 

@@ -15,14 +15,14 @@ from ..summary import vector_summary
 from .views import GRADIENT_VIEWS, SUMMARY_VIEWS, to_grid
 
 
-def _gradient_args(exp: GradientExperiment) -> dict:
+def gradient_args(exp: GradientExperiment) -> dict:
     return dict(policy=exp.policy, ref=exp.ref, estimators=exp.estimators, placements=exp.placements,
                 mode=exp.mode, samples=exp.samples, trials=exp.trials, seed=exp.seed, sampler=exp.sampler or None,
                 pathwise=exp.pathwise, dtype=exp.dtype)
 
 
 def _check_gradients(exp: GradientExperiment) -> None:
-    job = check_gradient_request(**_gradient_args(exp))
+    job = check_gradient_request(**gradient_args(exp))
     if exp.violin and job.budget.mode is not Mode.MC:
         raise KLGradError("violin plots need mode = \"mc\" (exact mode has no trials)")
     if exp.summary and job.budget.mode is not Mode.EXACT:
@@ -31,7 +31,7 @@ def _check_gradients(exp: GradientExperiment) -> None:
 
 
 def _run_gradients(exp: GradientExperiment, progress=None, figures: bool = True):
-    run = run_gradients(**_gradient_args(exp), progress=progress)
+    run = run_gradients(**gradient_args(exp), progress=progress)
     if not exp.violin or not figures:
         return run.table, {}
     truths = Problem(exp.policy, exp.ref).true_gradients()

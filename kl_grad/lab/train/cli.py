@@ -6,11 +6,12 @@ import argparse
 
 from ...estimators import ESTIMATORS
 from ...placements import PLACEMENTS
-from ..cli import add_output_arguments, csv_list, output_format, whole_number
-from ..config import DEFAULT_ESTIMATORS, DEFAULT_PLACEMENTS
+from ..cli import add_fields, add_output_arguments, output_format, run_from
+from ..config import DEFAULT_ESTIMATORS
 from ..experiments import command_help
 from ..progress import Progress
-from .dynamics import DEFAULT_LR, DEFAULT_STEPS
+from .dynamics import DEFAULT_LR
+from .kind import TrainExperiment
 from .views import TRAIN_VIEWS
 
 EPILOG = """\
@@ -55,22 +56,20 @@ def add_parser(sub, name: str) -> None:
                        "exact gradient plus β × the expected autograd gradient of each KL estimator × placement, "
                        "and where each ends relative to the analytic optimum π* ∝ π_ref·exp(R/β).", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--policy", required=True, help="starting π_θ, e.g. categorical:0,0,0,0 or normal:-0.5,0.8")
-    t.add_argument("--ref", required=True, help="π_ref, same family and size as the policy")
-    t.add_argument("--reward", required=True, help="1,0,0.5 (one per token), linear:A or quadratic:C,B (normal), "
-                   "sum:1,0,0.5 or last:1,0,0.5 (markov)")
-    t.add_argument("--beta", type=float, default=1.0, help="KL coefficient β > 0 (default 1)")
-    t.add_argument("--estimators", type=csv_list, default=list(DEFAULT_ESTIMATORS),
-                   help=f"comma list from: {', '.join(ESTIMATORS)} (default {','.join(DEFAULT_ESTIMATORS)})")
-    t.add_argument("--placements", type=csv_list, default=list(DEFAULT_PLACEMENTS),
-                   help=f"comma list from: {', '.join(PLACEMENTS)} (default {','.join(DEFAULT_PLACEMENTS)})")
-    t.add_argument("--steps", type=whole_number, default=DEFAULT_STEPS, help=f"step budget (default {DEFAULT_STEPS})")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default "
-                   + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
-    t.add_argument("--sampler", default=None, help="fixed off-policy sampling distribution (default: the policy)")
-    t.add_argument("--samples", type=whole_number, default=None, help="MC mode: one gradient from this many "
-                   "samples per step (default: exact expectations)")
-    t.add_argument("--seed", type=whole_number, default=0, help="MC mode: step t uses seed + t (default 0)")
+    add_fields(t, TrainExperiment, {
+        "policy": "starting π_θ, e.g. categorical:0,0,0,0 or normal:-0.5,0.8",
+        "ref": "π_ref, same family and size as the policy",
+        "reward": "1,0,0.5 (one per token), linear:A or quadratic:C,B (normal), sum:1,0,0.5 or last:1,0,0.5 "
+                  "(markov, markov-eos)",
+        "beta": "KL coefficient β > 0",
+        "estimators": f"comma list from: {', '.join(ESTIMATORS)}",
+        "placements": f"comma list from: {', '.join(PLACEMENTS)}; markov: the sequence placements",
+        "steps": "step budget",
+        "lr": "learning rate; 0: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()),
+        "sampler": "fixed off-policy sampling distribution (default: the policy)",
+        "samples": "MC mode: one gradient from this many samples per step; 0: exact expectations",
+        "seed": "MC mode: step t uses seed + t",
+    }, defaults={"estimators": list(DEFAULT_ESTIMATORS), "beta": 1.0})
     add_output_arguments(t, TRAIN_VIEWS)
     t.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     t.set_defaults(handler=cmd_train)
@@ -78,9 +77,8 @@ def add_parser(sub, name: str) -> None:
 
 def cmd_train(args) -> str:
     from .dynamics import run_training
+    from .kind import train_args
 
     fmt = output_format(args, TRAIN_VIEWS)
-    run = run_training(args.policy, args.ref, args.reward, args.beta, args.estimators, args.placements,
-                       args.steps, args.lr, sampler=args.sampler, samples=args.samples, seed=args.seed,
-                       progress=Progress("case", args.quiet))
+    run = run_training(**train_args(run_from(TrainExperiment, args, title="")), progress=Progress("case", args.quiet))
     return TRAIN_VIEWS[fmt](run.table)

@@ -44,14 +44,14 @@ class TrainExperiment:
     notes: str = ""
 
 
-def _args(exp: TrainExperiment) -> dict:
+def train_args(exp: TrainExperiment) -> dict:
     return dict(policy=exp.policy, ref=exp.ref, reward=exp.reward, beta=exp.beta, estimators=exp.estimators,
                 placements=exp.placements, steps=exp.steps, lr=exp.lr or None, sampler=exp.sampler or None,
                 samples=exp.samples or None, seed=exp.seed)
 
 
 def check_train(exp: TrainExperiment) -> None:
-    args = _args(exp)
+    args = train_args(exp)
     if args["lr"] is None:
         args["lr"] = 1.0  # the default is valid; check_training needs a number
     check_training(**args)
@@ -60,7 +60,7 @@ def check_train(exp: TrainExperiment) -> None:
 def run_train(exp: TrainExperiment, progress=None, figures: bool = True):
     from .figures import trajectories_png
 
-    run = run_training(**_args(exp), progress=progress)
+    run = run_training(**train_args(exp), progress=progress)
     if not figures:
         return run.table, {}
     return run.table, {"trajectories.png": trajectories_png(run.trajectory, exp.title, run.table["family"].iloc[0])}

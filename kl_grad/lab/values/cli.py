@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ...estimators import ESTIMATORS
-from ..cli import add_output_arguments, csv_list, output_format, whole_number
+from ..cli import add_fields, add_output_arguments, output_format, run_from
 from ..config import DEFAULT_ESTIMATORS, ValueExperiment
 from ..experiments import command_help
 from .kind import KIND
 
 
 def add_parser(sub, name: str) -> None:
-    v_ = ValueExperiment  # the run defaults, declared once there
     v = sub.add_parser(name, help=command_help(name),
                        description="How well does the sample mean of each estimator estimate the KL itself? "
                        "Samples come from the policy q; bias_rel and stdev_rel (per sample) are relative to the "
@@ -20,16 +19,15 @@ def add_parser(sub, name: str) -> None:
                        epilog="example:\n  kl-grad values --policy normal:0,1 --ref normal:1,1 --mode exact\n"
                        "      Schulman's second table: k1 unbiased (stdev/true 2), k2 biased by 0.25, k3 unbiased",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    v.add_argument("--policy", required=True, help="q, the sampling distribution, e.g. normal:0,1")
-    v.add_argument("--ref", required=True, help="p, e.g. normal:1,1")
-    v.add_argument("--estimators", type=csv_list, default=list(DEFAULT_ESTIMATORS),
-                   help="comma list from: " + ", ".join(n for n, e in ESTIMATORS.items() if not e.gradient_only)
-                   + f" (default {','.join(DEFAULT_ESTIMATORS)}; reverse_k2 = r is a gradient surrogate with no KL "
-                   "value)")
-    v.add_argument("--mode", default=v_.mode, help=f"exact or mc (default {v_.mode})")
-    v.add_argument("--samples", type=whole_number, default=v_.samples, help=f"MC samples (default {v_.samples}, as "
-                   "Schulman)")
-    v.add_argument("--seed", type=whole_number, default=v_.seed, help=f"random seed for --mode mc (default {v_.seed})")
+    add_fields(v, ValueExperiment, {
+        "policy": "q, the sampling distribution, e.g. normal:0,1",
+        "ref": "p, e.g. normal:1,1",
+        "estimators": "comma list from: " + ", ".join(n for n, e in ESTIMATORS.items() if not e.gradient_only)
+                      + " (reverse_k2 = r is a gradient surrogate with no KL value)",
+        "mode": "exact or mc",
+        "samples": "MC samples (as Schulman)",
+        "seed": "random seed for --mode mc",
+    }, defaults={"estimators": list(DEFAULT_ESTIMATORS)})
     add_output_arguments(v, KIND.views)
     v.set_defaults(handler=_values)
 
@@ -38,5 +36,6 @@ def _values(args) -> str:
     from ..value_table import run_values
 
     fmt = output_format(args, KIND.views)
-    table = run_values(args.policy, args.ref, args.estimators, mode=args.mode, samples=args.samples, seed=args.seed)
+    exp = run_from(ValueExperiment, args, title="")
+    table = run_values(exp.policy, exp.ref, exp.estimators, mode=exp.mode, samples=exp.samples, seed=exp.seed)
     return KIND.views[fmt](table)

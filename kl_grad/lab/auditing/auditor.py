@@ -1,6 +1,6 @@
 """``audit(fn)``: which KL gradient does a user's KL term produce, at what variance, with which hazards?
 
-For each battery problem (``battery.py``) the term is probed (``audit_probe.py``) and measured by the
+For each battery problem (``battery.py``) the term is probed (``probe.py``) and measured by the
 gradient runner (``gradient_table.gradient_table``) as a ``UserTerm`` (``user_term.py``), in float64:
 exactly (quadrature or enumeration) unless the probe finds exactly-zero gradients on some mass (a clamp's
 kink, which stops quadrature converging) or the function downcasts (its rounding, ~1e-7, would read as bias

@@ -14,7 +14,7 @@ reports them apart (``AuditResult.follows_sequence``).
 
 Each problem is measured exactly where that converges (Gauss–Hermite quadrature or enumeration of the
 support, ``quadrature.py``) and by Monte Carlo with standard errors where it cannot: the auditor decides
-from the term's own gradients (``audit_probe.py``), not from its name.
+from the term's own gradients (``probe.py``), not from its name.
 """
 
 from __future__ import annotations

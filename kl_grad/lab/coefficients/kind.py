@@ -26,7 +26,7 @@ from .table import coefficient_table, parse_grid, shown_d, wide
 
 @dataclass(frozen=True)
 class CoefficientExperiment:
-    """c(d) = ∂surrogate/∂log π_θ on a grid of d, on-policy (``coefficients.py``)."""
+    """c(d) = ∂surrogate/∂log π_θ on a grid of d, on-policy (``table.py``)."""
 
     kind: ClassVar[str] = "coefficients"
 

@@ -1,6 +1,6 @@
 """coefficients.png: c(d) against d, one panel per placement, with the two KL gradients' coefficients.
 
-Reads a ``coefficient_table`` (``coefficients.py``). Reference lines: c = d, whose E_{π_θ}[c·s] is
+Reads a ``coefficient_table`` (``table.py``). Reference lines: c = d, whose E_{π_θ}[c·s] is
 ∇KL(policy‖ref), and c = 1 − e^{−d}, whose E_{π_θ}[c·s] is ∇KL(ref‖policy) (any curve that is one of
 them shifted by a constant has the same expected gradient). Curves leaving the y-range are clipped.
 """

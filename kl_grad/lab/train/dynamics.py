@@ -7,11 +7,11 @@ Each step ascends J(θ) = E_{π_θ}[R] − β·KL(π_θ‖π_ref) with the direc
 ∇θ E[R] is the reward's closed form (``rewards.py``); g is the gradient tables' exact expected autograd
 gradient of the chosen estimator × placement at the current θ (``kl_step.py``), or, with ``samples``, one
 seeded Monte-Carlo gradient over that many draws per step. An unbiased construction (k2 loss, k3 loss-w,
-k1 reward on-policy) has g = ∇KL(π_θ‖π_ref) and so ends at π* (``train_optima.py``); k3 as a plain loss has
+k1 reward on-policy) has g = ∇KL(π_θ‖π_ref) and so ends at π* (``optima.py``); k3 as a plain loss has
 g = ∇KL(π_ref‖π_θ) and ends at the optimum of E[R] − β·KL(π_ref‖π_θ); k1 as a plain loss has g = 0 and
 follows the reward alone. A Markov policy (``markov:…``, a sequence reward ``sum:…``/``last:…``) is trained the
 same way with the sequence placements; its optimum is the family's, found by gradient ascent on the exact
-sequence objective (``train_sequences.py``: π* ∝ π_ref·exp(R/β) is in general not a homogeneous chain).
+sequence objective (``sequences.py``: π* ∝ π_ref·exp(R/β) is in general not a homogeneous chain).
 
 Stopping and refusals, per case:
     converged   ‖∇E[R] − β·g‖₂ < ``tol`` (exact mode) within ``steps``; MC steps never converge in this sense

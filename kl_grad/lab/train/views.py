@@ -8,7 +8,7 @@ the end), ``distance_to_optimum`` (TV to π* for categorical, parameter distance
 for normal, TV over the V^L sequences to the chain family's optimum for markov),
 ``distance_to_optimum_ref||policy``, ``grad_norm``, ``diverged``, the optima and the run's inputs, and
 ``warning``. NaN is ``null`` and ±inf the strings "inf"/"-inf" (the warning says why).
-``report.VIEWS["train"]`` points here.
+the train ``KIND`` (kind.py) carries them.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_sequences
 	$(PY) -m benchmarks.bench_train
 	$(PY) -m benchmarks.bench_audit
+	$(PY) -m benchmarks.bench_cli
+	$(PY) -m benchmarks.bench_kl_loss
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

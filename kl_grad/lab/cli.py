@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import KLGradError, choose
 from .experiments import WINGS
 from .memory import keep_freed_memory
+from .threads import use_threads
 
 EPILOG_REPRODUCE = """\
 examples:
@@ -182,6 +183,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if name == command:
             add = _add_reproduce if module == __name__ else importlib.import_module(module).add_parser
             add(sub, name)
+            sub.choices[name].add_argument("--threads", type=whole_number, default=None,
+                                           help="torch threads for every run (default: by the work: one for "
+                                           "small tensors, one per idle core for large Monte-Carlo chunks)")
         else:
             sub.add_parser(name, help=help_)
     return parser
@@ -205,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     try:
-        out = args.handler(args)
+        with use_threads(args.threads):
+            out = args.handler(args)
         if isinstance(out, int):  # a command that printed its own output (reproduce)
             return out
         if getattr(args, "output", None):

@@ -41,6 +41,7 @@ from .statistics import (
     without_signed_zeros,
 )
 from .terms import Case, make_cases
+from .threads import by_work
 
 COLUMNS = [
     "estimator", "placement", "direction", "param", "true_grad", "mean_grad", "bias_rel", "stdev_rel", "se",
@@ -235,6 +236,13 @@ def mc_gradients(problem: Problem, cases: list[Case], budget: Budget, progress=N
     return out, {name: n / (trials * samples * per_point) for name, n in counts.items()}
 
 
+def _chunk_points(job: GradientJob, progress=None) -> int:
+    """Numbers in one MC chunk (exact runs: 0, small tensors whatever the support)."""
+    b = job.budget
+    return 0 if b.mode is Mode.EXACT else min(b.samples * b.trials, max(b.samples, CHUNK_ELEMENTS))
+
+
+@by_work(_chunk_points)
 def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None = None) -> GradientRun:
     """Run a validated job: exact moments always (they are the MC rows' reference), MC trials in MC mode."""
     problem, budget = job.problem, job.budget

@@ -35,6 +35,7 @@ from .statistics import (
     without_signed_zeros,
 )
 from .terms import value_estimators
+from .threads import by_work
 
 VALUE_COLUMNS = ["estimator", "direction", "true_kl", "mean", "bias_rel", "stdev_rel", "se", "samples", "mode",
                  "verdict", "exact_mean", "z_vs_exact", "warning", "policy", "ref"]
@@ -56,6 +57,8 @@ def check_samples(mode: Mode, samples: int) -> None:
         raise KLGradError(f"samples must be an integer >= {least} in {mode} mode, got {samples}")
 
 
+@by_work(lambda policy, ref, estimators=None, *, mode=ValueExperiment.mode, samples=ValueExperiment.samples, **_:
+         0 if Mode.of(mode) is Mode.EXACT else min(samples, 1 << 19))
 def run_values(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str] | str = DEFAULT_ESTIMATORS, *,
                mode: str = ValueExperiment.mode, samples: int = ValueExperiment.samples,
                seed: int = ValueExperiment.seed) -> pd.DataFrame:

@@ -31,7 +31,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ...directions import DIRECTIONS, FOLLOWS, NONE, POLICY_REF
 from ...errors import choose
@@ -42,6 +41,7 @@ from ..statistics import EXACT_UNBIASED, t_critical, tolerance
 from ..summary import cosine, norm
 from ..target import bind, check_signature
 from ..terms import make_cases
+from ..threads import work_threads
 from .battery import AuditProblem, battery
 from .probe import INTERNAL, NUDGE, Probe, probe, warnings_of
 from .user_term import UserTerm
@@ -223,14 +223,10 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
     Returns:
         ``AuditResult`` with ``follows``, ``warnings`` and per-problem ``problems``.
     """
-    threads = torch.get_num_threads()
     # The audit's tensors are small (≤ 200k elements): extra threads only contend (7-14× slower on a loaded
-    # 2-core machine; benchmarks/bench_audit.py). Restored afterwards: the caller's process keeps its setting.
-    torch.set_num_threads(1)
-    try:
+    # 2-core machine; benchmarks/bench_audit.py). The caller's count is restored afterwards.
+    with work_threads(0):
         return _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progress) -> AuditResult:

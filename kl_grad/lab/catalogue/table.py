@@ -42,6 +42,7 @@ from ..problem import Problem
 from ..quadrature import exact_moments
 from ..report import views
 from ..statistics import EXACT_UNBIASED, matches, tolerance
+from ..threads import SMALL
 
 F64 = torch.float64
 
@@ -178,6 +179,7 @@ def measure(term: FrameworkTerm, problem_name: str, exp: CatalogueExperiment) ->
     return row
 
 
+@SMALL
 def run(exp: CatalogueExperiment, progress=None, figures: bool = True):
     """(table, {}) for the experiment: one row per term × problem, in catalogue order."""
     check(exp)

@@ -38,6 +38,7 @@ from ...directions import NONE, POLICY_REF, REF_POLICY, ZERO
 from ...errors import KLGradError, split_names
 from ...estimators import ESTIMATORS, get_estimator
 from ...placements import PLACEMENTS, get_placement, surrogate
+from ..threads import SMALL
 
 AS_WRITTEN = "as written"  # the placement column of a user function: its output is the loss term itself
 FIT_RTOL = 1e-9  # an exact fit: residual below this fraction of the coefficients' scale
@@ -195,6 +196,7 @@ def _builtin(estimator, placement) -> Callable:
     return term
 
 
+@SMALL
 def coefficient_table(grid: Sequence[float] | np.ndarray | str = "-4:4:0.25",
                       estimators: Sequence[str] | str | None = None, placements: Sequence[str] | str | None = None,
                       fn: Callable | None = None, name: str | None = None) -> pd.DataFrame:

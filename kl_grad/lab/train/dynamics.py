@@ -39,6 +39,7 @@ from ..families import POSITIVE, DistSpec, as_spec, make_spec
 from ..montecarlo import check_seed
 from ..problem import Problem
 from ..terms import Case, make_cases
+from ..threads import SMALL
 from .kl_step import exact_kl_gradients, independent_kl_gradient, mc_kl_gradients
 from .optima import distance, gibbs_optimum, ref_policy_optimum
 from .rewards import Reward, parse_reward
@@ -165,6 +166,7 @@ def _train_case(case, policy, ref, reward, beta, steps, lr, sampler, samples, se
     return out, spec, False
 
 
+@SMALL
 def run_training(policy: DistSpec | str, ref: DistSpec | str, reward: Reward | str, beta: float,
                  estimators: list[str] | str, placements: list[str] | str, steps: int = DEFAULT_STEPS,
                  lr: float | None = None, *,

@@ -1,0 +1,96 @@
+"""Benchmark: ``kl_loss`` in a training step against the plain torch expression a trainer writes.
+
+Usage, from the repository root (``make bench`` runs it)::
+
+    python -m benchmarks.bench_kl_loss [--repeat 5] [--shapes 16x2048,64x8192] [--dtypes float32,bfloat16]
+
+For every registered estimator × per-token placement, at each shape and dtype: the forward + backward time of
+``kl_loss(logp, ref_logp, old_logp=..., mask=..., estimator=e, placement=p)`` (token-mean), and of the plain
+expression — ``(w·k).sum()/mask.sum()`` written with torch ops in the input dtype, k as the estimator's
+textbook formula — and the ratio (goal: within 1.3×). Peak memory is the growth of the process's maximum RSS
+over the run of each (Linux ``ru_maxrss``), which on CPU is the allocator's high-water mark: a rough figure.
+kl_loss computes in float64 inside where the formula cancels (k3, r·log r), which is most of its cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+
+from kl_grad import kl_loss
+from kl_grad.estimators import ESTIMATORS
+
+PLAIN = {  # the textbook per-token formula a trainer writes, d = logp − ref
+    "k1": lambda d: d, "k2": lambda d: 0.5 * d * d, "k3": lambda d: torch.exp(-d) - 1 + d,
+    "reverse_k1": lambda d: torch.exp(-d) * -d, "reverse_k2": lambda d: torch.exp(-d),
+    "reverse_k1_cv": lambda d: torch.exp(-d) * -d - (torch.exp(-d) - 1),
+}
+PLACEMENTS = ("loss", "loss-sgw", "loss-w", "reward")
+
+
+def _plain(name: str, placement: str, logp, ref, old, mask):
+    d = logp - ref
+    k = PLAIN[name](d)
+    w = torch.exp(logp - old)
+    surrogate = {"loss": k, "loss-sgw": w.detach() * k, "loss-w": w * k, "reward": w * k.detach()}[placement]
+    return (surrogate * mask).sum() / mask.sum()
+
+
+def _time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn().backward()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--shapes", default="16x2048,64x8192")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    print(f"kl_loss against the plain expression, forward + backward, median of {args.repeat}, "
+          f"{torch.get_num_threads()} threads (ratio > 1: kl_loss slower)")
+    ratios = []
+    for shape in args.shapes.split(","):
+        b, t = (int(x) for x in shape.split("x"))
+        for dtype in args.dtypes.split(","):
+            dt = getattr(torch, dtype)
+            base = torch.randn(b, t, dtype=torch.float32) - 3.0
+            ref, old = (base + 0.3 * torch.randn(b, t)).to(dt), (base + 0.1 * torch.randn(b, t)).to(dt)
+            mask = (torch.rand(b, t) < 0.9).to(dt)
+            print(f"({b}, {t}) {dtype}:")
+            for name in [n for n in ESTIMATORS if n in PLAIN]:
+                cells = []
+                for placement in PLACEMENTS:
+                    logp = base.to(dt).requires_grad_()
+
+                    def ours():
+                        return kl_loss(logp, ref, old_logp=old, mask=mask, estimator=name, placement=placement)
+
+                    def theirs():
+                        return _plain(name, placement, logp, ref, old, mask)
+
+                    ours(), theirs()  # warm up
+                    t_ours, t_plain = _time(ours, args.repeat), _time(theirs, args.repeat)
+                    ratios.append(t_ours / t_plain)
+                    cells.append(f"{placement} {t_ours * 1e3:6.1f}/{t_plain * 1e3:6.1f} ms {t_ours / t_plain:4.2f}×")
+                print(f"  {name:<14} " + "  ".join(cells))
+    print(f"ratio over all cases: median {statistics.median(ratios):.2f}×, range {min(ratios):.2f}–{max(ratios):.2f}×;"
+          f" peak RSS {_rss_mib():.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -82,7 +82,7 @@ def _threads(load: bool, repeat: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="start-up runs per command (median)")
-    ap.add_argument("--repeat-threads", type=int, default=1, help="runs per command and thread setting")
+    ap.add_argument("--repeat-threads", type=int, default=3, help="runs per command and thread setting")
     args = ap.parse_args(argv)
     print(f"load average at start: {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
     startup(args.repeat)

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import KLGradError, choose
 from .experiments import WINGS
 from .memory import keep_freed_memory
-from .threads import use_threads
+from .threads import use_threads, work_threads
 
 EPILOG_REPRODUCE = """\
 examples:
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     try:
-        with use_threads(args.threads):
+        with use_threads(args.threads), work_threads(0):  # a command's own small work: one thread (or --threads)
             out = args.handler(args)
         if isinstance(out, int):  # a command that printed its own output (reproduce)
             return out

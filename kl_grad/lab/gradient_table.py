@@ -236,13 +236,8 @@ def mc_gradients(problem: Problem, cases: list[Case], budget: Budget, progress=N
     return out, {name: n / (trials * samples * per_point) for name, n in counts.items()}
 
 
-def _chunk_points(job: GradientJob, progress=None) -> int:
-    """Numbers in one MC chunk (exact runs: 0, small tensors whatever the support)."""
-    b = job.budget
-    return 0 if b.mode is Mode.EXACT else min(b.samples * b.trials, max(b.samples, CHUNK_ELEMENTS))
-
-
-@by_work(_chunk_points)
+@by_work(lambda job, progress=None: 0 if job.budget.mode is Mode.EXACT  # exact: small tensors whatever the support
+         else min(job.budget.samples * job.budget.trials, max(job.budget.samples, CHUNK_ELEMENTS)))  # one MC chunk
 def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None = None) -> GradientRun:
     """Run a validated job: exact moments always (they are the MC rows' reference), MC trials in MC mode."""
     problem, budget = job.problem, job.budget

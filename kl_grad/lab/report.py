@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from tabulate import tabulate
 
 from ..errors import choose
+
+if TYPE_CHECKING:  # views take DataFrames; importing this module loads no pandas
+    import pandas as pd
 
 FLOAT_FORMAT = "%.10g"
 FORMAT_ALIASES = {"md": "markdown"}  # --format md, as -o x.md

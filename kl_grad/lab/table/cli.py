@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
+from tabulate import tabulate
 
 from ...estimators import ESTIMATORS
 from ...placements import PLACEMENTS
@@ -13,8 +13,6 @@ from ..cli import add_fields, add_output_arguments, output_format, run_from
 from ..config import DEFAULT_ESTIMATORS, GradientExperiment
 from ..experiments import command_help
 from ..progress import Progress
-from ..report import github
-from .kind import gradient_args
 from .views import GRADIENT_VIEWS, SUMMARY_VIEWS
 
 EPILOG_TABLE = """\
@@ -105,19 +103,29 @@ def _table(args) -> str:
 
     views = SUMMARY_VIEWS if args.summary else GRADIENT_VIEWS
     fmt = output_format(args, views)  # checked before the run; run_gradients checks the rest before any work
+    from .kind import gradient_args
+
     exp = run_from(GradientExperiment, args, title="")
     run = run_gradients(**gradient_args(exp), direction=args.direction,
                         progress=Progress("trials", args.quiet))  # called by MC runs only
     return views[fmt](run.summary if args.summary else run.table)
 
 
-def estimators_table() -> pd.DataFrame:
-    """The estimator registry as a table: formula, target direction, unbiased value, aliases, source."""
-    rows = [(e.name, e.formula, e.direction, "yes" if e.unbiased_value else "no", ", ".join(e.aliases), e.source)
+ESTIMATOR_COLUMNS = ["name", "formula (r = π_ref/π_θ)", "targets", "unbiased value", "aliases", "source"]
+
+
+def estimator_rows() -> list[tuple[str, ...]]:
+    """The estimator registry, one row per estimator: formula, target direction, unbiased value, aliases, source."""
+    return [(e.name, e.formula, e.direction, "yes" if e.unbiased_value else "no", ", ".join(e.aliases), e.source)
             for e in ESTIMATORS.values()]
-    return pd.DataFrame(rows, columns=["name", "formula (r = π_ref/π_θ)", "targets", "unbiased value", "aliases",
-                                       "source"])
+
+
+def estimators_table():
+    """``estimator_rows`` as a DataFrame (``ESTIMATOR_COLUMNS``)."""
+    import pandas as pd
+
+    return pd.DataFrame(estimator_rows(), columns=ESTIMATOR_COLUMNS)
 
 
 def _estimators(args) -> str:
-    return github(estimators_table())
+    return tabulate(estimator_rows(), headers=ESTIMATOR_COLUMNS, tablefmt="github") + "\n"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from tabulate import tabulate
 
 from ..config import Mode
 from ..report import github, views
+
+if TYPE_CHECKING:  # the views take DataFrames; kl-grad estimators loads no pandas
+    import pandas as pd
 
 # Columns shown in human-readable tables (CSV/JSON carry every column).
 _DISPLAY = ["estimator", "placement", "direction", "param", "true_grad", "mean_grad", "bias_rel", "stdev_rel", "se"]
@@ -31,6 +35,8 @@ def to_grid(table: pd.DataFrame) -> str:
 
     One block per (direction, placement, param), in the order rows first appear.
     """
+    import pandas as pd
+
     out: list[str] = []
     groups = table.groupby(["direction", "placement", "param"], sort=False)
     for (direction, placement, param), block in groups:

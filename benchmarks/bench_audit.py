@@ -7,7 +7,7 @@ Usage, from the repository root (``make bench`` runs it after the runner benchma
 Each repeat audits each function of ``examples/trainer_kl_terms.py`` with every cache cleared first (the
 built-in comparison tables, ``auditor._builtin_summary``, and scipy's t quantiles), so every timing includes
 the whole battery: probes, exact or Monte-Carlo gradients, and the built-ins' exact tables. The first
-repeat also pays one-time imports (scipy.stats); the median over repeats is the figure to quote. A shared
+repeat also pays one-time imports (scipy.special); the median over repeats is the figure to quote. A shared
 machine's load moves single timings, so all of them are printed. ``kl_grad.audit`` runs on one torch thread
 (and restores the caller's count): the audit's tensors are small, and on a loaded 2-core machine torch's
 default two threads made it 7-14× slower (k2 3.65 s, weighted k3 8.54 s, clamped k3 7.80 s against 0.47,

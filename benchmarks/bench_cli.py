@@ -4,8 +4,9 @@ Usage, from the repository root (``make bench`` runs it)::
 
     python -m benchmarks.bench_cli [--repeat 3]
 
-1. **Start-up**: wall time of ``kl-grad --help``, ``kl-grad estimators``, an exact ``kl-grad table`` and
-   ``kl-grad audit`` against ``python -c "import torch"`` in the same run (fresh processes; the median of
+1. **Start-up**: wall time of ``kl-grad --help``, ``kl-grad estimators``, an exact ``kl-grad table``,
+   ``kl-grad audit --help`` and a whole ``kl-grad audit`` run (its battery takes ~0.3 s of work:
+   ``bench_audit``) against ``python -c "import torch"`` in the same run (fresh processes; the median of
    ``--repeat``), and each one's excess over torch's import (goal: within 0.5 s).
 2. **Threads**: each command under three settings — ``--threads 1``, the policy (no flag) and torch's default
    (``--threads`` = the CPU count) — idle and while a competing process keeps one core busy (a spin loop in
@@ -28,7 +29,8 @@ STARTUP = {
     "kl-grad --help": ["--help"],
     "kl-grad estimators": ["estimators"],
     "kl-grad table --mode exact": ["table", *SEED003, "--mode", "exact"],
-    "kl-grad audit k2_loss": ["audit", f"{EXAMPLES}:k2_loss", "-q"],
+    "kl-grad audit --help": ["audit", "--help"],
+    "kl-grad audit k2_loss (whole run)": ["audit", f"{EXAMPLES}:k2_loss", "-q"],
 }
 WORK = {
     "table MC (200 × 50 000)": ["table", *SEED003, "--trials", "200", "--samples", "50000", "-q"],
@@ -57,7 +59,7 @@ def startup(repeat: int) -> None:
     print(f"start-up (median of {repeat}; python -c 'import torch': {torch_s:.2f} s)")
     for name, args in STARTUP.items():
         t = statistics.median(_wall(_kl_grad(args)) for _ in range(repeat))
-        print(f"  {name:<28} {t:5.2f} s   {t - torch_s:+.2f} s over torch's import")
+        print(f"  {name:<34} {t:5.2f} s   {t - torch_s:+.2f} s over torch's import")
 
 
 def _threads(load: bool, repeat: int) -> None:

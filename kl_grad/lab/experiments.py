@@ -65,13 +65,14 @@ class Kind:
 
 @dataclass(frozen=True)
 class Wing:
-    """One registration line: the folder ``kl_grad/lab/<folder>/`` (its ``__init__`` exports ``KIND``), the TOML
-    kind it runs, and the subcommands it adds to ``kl-grad`` ({name: one-line help}; ``<folder>.cli`` defines
-    ``add_parser(sub, name)``)."""
+    """One registration line: the folder ``kl_grad/lab/<folder>/`` whose module ``<record>`` (``kind.py`` or
+    ``table.py``) holds its ``KIND``, the TOML kind it runs, and the subcommands it adds to ``kl-grad`` ({name:
+    one-line help}; ``<folder>.cli`` defines ``add_parser(sub, name)``)."""
 
     folder: str
     kind: str
     commands: dict[str, str] = field(default_factory=dict)
+    record: str = "kind"
 
 
 WINGS = (
@@ -81,11 +82,12 @@ WINGS = (
     Wing("sweeps", "sweep"),
     Wing("coefficients", "coefficients", {"coefficients": "gradient coefficients c(d) = ∂surrogate/∂log π_θ of "
                                                           "every estimator × placement, or of your function"}),
-    Wing("length_sweep", "length_sweep"),
+    Wing("length_sweep", "length_sweep", record="table"),
     Wing("train", "train", {"train": "training dynamics: where each KL choice takes the policy"}),
-    Wing("catalogue", "frameworks", {"frameworks": "what each framework's KL term computes (the catalogue)"}),
+    Wing("catalogue", "frameworks", {"frameworks": "what each framework's KL term computes (the catalogue)"},
+         record="table"),
     Wing("auditing", "audit", {"audit": "audit your own KL term: which KL's gradient does autograd follow?"}),
-    Wing("aggregations", "length_weights"),
+    Wing("aggregations", "length_weights", record="table"),
 )
 
 
@@ -95,7 +97,8 @@ def command_help(name: str) -> str:
 
 
 def wing_module(wing: Wing):
-    return importlib.import_module(f"{__package__}.{wing.folder}")
+    """The module that holds the wing's ``KIND``, imported on first use."""
+    return importlib.import_module(f"{__package__}.{wing.folder}.{wing.record}")
 
 
 class _Kinds(Mapping):

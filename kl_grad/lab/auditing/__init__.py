@@ -1,15 +1,1 @@
-"""The audit wing: ``audit(fn)``, kind ``audit`` and ``kl-grad audit``."""
-
-import importlib
-
-_NAMES = {'KIND': 'kind', 'AuditResult': 'auditor', 'audit': 'auditor'}
-# (loaded on first use: importing the wing, e.g. for its cli, stays light)
-
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_NAMES)
+"""The audit wing: ``audit(fn)`` (``auditor.py``), kind ``audit`` (``kind.py``) and ``kl-grad audit``."""

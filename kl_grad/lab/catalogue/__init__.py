@@ -1,15 +1,1 @@
-"""The framework-catalogue wing: kind ``frameworks`` (each term measured) and ``kl-grad frameworks``."""
-
-import importlib
-
-_NAMES = {'KIND': 'table'}
-# (loaded on first use: importing the wing, e.g. for its cli, stays light)
-
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_NAMES)
+"""The framework-catalogue wing: kind ``frameworks`` (``table.py``: each term measured) and ``kl-grad frameworks``."""

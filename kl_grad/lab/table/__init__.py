@@ -1,15 +1,2 @@
-"""The gradient-table wing: kind ``gradients``, ``kl-grad table`` and ``kl-grad estimators``."""
-
-import importlib
-
-_NAMES = {'KIND': 'kind'}
-# (loaded on first use: importing the wing, e.g. for its cli, stays light)
-
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_NAMES)
+"""The gradient-table wing: kind ``gradients`` (``kind.py``), ``kl-grad table`` and ``kl-grad estimators``
+(``cli.py``)."""

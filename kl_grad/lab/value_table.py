@@ -58,7 +58,7 @@ def check_samples(mode: Mode, samples: int) -> None:
 
 
 @by_work(lambda policy, ref, estimators=None, *, mode=ValueExperiment.mode, samples=ValueExperiment.samples, **_:
-         0 if Mode.of(mode) is Mode.EXACT else min(samples, 1 << 19))
+         0 if Mode.of(mode) is Mode.EXACT else samples)  # one chunk: mc_samples draws them at once
 def run_values(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str] | str = DEFAULT_ESTIMATORS, *,
                mode: str = ValueExperiment.mode, samples: int = ValueExperiment.samples,
                seed: int = ValueExperiment.seed) -> pd.DataFrame:

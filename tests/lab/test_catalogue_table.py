@@ -138,3 +138,26 @@ def test_weighted_k2_and_stale_k3_biases_match_plain_loops():
     k3 = table.loc[("trl:k3", "tokens-off")]
     assert k3["follows"] == "none"
     assert k3["rel_bias_vs_ref||policy"] == pytest.approx(np.linalg.norm(g_k3 - t_rp) / np.linalg.norm(t_rp), rel=1e-9)
+
+
+@pytest.mark.parametrize("nudge", [0.0, 16 * np.spacing(1.0)])
+def test_zero_gradient_mass_counts_an_exact_cancellation_up_to_rounding(monkeypatch, nudge):
+    """nemo-rl:k1 has c = 1 + d, exactly 0 where d = −1: on tokens-on, token 0 (tied logits). A numpy oracle gives
+    that token's policy probability; moving one logit by 16 ulps (what another CPU's rounding does to d) must not
+    change the mass (it did when only bitwise zeros counted)."""
+    import kl_grad.lab.catalogue.table as catalogue
+
+    def numbers(spec):
+        return np.array([float(v) for v in spec.split(":")[1].split(",")])
+
+    policy, ref, sampler = PROBLEMS["tokens-on"]
+    logits = numbers(policy)
+    logits[3] += nudge  # the most probable token: moves log-sum-exp, so d_0, by ~6 of its ulps
+    monkeypatch.setitem(catalogue.PROBLEMS, "tokens-on",
+                        ("categorical:" + ",".join(repr(float(v)) for v in logits), ref, sampler))
+    lq = logits - np.log(np.exp(logits).sum())
+    lp = numbers(ref) - np.log(np.exp(numbers(ref)).sum())
+    oracle = float(np.exp(lq)[np.abs(1 + (lq - lp)) < 1e-12].sum())  # the tokens where c = 1 + d is 0
+    assert oracle > 0.1
+    row = _table(["nemo-rl:k1"], ["tokens-on"]).iloc[0]
+    assert row["zero_grad_mass"] == pytest.approx(oracle, rel=1e-12)

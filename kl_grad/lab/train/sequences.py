@@ -250,12 +250,6 @@ def markov_point_text(values) -> str:
     return f"init {row(log_init.exp().numpy())}; trans " + "/".join(row(r) for r in log_trans.exp().numpy())
 
 
-def final_probs(spec: DistSpec) -> dict[str, list]:
-    """The end point's probabilities: ``init_probs`` (V,) and ``trans_probs`` (V lists of V)."""
-    log_init, log_trans = _groups(torch.tensor(spec.values, dtype=torch.float64), vocab_of(len(spec.values)))
-    return dict(init_probs=[float(x) for x in log_init.exp()], trans_probs=log_trans.exp().tolist())
-
-
 def sequence_optima(policy: DistSpec, ref: DistSpec, reward: Reward, beta: float, lr: float):
     """(π_θ-optimum sequence probs (V^L,), the other objective's (V^L,), their texts) for the runner; a
     search that does not reach ‖∇J‖ < OPT_TOL gives NaN probabilities and says so."""

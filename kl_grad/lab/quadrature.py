@@ -125,7 +125,7 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec, anchors: tuple[DistSpec
         warnings, mean, var, m4 = _judge(tail, ok, *(m.copy() for m in moments[:3]), err)
         fraction = np.array([t[1].tail for t in tail])  # mass beyond overflow boundaries, relative
         left_out = np.where(fraction > 0, fraction * np.where(np.isfinite(moments[3]), moments[3], 0.0), 0.0)
-        stated = stated_error(err + left_out + _enumeration_rounding(values[key], points), moments[3])
+        stated = stated_error(err + left_out, moments[3])
         with np.errstate(invalid="ignore"):
             mean = np.where(np.abs(mean) <= stated, 0.0, mean)  # a mean below its own error is zero
         out[key] = Moments(mean, var, m4, stated, points.rows, warnings, moments[3], [t[2].kind for t in tail],
@@ -141,23 +141,6 @@ def _refused(evaluate: Evaluate, sampler: DistSpec, reason: str) -> dict:
         out[key] = Moments(nan, nan, nan, nan, 0, [f"exact moments refused: {reason}"] * len(nan), nan,
                            [TailKind.FAR] * len(nan), [TailKind.FAR] * len(nan))
     return out
-
-
-def _enumeration_rounding(g: np.ndarray, points: Points) -> np.ndarray | float:
-    """An enumerated sum's rounding beyond ROUNDING·E|g|, per column j of g (N, P) when node x and
-    parameter j are the same category (categorical: g_x = c_x·(δ_xj − q_j), c = ∂L/∂ℓ). The probabilities
-    sum to 1 only to a few ulp and the score's δ − q cancels against them, so the error is about
-    slack·(w_j|c_j| + q_j·Σ_{x≠j} w_x|c_x|), which g gives back as w_j|g_j|/Σ_{x≠j} w_x + Σ_{x≠j} w_x|g_x|
-    (E|g| alone misses the first term when q_j ≈ 1). Quadrature rules: 0 (``stated_error`` covers them)."""
-    if points.log_weights is None or g.shape[0] != g.shape[1]:
-        return 0.0
-    w = points.weights
-    slack = abs(1.0 - math.fsum(w)) + len(w) * float(np.finfo(np.float64).eps)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        a = w[:, None] * np.where(np.isfinite(g), np.abs(g), 0.0)  # (N, P): w_x |g_x|
-        own = np.diag(a)
-        others_w = w.sum() - w  # Σ_{x≠j} w_x, without the cancellation of 1 − w_j
-        return 4 * slack * (own / np.maximum(others_w, np.finfo(np.float64).tiny) + a.sum(axis=0) - own)
 
 
 def _enumerated_tail(g: np.ndarray) -> dict:

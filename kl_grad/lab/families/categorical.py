@@ -9,8 +9,19 @@ import torch
 from torch.distributions import Categorical as TorchCategorical
 from torch.distributions import Distribution
 
-from ...directions import POLICY_REF, REF_POLICY
+from ...directions import POLICY_REF
 from .base import Family
+from .chain_kl import chain_kl_gradients
+from .softmax import log_softmax
+
+
+class Tokens(TorchCategorical):
+    """torch's Categorical with its log-probs from ``softmax.log_softmax`` (torch's ``logits − logsumexp``
+    loses the digits of log p near 0, and its backward those of 1 − p)."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__(logits=logits, validate_args=False)
+        self.logits = self._param = log_softmax(logits)
 
 
 class Categorical(Family):
@@ -35,25 +46,17 @@ class Categorical(Family):
     def build(self, params: list[torch.Tensor]) -> Distribution:
         # logits stacked on a trailing axis: leaves of any batch shape (e.g. (rows, 1)) give that batch
         # shape, so log_prob broadcasts over (rows, cols) points exactly as the Normal's does.
-        return TorchCategorical(logits=torch.stack(params, dim=-1), validate_args=False)
+        return Tokens(torch.stack(params, dim=-1))
 
     def kl_gradients(self, policy, ref) -> dict[str, np.ndarray]:
         """∇_logits KL with q = softmax(z), p = softmax(y) (z, y: policy and reference logits):
 
-            ∂KL(q‖p)/∂z_j = q_j·(d_j − Σ_i q_i d_i)        ∂KL(p‖q)/∂z_j = q_j − p_j
+            ∂KL(q‖p)/∂z_j = q_j·Σ_i q_i (d_j − d_i)        ∂KL(p‖q)/∂z_j = q_j − p_j
 
-        with d = log q − log p (differentiate Σ_i q_i d_i and −Σ_i p_i log q_i, using
-        ∂log q_i/∂z_j = δ_ij − q_j). The bracket is invariant to shifting d, so d is taken as the
-        logit difference (z − y) − (z_k − y_k) at the most probable token k: no log-normaliser,
-        whose O(1) rounding would swamp components of size 1e-15; the sum is ``math.fsum``.
-        Autograd of torch's closed form subtracts O(1) numbers to get such components.
-        """
-        z, y = np.asarray(policy.values), np.asarray(ref.values)
-        q = torch.softmax(torch.tensor(z, dtype=torch.float64), 0).numpy()
-        p = torch.softmax(torch.tensor(y, dtype=torch.float64), 0).numpy()
-        k = int(np.argmax(q))
-        d = (z - z[k]) - (y - y[k])  # log q − log p up to a constant
-        return {POLICY_REF: q * (d - math.fsum(q * d)), REF_POLICY: q - p}
+        with d = log q − log p, so d_j − d_i = (z_j − z_i) − (y_j − y_i) from the logits and q_j − p_j
+        summed from pairs that do not cancel (chain_kl.py, a chain of length 1). Autograd of torch's
+        closed form subtracts O(1) numbers to get components of size 1e-15."""
+        return chain_kl_gradients(policy.values, None, ref.values, None, 1)
 
     def kl_value(self, direction, policy, ref) -> float:
         """Σ_x a_x (log a_x − log b_x) from log-softmaxes (a, b = q, p for policy||ref): torch's closed form
@@ -63,6 +66,5 @@ class Categorical(Family):
         return math.fsum(np.exp(log_a) * (log_a - log_b))
 
     def nodes(self, spec, n: int, span=None) -> tuple[torch.Tensor, np.ndarray]:
-        z = torch.tensor(spec.values, dtype=torch.float64)
-        log_probs = (z - torch.logsumexp(z, 0)).numpy()  # as torch's Categorical normalises its logits, so
+        log_probs = log_softmax(torch.tensor(spec.values, dtype=torch.float64)).numpy()  # as ``Tokens``, so
         return torch.arange(len(log_probs)).reshape(-1, 1), np.exp(log_probs), log_probs  # w = its q bitwise

@@ -17,8 +17,8 @@ state marginals μ_t (O(L·V²), no enumeration): with Q_i = softmax(trans[i]), 
     KL(π_θ‖π_ref) = KL(q_0‖p_0) + Σ_{t=1}^{L−1} Σ_i μ_{t−1}(i) KL(Q_i‖P_i),   μ_0 = q_0, μ_t = μ_{t−1}Q
     KL(π_ref‖π_θ) = KL(p_0‖q_0) + Σ_{t=1}^{L−1} Σ_i ν_{t−1}(i) KL(P_i‖Q_i),   ν under the reference
 
-(the chain rule of KL, Cover & Thomas, Elements of Information Theory, Thm 2.5.3), differentiated by
-autograd in float64.
+(the chain rule of KL, Cover & Thomas, Elements of Information Theory, Thm 2.5.3), its gradient written out
+from logit differences in ``chain_kl.py`` (float64).
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ import numpy as np
 import torch
 from torch.distributions import Categorical as TorchCategorical
 
-from ...directions import POLICY_REF, REF_POLICY
+from ...directions import POLICY_REF
 from ...errors import KLGradError
 from .base import Family
+from .chain_kl import chain_kl_gradients
+from .softmax import log_softmax
 
 MAX_LENGTH = 64
 
@@ -51,8 +53,8 @@ class MarkovChain:
 
     def __init__(self, init: torch.Tensor, trans: torch.Tensor, length: int):
         self.init, self.trans, self.length = init, trans, length
-        self.log_init = torch.log_softmax(init, dim=-1)
-        self.log_trans = torch.log_softmax(trans, dim=-1)
+        self.log_init = log_softmax(init)  # softmax.py: keeps the digits of rows near p = 1
+        self.log_trans = log_softmax(trans)
 
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
         y = y.long()
@@ -167,8 +169,8 @@ class Markov(Family):
         v, length = vocab_of(len(policy.values)), policy.structure[0]
         z = torch.stack(leaves)
         y = torch.tensor(ref.values, dtype=torch.float64)
-        lq0, lp0 = torch.log_softmax(z[:v], 0), torch.log_softmax(y[:v], 0)
-        lq, lp = torch.log_softmax(z[v:].reshape(v, v), 1), torch.log_softmax(y[v:].reshape(v, v), 1)
+        lq0, lp0 = log_softmax(z[:v]), log_softmax(y[:v])
+        lq, lp = log_softmax(z[v:].reshape(v, v)), log_softmax(y[v:].reshape(v, v))
         la0, lb0, la, lb = (lq0, lp0, lq, lp) if direction == POLICY_REF else (lp0, lq0, lp, lq)
         total = (la0.exp() * (la0 - lb0)).sum()
         rows = (la.exp() * (la - lb)).sum(1)  # (V,) per-row KL of the next-token distributions
@@ -183,12 +185,16 @@ class Markov(Family):
         """The part of the previous token's marginal that goes on to a next token (markov: all of it)."""
         return mu
 
+    def eos(self, v: int) -> int | None:
+        """The token that ends a sequence (None: sequences run to L)."""
+        return None
+
     def kl_gradients(self, policy, ref) -> dict[str, np.ndarray]:
-        out = {}
-        for direction in (POLICY_REF, REF_POLICY):
-            leaves = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in policy.values]
-            out[direction] = torch.stack(torch.autograd.grad(self._kl(direction, policy, ref, leaves), leaves)).numpy()
-        return out
+        """∇θ KL in both directions from logit differences (chain_kl.py): autograd of the recursion above
+        forms 1 − p and q − p, which lose the digits of rows near p = 1."""
+        v, length = vocab_of(len(policy.values)), policy.structure[0]
+        (z0, z), (y0, y) = _split(policy.values, v), _split(ref.values, v)
+        return chain_kl_gradients(z0, z, y0, y, length, self.eos(v))
 
     def kl_value(self, direction, policy, ref) -> float:
         leaves = [torch.tensor(x, dtype=torch.float64) for x in policy.values]

@@ -85,5 +85,8 @@ class MarkovEOS(Markov):
             logp = spec.build(torch.float64).log_prob(seqs).sum(-1)
         return seqs.reshape(seqs.shape[0], 1, length), torch.exp(logp).numpy()
 
+    def eos(self, v: int) -> int:
+        return v - 1
+
     def _running(self, mu: torch.Tensor) -> torch.Tensor:
         return torch.cat([mu[:-1], torch.zeros_like(mu[-1:])])  # EOS ends the sequence: no next token

@@ -3,8 +3,7 @@
 Stages: ``Problem`` (what is measured) and ``Case`` s (which surrogates) → weighted
 points (``montecarlo`` or ``quadrature``) → per-row autograd gradients
 (``gradients``) → statistics (``statistics``) → a pandas DataFrame, one row per
-(estimator, placement, param). True gradients are autograd of the closed-form KL
-in both directions (``Problem.true_gradients``). Columns follow Schulman-style
+(estimator, placement, param). True gradients: ``Problem.true_gradients``. Columns follow Schulman-style
 reference tables: bias_rel = |mean_grad − true_grad| / |true_grad| and stdev_rel
 = std over trials (ddof=0) / |true_grad|. ``se`` is the standard error of
 mean_grad (ddof=1 std / √trials) in MC mode and the mean's numerical error bound in
@@ -33,6 +32,7 @@ from .montecarlo import CHUNK_ELEMENTS, check_seed, mc_points
 from .problem import Problem
 from .quadrature import Moments, exact_moments
 from .statistics import (
+    bernstein_tolerance,
     judge_row,
     mark_higher_variance,
     mc_summary,
@@ -260,9 +260,10 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
             else:
                 _mc_columns(row, per_trial[case.key][:, j], ex, j, budget)
                 _clamp_columns(row, clamped.get(case.estimator.name))
-            judge_row(row, truth, j, None if budget.mode is Mode.EXACT else budget.trials,
-                      0.0 if ex.scale is None else ex.scale[j])
-            if budget.mode is Mode.MC:
+            mc, spread = budget.mode is Mode.MC, None if ex.spread is None else ex.spread[j]
+            judge_row(row, truth, j, budget.trials if mc else None, 0.0 if ex.scale is None else ex.scale[j],
+                      bernstein_tolerance(ex.var[j], spread, budget.samples * budget.trials) if mc else 0.0)
+            if mc:
                 refuse_mc_verdict(row, ex.var_tail and ex.var_tail[j], ex.m4_tail and ex.m4_tail[j],
                                   math.sqrt(ex.var[j] / (budget.samples * budget.trials)))
             rows.append(row)

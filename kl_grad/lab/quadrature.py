@@ -58,6 +58,7 @@ class Moments:
     scale: np.ndarray | None = None  # E_m|g|, (P,): the size of the float64 rounding of the mean
     var_tail: list[str] | None = None  # the variance's tail class per parameter (ok, infinite, far, overflow)
     m4_tail: list[str] | None = None  # the 4th central moment's
+    spread: np.ndarray | None = None  # enumerated supports: max |g − mean| over points of positive mass, (P,)
 
 
 Evaluate = Callable[[torch.Tensor], dict]  # points (N, 1) float64 -> {key: (N, P) tensor}
@@ -129,8 +130,18 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec, anchors: tuple[DistSpec
         with np.errstate(invalid="ignore"):
             mean = np.where(np.abs(mean) <= stated, 0.0, mean)  # a mean below its own error is zero
         out[key] = Moments(mean, var, m4, stated, points.rows, warnings, moments[3], [t[2].kind for t in tail],
-                           [t[4].kind for t in tail])
+                           [t[4].kind for t in tail], _spread(values[key], points, moments[0], sampler))
     return out
+
+
+def _spread(g: np.ndarray, points: Points, mean: np.ndarray, sampler: DistSpec) -> np.ndarray | None:
+    """max |g_x − E g| over the enumerated points of positive probability (N, P) → (P,); None for quadrature
+    rules (an unbounded support has no such bound). It bounds a Monte-Carlo draw's deviation (Bernstein)."""
+    if not sampler.fam.enumerable:
+        return None
+    alive = points.weights > 0 if points.log_weights is None else np.isfinite(points.log_weights)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(g[alive] - mean).max(axis=0)
 
 
 def _refused(evaluate: Evaluate, sampler: DistSpec, reason: str) -> dict:

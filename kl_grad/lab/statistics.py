@@ -117,15 +117,30 @@ def t_critical(draws: int) -> float:
     return float(-stdtrit(draws - 1, FALSE_ALARM / 2))
 
 
-def tolerance(true: float, se: float, draws: int | None = None, scale: float = 0.0) -> float:
+def bernstein_tolerance(var: float, spread: float | None, draws: int) -> float:
+    """The deviation of a mean of ``draws`` iid draws with variance ``var``, each within ``spread`` of its
+    expectation, that is exceeded with probability at most FALSE_ALARM, whatever their distribution
+    (Bernstein's inequality, P(|mean − μ| ≥ t) ≤ 2·exp(−n t² / (2σ² + 2bt/3)), solved for t): valid where
+    the Student-t rule's near-normal trial means are not (a rare token absent from most of a few trials).
+    0 when var or spread is unknown (NaN) or there is no bound (None: a continuous family)."""
+    if spread is None or not (math.isfinite(var) and math.isfinite(spread)):
+        return 0.0
+    log_term = math.log(2 / FALSE_ALARM)
+    a = 2 * spread * log_term / 3
+    return (a + math.sqrt(a * a + 8 * draws * log_term * var)) / (2 * draws)
+
+
+def tolerance(true: float, se: float, draws: int | None = None, scale: float = 0.0, floor: float = 0.0) -> float:
     """The largest |mean − true| that is no evidence of bias.
 
-    MC (``draws`` = number of equally weighted draws behind the mean): t_critical(draws)·se.
+    MC (``draws`` = number of equally weighted draws behind the mean): t_critical(draws)·se, or ``floor``
+    (``bernstein_tolerance`` of all the samples) where larger: an unbiased row exceeds both with probability
+    at most FALSE_ALARM, the t-rule's approximation or not.
     Exact (``draws`` None): the row's own numerical error: ``se`` (the quadrature's error estimate,
     0 for enumeration) plus float64 rounding, ROUNDING·(scale + |true|) with scale = E|g|.
     """
     if draws is not None:
-        return t_critical(draws) * se
+        return max(t_critical(draws) * se, floor)
     return se + ROUNDING * (scale + abs(true))
 
 
@@ -233,16 +248,23 @@ def refuse_mc_verdict(row: dict, var_tail: str | None, m4_tail: str | None, exac
     row["warning"] = "; ".join(filter(None, [note, row.get("warning", "")]))
 
 
-def judge_row(row: dict, truth: dict[str, np.ndarray], j: int, trials: int | None, scale: float) -> None:
+def judge_row(row: dict, truth: dict[str, np.ndarray], j: int, trials: int | None, scale: float,
+              floor: float = 0.0) -> None:
     """Fill a gradient row's relative columns, bias against both directions, follows and verdict, each against
     the row's tolerance (exact, ``trials`` None: its numerical error, so a bias below it prints as 0; MC: the
-    Student-t multiple of se over ``trials``). ``truth``: {direction: ∇KL (P,)}; ``j``: the parameter."""
+    Student-t multiple of se over ``trials``, at least ``floor``: ``bernstein_tolerance``). ``truth``:
+    {direction: ∇KL (P,)}; ``j``: the parameter."""
     exact = trials is None
 
     def tol_of(true: float) -> float:
-        return tolerance(true, row["se"], trials, scale)
+        return tolerance(true, row["se"], trials, scale, floor)
 
     row.update(relative(row["mean_grad"], row["stdev"], row["true_grad"], row,
                         tol_of(row["true_grad"]) if exact else 0.0))
     row.update(both_directions(row["mean_grad"], truth, j, tol_of, exact))
     row["verdict"] = verdict(row["mean_grad"], row["true_grad"], tol_of(row["true_grad"]), exact, scale)
+    if not exact and floor and row["verdict"] != "biased" and not np.isnan(row["mean_grad"]) and (
+            abs(row["mean_grad"] - row["true_grad"]) > tolerance(row["true_grad"], row["se"], trials)):
+        note = ("no bias detected by the bound from the exact variance and range (Bernstein); the Student-t rule, "
+                "which assumes near-normal trial means, would say biased")
+        row["warning"] = "; ".join(filter(None, [row.get("warning", ""), note]))

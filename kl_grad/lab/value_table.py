@@ -27,6 +27,7 @@ from .montecarlo import check_seed, mc_samples
 from .problem import Problem
 from .quadrature import exact_moments
 from .statistics import (
+    bernstein_tolerance,
     mc_summary,
     refuse_mc_verdict,
     relative,
@@ -96,7 +97,8 @@ def run_values(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str
             mean, stdev, se = mc_summary(draws[e.name])
             row.update(mean=mean, stdev=stdev, se=se, z_vs_exact=(mean - ex.mean[0]) / se)
         exact_mode = mode is Mode.EXACT
-        tol = tolerance(truth, row["se"], None if exact_mode else samples, ex.scale[0])
+        floor = 0.0 if exact_mode or ex.spread is None else bernstein_tolerance(ex.var[0], ex.spread[0], samples)
+        tol = tolerance(truth, row["se"], None if exact_mode else samples, ex.scale[0], floor)
         row["verdict"] = verdict(row["mean"], truth, tol, exact_mode, ex.scale[0])
         if not exact_mode:
             refuse_mc_verdict(row, ex.var_tail and ex.var_tail[0], ex.m4_tail and ex.m4_tail[0],

@@ -265,7 +265,7 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
                       bernstein_tolerance(ex.var[j], spread, budget.samples * budget.trials) if mc else 0.0)
             if mc:
                 refuse_mc_verdict(row, ex.var_tail and ex.var_tail[j], ex.m4_tail and ex.m4_tail[j],
-                                  math.sqrt(ex.var[j] / (budget.samples * budget.trials)))
+                                  math.sqrt(ex.var[j]) / math.sqrt(budget.samples * budget.trials))
             rows.append(row)
     table = without_signed_zeros(mark_higher_variance(pd.DataFrame(rows)))
     table = table[[c for c in COLUMNS if c in table.columns]]
@@ -274,7 +274,7 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
 
 
 def _exact_columns(row: dict, ex: Moments, j: int, budget: Budget) -> None:
-    row.update(mean_grad=ex.mean[j], stdev=math.sqrt(ex.var[j] / budget.samples), se=ex.err[j], trials=pd.NA)
+    row.update(mean_grad=ex.mean[j], stdev=math.sqrt(ex.var[j]) / math.sqrt(budget.samples), se=ex.err[j], trials=pd.NA)
 
 
 def _mc_columns(row: dict, g: np.ndarray, ex: Moments, j: int, budget: Budget) -> None:

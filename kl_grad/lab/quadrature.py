@@ -117,20 +117,56 @@ def exact_moments(evaluate: Evaluate, sampler: DistSpec, anchors: tuple[DistSpec
         if len(ladder) >= 2 and all(np.all(c) for k in ladder[-1] for c in _converged(ladder[-1][k], ladder[-2][k])):
             break
     current, prev = ladder[-1], ladder[-2 if len(ladder) > 1 else -1]
+    jitter = _node_rounding(evaluate, points, values, sampler)
     out = {}
     for key, moments in current.items():
         ok = _converged(moments, prev[key])
         with np.errstate(invalid="ignore"):
             err = np.abs(moments[0] - prev[key][0])
         tail = tails[key]
-        warnings, mean, var, m4 = _judge(tail, ok, *(m.copy() for m in moments[:3]), err)
+        warnings, mean, var, m4 = _judge(tail, ok, *(m.copy() for m in moments[:3]), err, sampler.fam.enumerable)
+        _refuse_underflow(values[key], points, var, warnings)
         fraction = np.array([t[1].tail for t in tail])  # mass beyond overflow boundaries, relative
         left_out = np.where(fraction > 0, fraction * np.where(np.isfinite(moments[3]), moments[3], 0.0), 0.0)
-        stated = stated_error(err + left_out, moments[3])
+        stated = stated_error(err + left_out + jitter.get(key, 0.0), moments[3])
         with np.errstate(invalid="ignore"):
             mean = np.where(np.abs(mean) <= stated, 0.0, mean)  # a mean below its own error is zero
         out[key] = Moments(mean, var, m4, stated, points.rows, warnings, moments[3], [t[2].kind for t in tail],
                            [t[4].kind for t in tail], _spread(values[key], points, moments[0], sampler))
+    return out
+
+
+SUBNORMAL = float(np.finfo(np.float64).smallest_subnormal)  # 4.9e-324: the spacing of float64 below 2.2e-308
+
+
+def _refuse_underflow(g: np.ndarray, points: Points, var: np.ndarray, warnings: list[str]) -> None:
+    """NaN (in place) for a variance that float64 cannot hold: terms w·(g − mean)² below 2.2e-308 keep only
+    an absolute 4.9e-324 each, so a sum of N of them is known to ±N·4.9e-324; a variance within 1e9 of that
+    (a stdev of 1e-309 underflows to 0) has lost its digits. A column constant over the support is exact."""
+    floor = 1e9 * SUBNORMAL * points.rows
+    alive = points.weights > 0 if points.log_weights is None else np.isfinite(points.log_weights)
+    for j in np.flatnonzero(np.isfinite(var) & (var < floor)):
+        column = g[alive, j]
+        if np.all(column == column[0]):
+            continue
+        var[j] = math.nan
+        note = "stdev refused: the variance underflows float64 (below 1e-300, where digits are lost)"
+        warnings[j] = "; ".join(filter(None, [warnings[j], note]))
+
+
+def _node_rounding(evaluate: Evaluate, points: Points, values: dict, sampler: DistSpec) -> dict:
+    """{key: (P,) Σ_i w_i |g(x_i⁺) − g(x_i)|}, x⁺ the next float64 up: a node m + s·z is stored to within
+    half an ulp of x, which moves g by up to this much. Nothing else bounds it where the integrand is steep
+    on the scale of ulp(x) (a policy of scale 1e-5 at loc 2: ulp(2)/s² = 4e-6 per node, against a rounding
+    term of 1e-8). Enumerated points are exact: {}."""
+    if sampler.fam.enumerable:
+        return {}
+    nudged = evaluate(torch.nextafter(points.x, torch.full_like(points.x, math.inf)))
+    out = {}
+    for key, g in values.items():
+        with np.errstate(invalid="ignore", over="ignore"):
+            step = np.abs(nudged[key].detach().numpy() - g)
+        out[key] = points.weights @ np.where(np.isfinite(step), step, 0.0)
     return out
 
 
@@ -180,8 +216,9 @@ def _converged(cur, prev) -> list[np.ndarray]:
         return [np.abs(c - p) <= t * s for c, p, t, s in zip(cur, prev, (REL_TOL, REL_TOL, M4_REL_TOL), scales)]
 
 
-def _judge(tails, ok, mean, var, m4, err):
-    """Refuse numbers that are not trustworthy; say why, per parameter (``tails``: [{k: Tail}] per parameter)."""
+def _judge(tails, ok, mean, var, m4, err, enumerated=False):
+    """Refuse numbers that are not trustworthy; say why, per parameter (``tails``: [{k: Tail}] per parameter;
+    ``enumerated``: a finite sum, which has no node count to converge in, only float64's range to exceed)."""
     ok_mean, ok_var, ok_m4 = ok
     warnings = []
     for j in range(len(mean)):
@@ -199,7 +236,8 @@ def _judge(tails, ok, mean, var, m4, err):
         else:
             if not ok_var[j]:
                 var[j] = math.nan
-                notes.append("quadrature did not converge for the variance")
+                notes.append("the variance overflows float64 (beyond 1.8e308)" if enumerated
+                             else "quadrature did not converge for the variance")
             if t[4].kind is not TailKind.OK:
                 m4[j] = math.inf if t[4].kind is TailKind.INFINITE else math.nan
                 notes.append("heavy tail: " + t[4].describe("4th moment") + ", so MC stdev estimates are unreliable")

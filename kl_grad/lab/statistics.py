@@ -45,8 +45,11 @@ VERDICTS = {
 
 def stated_error(err: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """An exact mean's error bound: the quadrature's change estimate plus float64 rounding (ROUNDING·E|g|),
-    rounded up to one significant digit, so that it carries no noise digits of its own."""
+    at least 2.2e-308 (float64's smallest normal number: subnormal sums lose absolute digits), rounded up to
+    one significant digit, so that it carries no noise digits of its own."""
     bound = np.asarray(err, dtype=float) + ROUNDING * np.asarray(scale, dtype=float)
+    # at least the smallest normal float: below it (subnormal) each term keeps only ±4.9e-324
+    bound = np.where((bound > 0) | (np.asarray(scale) > 0), np.maximum(bound, np.finfo(np.float64).tiny), bound)
     with np.errstate(divide="ignore", invalid="ignore"):
         unit = 10.0 ** np.floor(np.log10(bound))
         up = np.ceil(np.round(bound / unit, 6)) * unit  # round(…, 6): 3.0000000001 is 3, not 4
@@ -58,17 +61,19 @@ TINY_WEIGHT = 1e-290  # below this a weight may have lost digits (subnormal) or 
 
 def weighted_moments(g: np.ndarray, w: np.ndarray, log_w: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Mean, variance, 4th central moment and mean absolute value of per-point values g (N, P) under
-    weights w (N,). With ``log_w`` and a weight below TINY_WEIGHT, each term w·f is formed in log space,
-    exp(log w + log|f|)·sign f, so a probability of e^−800 times a value of e^800 still counts."""
-    def wsum(f):
-        if log_w is None or (w >= TINY_WEIGHT).all():
-            return w @ f
-        return (np.sign(f) * np.exp(log_w[:, None] + np.log(np.abs(f)))).sum(axis=0)
+    weights w (N,). With ``log_w`` and a weight below TINY_WEIGHT, each term w·f^k is formed in log space,
+    exp(log w + k·log|f|)·sign f^k, so a probability of e^−800 times a value of e^800 (or its square) counts."""
+    logs = log_w is not None and not (w >= TINY_WEIGHT).all()
+
+    def wsum(f, power=1):  # Σ w·f^power; in log space, f^power is never formed (e^703 squared overflows)
+        if not logs:
+            return w @ (f if power == 1 else f * f if power == 2 else (f * f) ** 2)  # no slow pow() path
+        return (np.sign(f) ** power * np.exp(log_w[:, None] + power * np.log(np.abs(f)))).sum(axis=0)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # infinite moments: the tails decide
         mean = wsum(g)
-        sq = (g - mean) ** 2  # squared once: numpy's x ** 4 takes the slow pow() path (84 ms at 65536 × 6)
-        return mean, wsum(sq), wsum(sq * sq), wsum(np.abs(g))
+        dev = g - mean
+        return mean, wsum(dev, 2), wsum(dev, 4), wsum(np.abs(g))
 
 
 def mc_summary(g: np.ndarray) -> tuple[float, float, float]:
@@ -98,7 +103,7 @@ def stdev_check(stdev_mc: float, var: float, m4: float, samples: int, trials: in
     se = stdev_se(var, m4, samples, trials)
     if not math.isfinite(se) or se <= 0:
         return math.nan, ""
-    exact = math.sqrt(var / samples)
+    exact = math.sqrt(var) / math.sqrt(samples)
     rel_se, gaussian = se / exact, 1 / math.sqrt(2 * (trials - 1))
     note = ""
     if rel_se > max(UNRELIABLE_STDEV, 2 * gaussian):

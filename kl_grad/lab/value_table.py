@@ -102,7 +102,7 @@ def run_values(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str
         row["verdict"] = verdict(row["mean"], truth, tol, exact_mode, ex.scale[0])
         if not exact_mode:
             refuse_mc_verdict(row, ex.var_tail and ex.var_tail[0], ex.m4_tail and ex.m4_tail[0],
-                              math.sqrt(ex.var[0] / samples))
+                              math.sqrt(ex.var[0]) / math.sqrt(samples))
         row.update(relative(row["mean"], row.pop("stdev"), truth, row, tol if exact_mode else 0.0))
         rows.append(row)
     table = without_signed_zeros(pd.DataFrame(rows))

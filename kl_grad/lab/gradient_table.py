@@ -190,10 +190,10 @@ def exact_gradient_moments(problem: Problem, cases: list[Case]) -> dict[tuple[st
     if too_big:
         nan = np.full(len(problem.param_names), math.nan)
         return {c.key: Moments(nan, nan, nan, nan, 0, [f"not computed: {too_big}"] * len(nan)) for c in cases}
-    problem64 = problem.in_float64()
-    anchors = (problem.policy, problem.ref) if problem.sampler else (problem.ref,)
+    problem64, shift = problem.in_float64().centred()
+    anchors = (problem64.policy, problem64.ref) if problem64.sampler else (problem64.ref,)
     moments = exact_moments(lambda x: _chunked(lambda part: row_gradients(problem64, part, cases), x, problem),
-                            problem.sampling, anchors)
+                            problem64.sampling, anchors, shift)
     return refuse_kinked(moments, {c.key: c.estimator for c in cases}, problem.sampling)
 
 

@@ -28,6 +28,7 @@ trusted.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -95,17 +96,22 @@ class Unreachable(Exception):
     """No node layout covers the mass: every moment is refused with this reason."""
 
 
-def exact_moments(evaluate: Evaluate, sampler: DistSpec, anchors: tuple[DistSpec, ...] = ()) -> dict:
+def exact_moments(evaluate: Evaluate, sampler: DistSpec, anchors: tuple[DistSpec, ...] = (),
+                  shift: float = 0.0) -> dict:
     """Exact mean, variance and 4th central moment under ``sampler`` of each evaluated quantity (float64).
 
     ``anchors``: other distributions near which the integrands' mass may lie (the policy and the
     reference); the tail analysis searches around them and the nodes follow the mass it finds.
+    ``shift``: how far the problem was moved (``Problem.centred``); warnings name x where the user's is.
     """
     tails = None if sampler.fam.enumerable else tail_report(evaluate, sampler, anchors)  # finite sums: all finite
     try:
         span = mass_centres(tails, sampler) if tails else None
     except Unreachable as exc:
         return _refused(evaluate, sampler, str(exc))
+    if tails and shift:
+        tails = {k: [{o: dataclasses.replace(t, where=t.where - shift) for o, t in per.items()} for per in v]
+                 for k, v in tails.items()}
     ladder = []  # results for successive node counts
     for points in node_ladder(sampler, span):
         values = {k: g.detach().numpy() for k, g in evaluate(points.x).items()}

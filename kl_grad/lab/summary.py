@@ -5,13 +5,14 @@ answer beside its per-parameter rows. With g = E[∇θ surrogate] (the table's `
 parameters, in order) and t = ∇θ KL in a direction:
 
     rel_bias_norm   ‖g − t‖ / ‖t‖                    (Euclidean norms over the parameters)
-    cosine          g·t / (‖g‖ ‖t‖)                  (NaN when g or t is the zero vector)
+    cosine          g·t / (‖g‖ ‖t‖)                  (NaN when g or t is the zero vector, or g is 0 within
+                                                      its error: follows ``zero``; a direction of noise)
     rel_stdev       √(Σ_j stdev_j²) / ‖t‖             (stdev_j: of the per-trial gradient, or exact for a
                                                       ``samples``-sample mean; the RMS size of the noise)
     follows         the direction whose gradient g equals in *every* parameter, by each row's own rule
                     (``statistics.matches``: exact rows within their error, MC rows within t·se), or
                     ``zero`` when g is 0 in every parameter within that tolerance while the truths are not,
-                    or ``neither``; ``unknown`` when some row has no verdict (refused or heavy-tailed)
+                    or ``none``; ``unknown`` when some row has no verdict (refused or heavy-tailed)
 
 An exact case that follows its target prints rel_bias_norm 0 (its bias is below its own error), as the
 per-parameter ``bias_rel`` does; MC cases print the measured value and let ``follows`` carry the verdict.
@@ -72,7 +73,8 @@ def vector_summary(table: pd.DataFrame, truth: dict[str, np.ndarray]) -> pd.Data
         target = block["direction"].iloc[0]
         follows = _follows(block, g, truth)
         row = {"estimator": est, "placement": place, "direction": target, "params": len(g),
-               "cosine": cosine(g, truth[target]), "follows": follows, "mode": block["mode"].iloc[0],
+               "cosine": math.nan if follows == ZERO else cosine(g, truth[target]), "follows": follows,
+               "mode": block["mode"].iloc[0],
                "rel_stdev": _relative(norm(stdev), norm(truth[target]))}
         exact = (block["mode"] == "exact").all()
         for direction in DIRECTIONS:

@@ -79,9 +79,10 @@ def run_values(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str
         check_seed(seed)
         check_mc_memory(problem.in_float64(), samples)
     ests = value_estimators(estimators)
+    centred, shift = problem.centred()
+    exact = refuse_kinked(exact_moments(_evaluate(centred, ests), centred.policy, (centred.ref,), shift),
+                          {e.name: e for e in ests}, problem.policy)
     evaluate = _evaluate(problem, ests)
-    exact = refuse_kinked(exact_moments(evaluate, problem.policy, (problem.ref,)), {e.name: e for e in ests},
-                          problem.policy)
     if mode is Mode.MC:
         draws = {k: v.numpy()[:, 0] for k, v in evaluate(mc_samples(problem.policy, samples, seed).x).items()}
     rows = []

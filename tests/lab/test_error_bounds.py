@@ -70,3 +70,20 @@ def test_underflowing_tokens_give_right_numbers_or_refusals(policy, ref):
     assert refused.warning.str.len().gt(0).all()
     # a stdev of 1e-309 is not printed as 0 (it underflows: refused)
     assert not ((table.stdev == 0) & (table.estimator == "k3_clamped")).any()
+
+
+@pytest.mark.parametrize("policy, lr", [("normal:0,0.9", 0.2), ("normal:-1,1.5", 0.5), ("normal:3,0.4", 0.1)])
+def test_training_toward_a_point_mass_follows_the_exact_recursion(policy, lr):
+    # k1 as a loss adds nothing (E[score] = 0), so with R = −C(x − B)² the exact steps are
+    # μ ← μ + lr·2C(B − μ) and σ ← σ(1 − 2C·lr): σ shrinks geometrically and never leaves (0, ∞). Scales of
+    # 1e-8 at loc ≈ 2 once made the quadrature's KL gradient rounding noise: "diverged … lower lr" at step 62
+    from kl_grad.lab.train.dynamics import run_training
+
+    c, b, beta = 0.5, 2.0, 1.3
+    run = run_training(policy, "normal:0.5,1.2", f"quadratic:{c},{b}", beta, ["k1"], ["loss"], steps=400, lr=lr)
+    row = run.table.iloc[0]
+    assert not row.diverged and not (isinstance(row.warning, str) and row.warning), row.warning
+    mu, sigma = (float(v) for v in policy.split(":")[1].split(","))
+    for _ in range(int(row.steps)):
+        mu, sigma = mu + lr * 2 * c * (b - mu), sigma * (1 - 2 * c * lr)
+    assert abs(row["loc"] - mu) <= 1e-9 * max(1.0, abs(mu)) and abs(row["scale"] - sigma) <= 1e-9

@@ -138,8 +138,9 @@ def _verdict(g: np.ndarray, err: np.ndarray, truth: dict[str, np.ndarray], draws
 
 
 def _exact(problem: Problem, term: FrameworkTerm):
-    moments = exact_moments(lambda x: {term.name: row_gradients(problem, term, x)[0]}, problem.sampling,
-                            (problem.policy, problem.ref) if problem.sampler else (problem.ref,))[term.name]
+    centred, shift = problem.centred()
+    moments = exact_moments(lambda x: {term.name: row_gradients(centred, term, x)[0]}, centred.sampling,
+                            (centred.policy, centred.ref) if centred.sampler else (centred.ref,), shift)[term.name]
     zero = math.nan
     if problem.sampling.fam.enumerable:  # the mass where the per-sample gradient is exactly 0
         x, w, _ = problem.sampling.fam.nodes(problem.sampling, 0)

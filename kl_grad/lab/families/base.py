@@ -99,6 +99,16 @@ class Family:
         """KL in ``direction`` where torch's closed form would round to inf or cancel; None: use torch's."""
         return None
 
+    def location(self, spec: DistSpec) -> float:
+        """Where ``spec`` sits on the real line (continuous families: its loc), 0 where that means nothing.
+        Gradients and values are invariant under moving every distribution by the same amount, and nodes
+        placed around 0 keep the digits that loc + scale·z loses when scale ≪ |loc| (``Problem.centred``)."""
+        return 0.0
+
+    def moved(self, spec: DistSpec, shift: float) -> DistSpec:
+        """``spec`` translated by ``shift`` (families with a ``location`` ≠ 0 only)."""
+        return spec
+
     def reparameterise(self, spec: DistSpec, leaves: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
         """x(θ) for points drawn from ``spec`` at θ0 (reparameterisable families only)."""
         raise NotImplementedError(f"{self.name} cannot be reparameterised")

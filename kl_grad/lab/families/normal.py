@@ -81,6 +81,14 @@ class Normal(Family):
         density = spec.build(torch.float64).log_prob(x).exp().numpy()
         return x.reshape(-1, 1), (half * v).ravel() * density
 
+    def location(self, spec) -> float:
+        return spec.values[0]
+
+    def moved(self, spec, shift: float):
+        from .base import make_spec
+
+        return make_spec(self.name, (spec.values[0] + shift, spec.values[1]))
+
     def reparameterise(self, spec, leaves, points):
         loc0, scale0 = spec.values
         eps = (points - loc0) / scale0  # the standard-normal draws behind the points

@@ -79,6 +79,11 @@ def independent_kl_gradient(case: Case, policy: DistSpec, ref: DistSpec,
         grads = np.array([_point_gradient(case, policy, ref, sampler, x) for x in range(len(z))])
         mean = np.array([math.fsum(w * grads[:, j]) for j in range(grads.shape[1])])
         return mean, 1e-13 * (np.abs(w[:, None] * grads).sum(axis=0) + 1e-300)
+    # moved so the sampler sits at 0 (translation invariant): x = loc + scale·u keeps the digits of scale·u
+    shift = -m.values[0]
+    if all(math.isfinite(s.values[0] + shift) for s in (policy, ref, m)):
+        policy, ref, m = (s.fam.moved(s, shift) for s in (policy, ref, m))
+        sampler = None if sampler is None else m
     loc, scale = m.values
     density = torch.distributions.Normal(*(torch.tensor(v, dtype=torch.float64) for v in (loc, scale)))
 

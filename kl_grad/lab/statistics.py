@@ -35,7 +35,8 @@ VERDICTS = {
     "unbiased": "exact: equal to the target within its numerical error, which is below 1e-8 of it",
     "unbiased, higher variance": "exact: unbiased, with a stdev over 1.2× the best unbiased row's",
     "unresolved": "exact: equal within its numerical error, but that error exceeds 1e-8 of the target",
-    "no bias detected": "MC: within the t-quantile × se tolerance (absence of evidence, not proof)",
+    "no bias detected": "MC: within the t-quantile × se tolerance, or (enumerable families) Bernstein's bound from "
+                        "the exact variance and range (absence of evidence, not proof)",
     "no verdict: infinite variance": "MC: the per-sample gradient has infinite variance, so se means nothing",
     "no verdict: variance unknown": "MC: the exact variance was refused, so se cannot be trusted",
     "no verdict: heavy tail": "MC: infinite 4th moment, so the sample stdev behind se is unreliable (exact se shown)",

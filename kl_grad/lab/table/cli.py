@@ -50,7 +50,8 @@ reading the table:
               to tell) / "unbiased, higher variance" (stdev > 1.2× the best unbiased row of the same
               table and parameter). MC: biased when |bias| > t·se, t the Student-t quantile with
               trials − 1 degrees of freedom at a two-sided false-alarm rate of 6.3e-5 (4 se for
-              a normal; 4.02 at 1000 trials, 10051 at 2) / no bias detected; "no verdict: infinite
+              a normal; 4.02 at 1000 trials, 10051 at 2) and, on tokens and sequences, beyond
+              Bernstein's bound from the exact variance and range / no bias detected; "no verdict: infinite
               variance" (se inf), "no verdict: variance unknown", "no verdict: heavy tail" (exact se
               shown); unavailable: the mean was refused (NaN), see warning
   z_vs_exact  (MC mean − exact mean) / se; z_stdev_vs_exact does the same for the stdev

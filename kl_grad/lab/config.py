@@ -42,6 +42,10 @@ class GradientExperiment:
     estimators: list[str]  # registry names, e.g. ["k1", "k2", "k3"]
     placements: list[str] = field(default_factory=lambda: list(DEFAULT_PLACEMENTS))  # see placements.py
     sampler: str = ""  # off-policy sampling distribution; "" means the policy (on-policy)
+    temperature: float = 1.0  # the engine's sampling transform (families/sampling.py), token families only
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1: off
+    old_logp: str = "processed"  # the trainer's old_logp: the engine's processed log-probs, or "raw" (untruncated)
     samples: int = 50_000  # samples per trial (the batch a trainer averages over)
     trials: int = 1_000  # independent trials (gradient draws)
     seed: int = 42  # torch.manual_seed for the whole run

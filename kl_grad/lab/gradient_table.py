@@ -85,13 +85,14 @@ class GradientJob:
 
 def check_gradient_request(policy, ref, estimators, placements=DEFAULT_PLACEMENTS, *, mode=_DEFAULTS.mode,
                            samples=_DEFAULTS.samples, trials=_DEFAULTS.trials, seed=_DEFAULTS.seed, sampler=None,
-                           direction=None, pathwise=False, dtype=_DEFAULTS.dtype) -> GradientJob:
+                           direction=None, pathwise=False, dtype=_DEFAULTS.dtype, **engine) -> GradientJob:
     """Validate every name and number of a gradient run without running it; errors list what is allowed.
+    ``engine``: temperature, top_k, top_p, old_logp (``Problem.with_engine``).
 
     The one place the CLI, ``make reproduce`` and the Python API check their input.
     """
     budget = Budget(mode, samples, trials, seed)
-    problem = Problem(policy, ref, sampler, dtype, pathwise)
+    problem = Problem(policy, ref, sampler, dtype, pathwise).with_engine(**engine)
     cases = make_cases(estimators, placements, sequence=problem.policy.fam.sequential)
     for case in cases:  # e.g. markov-eos refuses trl-seq (a mean over all columns is wrong with padding)
         if case.placement.name in getattr(problem.policy.fam, "refused_placements", {}):
@@ -136,22 +137,12 @@ class GradientRun:
         return vector_summary(self.table, self.truth)
 
 
-def run_gradients(
-    policy: DistSpec | str,
-    ref: DistSpec | str,
-    estimators: list[str] | str,
-    placements: list[str] | str = DEFAULT_PLACEMENTS,
-    *,
-    mode: str = _DEFAULTS.mode,
-    samples: int = _DEFAULTS.samples,
-    trials: int = _DEFAULTS.trials,
-    seed: int = _DEFAULTS.seed,
-    sampler: DistSpec | str | None = None,
-    direction: str | None = None,
-    pathwise: bool = False,
-    dtype: torch.dtype | str = _DEFAULTS.dtype,
-    progress: Callable[[int, int], None] | None = None,
-) -> GradientRun:
+def run_gradients(policy: DistSpec | str, ref: DistSpec | str, estimators: list[str] | str,
+                  placements: list[str] | str = DEFAULT_PLACEMENTS, *, mode: str = _DEFAULTS.mode,
+                  samples: int = _DEFAULTS.samples, trials: int = _DEFAULTS.trials, seed: int = _DEFAULTS.seed,
+                  sampler: DistSpec | str | None = None, direction: str | None = None, pathwise: bool = False,
+                  dtype: torch.dtype | str = _DEFAULTS.dtype, progress: Callable[[int, int], None] | None = None,
+                  **engine) -> GradientRun:
     """Gradient table, one row per (estimator, placement, param).
 
     ``mode="mc"``: ``trials`` trials of ``samples`` samples drawn from ``sampler``
@@ -164,14 +155,16 @@ def run_gradients(
     compares every row with that KL's gradient; by default each estimator's own target.
     ``pathwise=True`` differentiates through reparameterised samples (``rsample``), the
     contrast to the score-function placements; column ``sampling`` says which.
-    ``progress(done, total)`` is called after each chunk of MC trials.
+    ``progress(done, total)`` is called after each chunk of MC trials. ``engine``: ``temperature``,
+    ``top_k``, ``top_p``, ``old_logp``: samples drawn as an inference engine draws them (``Problem.with_engine``).
 
     Returns a ``GradientRun``: ``.table`` (the tidy DataFrame ``kl-grad table`` prints, columns
     ``COLUMNS``), ``.per_trial`` ({(estimator, placement): (trials, P) array}; empty in exact mode),
     ``.params`` (parameter names) and ``.seconds``.
     """
     job = check_gradient_request(policy, ref, estimators, placements, mode=mode, samples=samples, trials=trials,
-                                 seed=seed, sampler=sampler, direction=direction, pathwise=pathwise, dtype=dtype)
+                                 seed=seed, sampler=sampler, direction=direction, pathwise=pathwise, dtype=dtype,
+                                 **engine)
     return gradient_table(job, progress)
 
 
@@ -242,7 +235,7 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
     """Run a validated job: exact moments always (they are the MC rows' reference), MC trials in MC mode."""
     problem, budget = job.problem, job.budget
     start = time.perf_counter()
-    truth = problem.true_gradients()
+    truth, engine = problem.true_gradients(), problem.engine_note()
     exact = exact_gradient_moments(problem, job.cases)
     per_trial, clamped = ({}, {}) if budget.mode is Mode.EXACT else mc_gradients(problem, job.cases, budget, progress)
     rows = []
@@ -254,7 +247,7 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
                    "param": param, "true_grad": truth[target][j], "samples": budget.samples,
                    "mode": budget.mode.value, "policy": problem.policy.label, "ref": problem.ref.label,
                    "sampler": problem.sampler_label, "sampling": "rsample" if problem.pathwise else "sample",
-                   "exact_grad": ex.mean[j], "warning": ex.warnings[j]}
+                   "exact_grad": ex.mean[j], "warning": "; ".join(filter(None, [ex.warnings[j], engine]))}
             if budget.mode is Mode.EXACT:
                 _exact_columns(row, ex, j, budget)
             else:

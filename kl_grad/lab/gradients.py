@@ -53,7 +53,8 @@ def row_gradients(problem: Problem, points: torch.Tensor, cases: list[Case],
     if problem.pathwise and form != "single":
         raise ValueError("pathwise gradients need the single graph: the points depend on θ")
     with torch.no_grad():
-        sampler_logp = None if problem.sampler is None else problem.sampler.build(problem.dtype).log_prob(points)
+        base = problem.weight_base
+        sampler_logp = None if base is None else base.build(problem.dtype).log_prob(points)
     build = {"split": _split_at_log_prob, "single": _single_graph}[form]
     logp, ref_logp, wrt, finish = build(problem, points)
     log_ratio = logp - ref_logp  # d, shared by every case's graph

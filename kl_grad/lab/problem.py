@@ -19,6 +19,7 @@ import torch
 from ..directions import DIRECTIONS, kl
 from ..errors import KLGradError, choose
 from .families import DistSpec, as_spec
+from .families.sampling import Transform
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -39,6 +40,8 @@ class Problem:
     ``sampler``: the off-policy sampling distribution m, or None for on-policy (m = π_θ).
     ``dtype``: precision of Monte-Carlo points, parameters and log-probs (exact mode always uses float64).
     ``pathwise``: reparameterised samples x(θ) (``rsample``) instead of score-function sampling.
+    ``old``: the distribution whose log-probs the trainer divides by (its ``old_logp``), where that is not
+    the sampler's: a top-k/top-p engine's sampler with the trainer's own untruncated recomputation.
     Text specs (``"normal:0,1"``) and dtype names are accepted and normalised.
     """
 
@@ -47,14 +50,21 @@ class Problem:
     sampler: DistSpec | None = None
     dtype: torch.dtype = torch.float32
     pathwise: bool = False
+    old: DistSpec | None = None
+
+    @property
+    def weight_base(self) -> DistSpec | None:
+        """What w = π_θ/sg(old) divides by: ``old``, else the sampler (None: on-policy, sg(π_θ))."""
+        return self.old or self.sampler
 
     def __post_init__(self):
         set_ = object.__setattr__.__get__(self)
         set_("policy", as_spec(self.policy, "policy"))
         set_("ref", as_spec(self.ref, "ref"))
         set_("sampler", None if self.sampler is None else as_spec(self.sampler, "sampler"))
+        set_("old", None if self.old is None else as_spec(self.old, "old"))
         set_("dtype", dtype_of(self.dtype))
-        for role, other in (("ref", self.ref), ("sampler", self.sampler)):
+        for role, other in (("ref", self.ref), ("sampler", self.sampler), ("old", self.old)):
             if other is not None and (other.family != self.policy.family or other.structure != self.policy.structure
                                       or len(other.values) != len(self.policy.values)):
                 raise KLGradError(f"{role} {other.label} does not match policy {self.policy.label}: "
@@ -95,8 +105,37 @@ class Problem:
         if shift == 0 or not all(math.isfinite(s.fam.location(s) + shift) for s in specs):
             return self, 0.0  # (loc 1e308 and −1e308 cannot be moved; they are refused for overflow anyway)
         move = lambda s: None if s is None else s.fam.moved(s, shift)  # noqa: E731
-        moved = dataclasses.replace(self, policy=move(self.policy), ref=move(self.ref), sampler=move(self.sampler))
+        moved = dataclasses.replace(self, policy=move(self.policy), ref=move(self.ref), sampler=move(self.sampler),
+                                    old=move(self.old))
         return moved, shift
+
+    def with_engine(self, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                    old_logp: str = "processed") -> Problem:
+        """The problem with its samples drawn as an inference engine draws them (families/sampling.py): the
+        sampler (or, on-policy, the policy at θ0, detached) processed by temperature, top-k and top-p.
+        ``old_logp``: "processed" (the engine's log-probs, the default of vLLM-backed trainers) or "raw" (the
+        trainer's recomputation of the untruncated old policy). The truth stays ∇KL of the untruncated π_θ."""
+        choose("old-logp", old_logp, {"processed": 0, "raw": 0})
+        transform = Transform(temperature, top_k, top_p)
+        if transform.identity:
+            return self
+        if self.pathwise:
+            raise KLGradError("temperature, top-k and top-p shape a token sampler; pathwise runs are Gaussian")
+        base = self.sampler or self.policy
+        return dataclasses.replace(self, sampler=base.processed(transform), old=base if old_logp == "raw" else None)
+
+    def engine_note(self) -> str:
+        """A row warning for an engine-processed sampler: the share of π_θ's mass it can draw at all (token
+        families, enumerated: Σ π_θ(y) over the sampler's support), and what the truth is."""
+        sampler = self.sampler
+        if sampler is None or sampler.transform is None or not sampler.fam.enumerable:
+            return ""
+        with torch.no_grad():
+            x = sampler.fam.nodes(sampler, 0)[0]
+            kept = float(self.policy.build(torch.float64).log_prob(x).sum(-1).exp().sum())
+        old = "the untruncated old policy's log-probs" if self.old is not None else "the engine's processed log-probs"
+        return (f"sampler {sampler.transform.label} draws from {kept:.4g} of π_θ's mass; the trainer divides by "
+                f"{old}; the truth is ∇KL of the untruncated π_θ")
 
     def true_kl(self, direction: str) -> float:
         """Closed-form KL in ``direction`` (a canonical name), float64: the family's own where it has one."""

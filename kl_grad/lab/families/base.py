@@ -14,6 +14,7 @@ import torch
 from torch.distributions import Distribution
 
 from ...errors import KLGradError, choose
+from .sampling import Transform
 
 Rule = tuple[str, Callable[[float], bool]]  # (rule text for errors, check)
 FINITE: Rule = ("finite", math.isfinite)
@@ -121,10 +122,14 @@ class DistSpec:
     family: str
     values: tuple[float, ...]
     structure: tuple = ()  # the form beyond the values, e.g. (L,) for a Markov chain's length; () otherwise
+    transform: Transform | None = None  # a sampler's temperature / top-k / top-p (token families; sampling.py)
 
     def __post_init__(self):  # DistSpec("normal", (0, -1)) fails here, not as NaN rows later
         fam = choose("family", self.family, FAMILIES)
         fam.check_structure(self.structure)
+        if self.transform is not None and not fam.logit_groups(self.values):
+            raise KLGradError(f"temperature, top-k and top-p act on softmax logits (categorical, markov, markov-eos), "
+                              f"not on {self.family}")
         if not fam.valid_count(len(self.values)):
             raise KLGradError(f"{self.family} takes {fam.arity}, got {len(self.values)} values")
         for name, value in zip(fam.param_names(len(self.values)), self.values):
@@ -144,7 +149,16 @@ class DistSpec:
 
     @property
     def label(self) -> str:
-        return self.fam.label(self)
+        suffix = f" @ {self.transform.label}" if self.transform is not None and not self.transform.identity else ""
+        return self.fam.label(self) + suffix
+
+    def processed(self, transform: Transform) -> DistSpec:
+        """This distribution as an inference engine samples it (``sampling.Transform``)."""
+        return DistSpec(self.family, self.values, self.structure, transform)
+
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` (…, V) of one softmax row as this spec samples them: transformed, or as they are."""
+        return logits if self.transform is None else self.transform.apply(logits)
 
     def as_dict(self) -> dict[str, float]:
         return dict(zip(self.param_names, self.values))

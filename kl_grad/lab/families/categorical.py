@@ -43,6 +43,9 @@ class Categorical(Family):
         p = torch.softmax(torch.tensor(values, dtype=torch.float64), 0)
         return {"probs": [float(x) for x in p]}
 
+    def make(self, spec, params: list[torch.Tensor]) -> Distribution:
+        return Tokens(spec.logits(torch.stack(params, dim=-1)))
+
     def build(self, params: list[torch.Tensor]) -> Distribution:
         # logits stacked on a trailing axis: leaves of any batch shape (e.g. (rows, 1)) give that batch
         # shape, so log_prob broadcasts over (rows, cols) points exactly as the Normal's does.
@@ -66,5 +69,6 @@ class Categorical(Family):
         return math.fsum(np.exp(log_a) * (log_a - log_b))
 
     def nodes(self, spec, n: int, span=None) -> tuple[torch.Tensor, np.ndarray]:
-        log_probs = log_softmax(torch.tensor(spec.values, dtype=torch.float64)).numpy()  # as ``Tokens``, so
-        return torch.arange(len(log_probs)).reshape(-1, 1), np.exp(log_probs), log_probs  # w = its q bitwise
+        log_probs = log_softmax(spec.logits(torch.tensor(spec.values, dtype=torch.float64))).numpy()  # as
+        kept = np.flatnonzero(np.isfinite(log_probs))  # ``Tokens``, so w = its q bitwise; a sampler's top-k/p
+        return torch.tensor(kept).reshape(-1, 1), np.exp(log_probs[kept]), log_probs[kept]  # drops tokens

@@ -147,7 +147,8 @@ class Markov(Family):
     def make(self, spec, params: list[torch.Tensor]) -> MarkovChain:
         v = vocab_of(len(params))
         stacked = torch.stack(params, dim=-1)  # (…, V + V²)
-        return MarkovChain(stacked[..., :v], stacked[..., v:].reshape(*stacked.shape[:-1], v, v), spec.structure[0])
+        trans = stacked[..., v:].reshape(*stacked.shape[:-1], v, v)
+        return MarkovChain(spec.logits(stacked[..., :v]), spec.logits(trans), spec.structure[0])  # per row
 
     def support_size(self, spec) -> int:
         return vocab_of(len(spec.values)) ** spec.structure[0]
@@ -163,7 +164,8 @@ class Markov(Family):
         seqs = (index[:, None] // powers) % v  # (N, L): base-V digits, first token most significant
         with torch.no_grad():
             logp = spec.build(torch.float64).log_prob(seqs).sum(-1)
-        return seqs.reshape(-1, 1, length), torch.exp(logp).numpy()
+        kept = torch.isfinite(logp)  # a sampler's top-k/top-p never draws the others
+        return seqs[kept].reshape(-1, 1, length), torch.exp(logp[kept]).numpy()
 
     def _kl(self, direction: str, policy, ref, leaves: list[torch.Tensor]) -> torch.Tensor:
         v, length = vocab_of(len(policy.values)), policy.structure[0]

@@ -83,7 +83,8 @@ class MarkovEOS(Markov):
         seqs = torch.cat(blocks)
         with torch.no_grad():
             logp = spec.build(torch.float64).log_prob(seqs).sum(-1)
-        return seqs.reshape(seqs.shape[0], 1, length), torch.exp(logp).numpy()
+        kept = torch.isfinite(logp)  # a sampler's top-k/top-p never draws the others
+        return seqs[kept].reshape(-1, 1, length), torch.exp(logp[kept]).numpy()
 
     def eos(self, v: int) -> int:
         return v - 1

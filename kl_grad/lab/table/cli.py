@@ -9,7 +9,7 @@ from tabulate import tabulate
 from ...estimators import ESTIMATORS
 from ...placements import PLACEMENTS
 from ...sequences import SEQUENCE_PLACEMENTS
-from ..cli import add_fields, add_output_arguments, output_format, run_from
+from ..cli import add_fields, add_output_arguments, output_format, run_from, whole_number
 from ..config import DEFAULT_ESTIMATORS, GradientExperiment
 from ..experiments import command_help
 from ..progress import Progress
@@ -91,6 +91,17 @@ def add_parser(sub, name: str) -> None:
         "summary": "print the vector summary instead: one line per estimator × placement over all parameters "
                    f"(relative bias norm, cosine, follows, relative stdev); formats {', '.join(SUMMARY_VIEWS)}",
     }, defaults={"estimators": list(DEFAULT_ESTIMATORS)})
+    engine = GradientExperiment
+    t.add_argument("--temperature", type=float, default=engine.temperature, help="sample as an inference engine "
+                   "does (token families): temperature T > 0, then --top-k, then --top-p, renormalised (vLLM's "
+                   "order); the sampler (or the policy at θ0) is processed (default 1: off)")
+    t.add_argument("--top-k", dest="top_k", type=whole_number, default=engine.top_k,
+                   help="keep the K most probable tokens per position (default 0: off)")
+    t.add_argument("--top-p", dest="top_p", type=float, default=engine.top_p,
+                   help="keep the smallest set of most probable tokens whose mass reaches P (default 1: off)")
+    t.add_argument("--old-logp", dest="old_logp", default=engine.old_logp,
+                   help="what the trainer divides by: processed (the engine's truncated, renormalised log-probs) "
+                   "or raw (its own recomputation of the untruncated policy) (default processed)")
     t.add_argument("--direction", default=None, help="compare every row with this KL's gradient: policy||ref or "
                    "ref||policy (aliases: reverse = policy||ref, forward = ref||policy, the RLHF papers' usage); "
                    "default: each estimator's own target")

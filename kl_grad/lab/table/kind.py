@@ -18,7 +18,8 @@ from .views import GRADIENT_VIEWS, SUMMARY_VIEWS, to_grid
 def gradient_args(exp: GradientExperiment) -> dict:
     return dict(policy=exp.policy, ref=exp.ref, estimators=exp.estimators, placements=exp.placements,
                 mode=exp.mode, samples=exp.samples, trials=exp.trials, seed=exp.seed, sampler=exp.sampler or None,
-                pathwise=exp.pathwise, dtype=exp.dtype)
+                pathwise=exp.pathwise, dtype=exp.dtype, temperature=exp.temperature, top_k=exp.top_k,
+                top_p=exp.top_p, old_logp=exp.old_logp)
 
 
 def _check_gradients(exp: GradientExperiment) -> None:

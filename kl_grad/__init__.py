@@ -5,6 +5,7 @@ The top level is what training code imports, and it loads torch only::
     from kl_grad import k3, kl_loss
     per_token_kl = k3(logp, ref_logp)     # any shape; differentiable in logp
     loss = kl_loss(logp, ref_logp, mask=mask, estimator="k3", placement="loss-w")
+    loss = full_kl_loss(logits, ref_logits, tokens, mask=mask, placement="rb")   # the whole vocabulary
 
 The measurement lab (``kl_grad.lab``: problems, Monte-Carlo and exact
 expectations, gradient and value tables, reports, the ``kl-grad`` command) needs
@@ -26,6 +27,7 @@ from .estimators import (
     reverse_k1,
     reverse_k2,
 )
+from .full import full_kl_loss
 from .loss import kl_loss
 from .placements import PLACEMENTS, Placement, get_placement, surrogate
 
@@ -43,6 +45,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AGGREGATIONS", "ESTIMATORS", "PLACEMENTS", "POLICY_REF", "REF_POLICY", "Estimator", "KLGradError",
-    "Placement", "get_estimator", "get_placement", "k1", "k2", "k3", "kl", "kl_loss", "resolve_direction",
+    "Placement", "full_kl_loss", "get_estimator", "get_placement", "k1", "k2", "k3", "kl", "kl_loss",
+    "resolve_direction",
     "reverse_k1", "reverse_k2", "surrogate", *sorted(_LAB),
 ]

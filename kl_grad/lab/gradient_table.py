@@ -50,6 +50,7 @@ COLUMNS = [
     "warning", "policy", "ref", "sampler", "sampling",
 ]
 _DEFAULTS = GradientExperiment  # the one source of run defaults
+MC_ROUNDING = 64  # ulps of the run's dtype (× E|g|) an MC mean may be off by rounding alone (the full KL's se is 0)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ def check_gradient_request(policy, ref, estimators, placements=DEFAULT_PLACEMENT
     problem = Problem(policy, ref, sampler, dtype, pathwise).with_engine(**engine)
     cases = make_cases(estimators, placements, sequence=problem.policy.fam.sequential)
     for case in cases:  # e.g. markov-eos refuses trl-seq (a mean over all columns is wrong with padding)
+        if getattr(case, "full", False) and not problem.policy.fam.logit_groups(problem.policy.values):
+            raise KLGradError(f"{case.estimator.name} is the KL of whole next-token distributions: it needs a token "
+                              f"family (categorical, markov, markov-eos), not {problem.policy.family}")
         if case.placement.name in getattr(problem.policy.fam, "refused_placements", {}):
             raise KLGradError(f"placement {case.placement.name} is refused for {problem.policy.fam.name}: "
                               f"{problem.policy.fam.refused_placements[case.placement.name]}")
@@ -254,8 +258,10 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
                 _mc_columns(row, per_trial[case.key][:, j], ex, j, budget)
                 _clamp_columns(row, clamped.get(case.estimator.name))
             mc, spread = budget.mode is Mode.MC, None if ex.spread is None else ex.spread[j]
-            judge_row(row, truth, j, budget.trials if mc else None, 0.0 if ex.scale is None else ex.scale[j],
-                      bernstein_tolerance(ex.var[j], spread, budget.samples * budget.trials) if mc else 0.0)
+            scale = 0.0 if ex.scale is None else ex.scale[j]
+            judge_row(row, truth, j, budget.trials if mc else None, scale, max(  # and the dtype's rounding:
+                bernstein_tolerance(ex.var[j], spread, budget.samples * budget.trials),  # a zero-variance
+                MC_ROUNDING * float(torch.finfo(problem.dtype).eps) * (scale + abs(row["true_grad"]))) if mc else 0.0)
             if mc:
                 refuse_mc_verdict(row, ex.var_tail and ex.var_tail[j], ex.m4_tail and ex.m4_tail[j],
                                   math.sqrt(ex.var[j]) / math.sqrt(budget.samples * budget.trials))

@@ -56,12 +56,15 @@ def row_gradients(problem: Problem, points: torch.Tensor, cases: list[Case],
         base = problem.weight_base
         sampler_logp = None if base is None else base.build(problem.dtype).log_prob(points)
     build = {"split": _split_at_log_prob, "single": _single_graph}[form]
-    logp, ref_logp, wrt, finish = build(problem, points)
+    logp, ref_logp, wrt, finish, dists = build(problem, points)
     log_ratio = logp - ref_logp  # d, shared by every case's graph
     cols = points.shape[1]
     out = {}
     for i, case in enumerate(cases):
-        per_sample = case.per_sample(logp, ref_logp, sampler_logp, log_ratio)  # Case (token or sequence) or UserTerm
+        if getattr(case, "full", False):  # the full-vocabulary KL reads every position's whole distribution
+            per_sample = case.per_sample_full(*dists, logp, sampler_logp)
+        else:
+            per_sample = case.per_sample(logp, ref_logp, sampler_logp, log_ratio)  # Case (token/sequence), UserTerm
         # Sum over rows of each row's mean; sum/cols equals mean() in value, with a cheaper backward.
         loss = per_sample.sum() / cols
         out[case.key] = finish(torch.autograd.grad(loss, wrt, retain_graph=i + 1 < len(cases)))  # (rows, P)
@@ -85,7 +88,7 @@ def _split_at_log_prob(problem: Problem, points: torch.Tensor):
     def finish(grads):
         return (scores * grads[0].unsqueeze(1)).sum(dim=-1)
 
-    return logp, ref_logp, [logp], finish
+    return logp, ref_logp, [logp], finish, None
 
 
 def _single_graph(problem: Problem, points: torch.Tensor):
@@ -94,6 +97,8 @@ def _single_graph(problem: Problem, points: torch.Tensor):
     if problem.pathwise:
         points = problem.policy.fam.reparameterise(problem.policy, leaves, points)  # x(θ)
     # Constant, except pathwise, where it depends on θ through x(θ): autograd handles both.
-    ref_logp = problem.ref.build(problem.dtype).log_prob(points)  # (rows, cols)
-    logp = problem.policy.build_from(leaves).log_prob(points)  # (rows, cols), carries grad
-    return logp, ref_logp, list(leaves.values()), lambda grads: torch.cat(grads, dim=1)
+    ref = problem.ref.build(problem.dtype)
+    ref_logp = ref.log_prob(points)  # (rows, cols)
+    policy = problem.policy.build_from(leaves)
+    logp = policy.log_prob(points)  # (rows, cols), carries grad
+    return logp, ref_logp, list(leaves.values()), lambda grads: torch.cat(grads, dim=1), (policy, ref, points)

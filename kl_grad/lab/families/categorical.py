@@ -23,6 +23,10 @@ class Tokens(TorchCategorical):
         super().__init__(logits=logits, validate_args=False)
         self.logits = self._param = log_softmax(logits)
 
+    def step_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole distribution behind each point x (…): (…, 1, V), a sequence of one position."""
+        return self.logits.expand(*x.shape, self.logits.shape[-1]).unsqueeze(-2)
+
 
 class Categorical(Family):
     name = "categorical"

@@ -67,6 +67,18 @@ class MarkovChain:
         rest = flat.expand(*lead, v * v).gather(-1, y[..., :-1] * v + y[..., 1:])  # (…, L − 1)
         return torch.cat([first, rest], dim=-1)
 
+    def step_log_probs(self, y: torch.Tensor) -> torch.Tensor:
+        """Every position's whole next-token distribution given the prefix, y (…, L) → (…, L, V) log-probs."""
+        y = y.long()
+        v = self.init.shape[-1]
+        lead = y.shape[:-1]
+        first = self.log_init.expand(*lead, v).unsqueeze(-2)  # (…, 1, V)
+        if y.shape[-1] == 1:
+            return first
+        rows = self.log_trans.expand(*lead, v, v)
+        rest = torch.gather(rows, -2, y[..., :-1, None].expand(*lead, y.shape[-1] - 1, v))  # (…, L − 1, V)
+        return torch.cat([first, rest], dim=-2)
+
     def sample(self, shape=()) -> torch.Tensor:
         shape = torch.Size(shape)
         tokens = [TorchCategorical(logits=self.init, validate_args=False).sample(shape)]

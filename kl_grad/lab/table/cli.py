@@ -38,6 +38,10 @@ W_t = Π_{τ≤t} w_τ; the truth is ∇ of the sequence KL E[Σ_t d_t]; see kl_
   reward Σ_t w_t sg(Σ_{t'≥t} k_t') · reward-prefix-w Σ_t W_t sg(k_t) · reward-seq W_L sg(Σ_t k_t) ·
   both loss + reward · trl-seq exp(mean_t log w_t)·Σ_t k_t (TRL's sequence-level ratio)
 
+full-vocabulary KL (--estimators full; categorical, markov, markov-eos; kl_grad/full.py, Amini et al. 2025):
+  loss KL_t (token-level partial gradient) · rb W_{t−1}·KL_t (the exact sequence gradient, on- and
+  off-policy) · reward w_t·sg(Σ_{t'>t} KL_t') (REINFORCE of the analytic KL)
+
 reading the table:
   direction   the KL whose gradient the row is compared with: policy||ref = KL(π_θ‖π_ref),
               ref||policy = KL(π_ref‖π_θ) (seed 003 calls the latter "reverse KL")
@@ -77,7 +81,8 @@ def add_parser(sub, name: str) -> None:
                   "markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1) or markov-eos:LMAX:INIT:TRANS (the same, ending at its "
                   "first EOS = the last token id); its parameters are differentiated",
         "ref": "π_ref, e.g. normal:1,1.1",
-        "estimators": f"comma list from: {', '.join(ESTIMATORS)}",
+        "estimators": f"comma list from: {', '.join(ESTIMATORS)}; token families also full, reverse_full (the "
+                      "analytic KL of every position's whole next-token distribution; placements loss, rb, reward)",
         "placements": f"comma list from: {', '.join(PLACEMENTS)}; markov sequences: {', '.join(SEQUENCE_PLACEMENTS)}",
         "sampler": "off-policy sampling distribution (default: the policy)",
         "pathwise": "contrast: reparameterised samples (rsample), differentiated through x; normal policy, "

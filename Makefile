@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_audit
 	$(PY) -m benchmarks.bench_cli
 	$(PY) -m benchmarks.bench_kl_loss
+	$(PY) -m benchmarks.bench_full_kl
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -18,7 +18,8 @@ Direction ``ref||policy`` uses KL(π_ref(·|y_<t) ‖ π_θ(·|y_<t)) per positi
 sequence sum is not KL(π_ref‖π_θ) of the sequence (that expectation runs under π_ref), except for one token.
 
 ``full_kl_loss`` takes (batch, tokens, vocab) logits and forms each position's KL and token log-prob with a
-``torch.autograd.Function`` that works on row chunks (``chunk_elements`` logits at a time, in float64) and
+``torch.autograd.Function`` that works on row chunks (``chunk_elements`` logits at a time, float32; float64
+for float64 logits) and
 recomputes them in backward, so beyond the logits' own gradient it allocates a chunk, not another
 (batch·tokens, vocab) tensor.
 """
@@ -37,7 +38,7 @@ FULL_PLACEMENTS = {
     "rb": "W_{t−1}·KL_t (Rao–Blackwellised: the sequence gradient, on- and off-policy)",
     "reward": "w_t·sg(Σ_{t'>t} KL_t') (REINFORCE of the analytic KL, reward-to-go)",
 }
-CHUNK_ELEMENTS = 1 << 24  # logits per chunk (128 MiB in float64)
+CHUNK_ELEMENTS = 1 << 22  # logits per chunk (16 MiB in float32, a few such temporaries live at once)
 
 
 def step_kl(logp_all: Tensor, ref_all: Tensor, direction: str = POLICY_REF) -> Tensor:
@@ -67,9 +68,10 @@ def full_surrogate(kl: Tensor, token_logp: Tensor, base_logp: Tensor | None, mas
 
 
 class _StepKL(torch.autograd.Function):
-    """(logits (N, V), ref_logits (N, V), tokens (N,), keep (N,)) → (KL_t (N,), log π_θ(y_t) (N,)), float64,
-    by row chunks; backward recomputes each chunk: ∂KL(p‖r)/∂z = p⊙(d − KL), ∂KL(r‖p)/∂z = p − r,
-    ∂log p_y/∂z = onehot(y) − p. Rows with keep False (padding, garbage allowed) give 0 and gradient 0."""
+    """(logits (N, V), ref_logits (N, V), tokens (N,), keep (N,)) → (KL_t (N,), log π_θ(y_t) (N,)), float64
+    out, by row chunks computed in float32 (float64 for float64 logits); backward recomputes each chunk:
+    ∂KL(p‖r)/∂z = p⊙(d − KL), ∂KL(r‖p)/∂z = p − r, ∂log p_y/∂z = onehot(y) − p. Rows with keep False
+    (padding, garbage allowed) give 0 and gradient 0."""
 
     @staticmethod
     def forward(ctx, logits, ref_logits, tokens, keep, direction, chunk):
@@ -78,8 +80,8 @@ class _StepKL(torch.autograd.Function):
         tok = torch.zeros(n, dtype=torch.float64)
         for i in range(0, n, chunk):
             lz, ly, k = _chunk(logits, ref_logits, keep, i, chunk)
-            kl[i:i + chunk] = torch.where(k, step_kl(lz, ly, direction), 0.0)
-            tok[i:i + chunk] = torch.where(k, lz.gather(-1, tokens[i:i + chunk, None].clamp(min=0))[:, 0], 0.0)
+            kl[i:i + chunk] = torch.where(k, step_kl(lz, ly, direction).double(), 0.0)
+            tok[i:i + chunk] = torch.where(k, lz.gather(-1, tokens[i:i + chunk, None].clamp(min=0))[:, 0].double(), 0.0)
         ctx.save_for_backward(logits, ref_logits, tokens, keep, kl)
         ctx.direction, ctx.chunk = direction, chunk
         return kl, tok
@@ -91,20 +93,21 @@ class _StepKL(torch.autograd.Function):
         for i in range(0, logits.shape[0], ctx.chunk):
             lz, ly, k = _chunk(logits, ref_logits, keep, i, ctx.chunk)
             p = torch.exp(lz)
+            a, b = g_kl[i:i + ctx.chunk, None].to(p.dtype), g_tok[i:i + ctx.chunk, None].to(p.dtype)
             if ctx.direction == POLICY_REF:
-                d_kl = p * ((lz - ly) - kl[i:i + ctx.chunk, None])
+                part = p * (a * ((lz - ly) - kl[i:i + ctx.chunk, None].to(p.dtype)) - b)
             else:
-                d_kl = p - torch.exp(ly)
-            hot = torch.zeros_like(p).scatter_(-1, tokens[i:i + ctx.chunk, None].clamp(min=0), 1.0)
-            part = g_kl[i:i + ctx.chunk, None].double() * d_kl + g_tok[i:i + ctx.chunk, None].double() * (hot - p)
+                part = a * (p - torch.exp(ly)) - b * p
+            part.scatter_add_(-1, tokens[i:i + ctx.chunk, None].clamp(min=0), b)  # + b·onehot(y)
             grad[i:i + ctx.chunk] = torch.where(k[:, None], part, 0.0).to(grad.dtype)
         return grad, None, None, None, None, None
 
 
 def _chunk(logits, ref_logits, keep, i, chunk):
     k = keep[i:i + chunk]
-    z = torch.where(k[:, None], logits[i:i + chunk].double(), 0.0)
-    y = torch.where(k[:, None], ref_logits[i:i + chunk].detach().double(), 0.0)
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    z = torch.where(k[:, None], logits[i:i + chunk].detach().to(dtype), 0.0)
+    y = torch.where(k[:, None], ref_logits[i:i + chunk].detach().to(dtype), 0.0)
     return torch.log_softmax(z, -1), torch.log_softmax(y, -1), k
 
 

@@ -24,8 +24,24 @@ from .aggregations import AGGREGATION_ALIASES, AGGREGATIONS, PER_TOKEN
 from .errors import KLGradError, choose
 from .estimators import get_estimator
 from .placements import get_placement, surrogate
+from .sequences import SEQUENCE_PLACEMENTS, SequencePlacement
 
 Tensor = torch.Tensor
+
+
+# One name, one meaning. Per token: loss, loss-sgw, loss-w and reward-local (w_t·sg(k_t), the placement
+# ``placements.PLACEMENTS`` calls "reward" for one sample); along the token axis (``sequences.py``): reward
+# (w_t·sg(Σ_{t'≥t} k_t'), REINFORCE with reward-to-go, what the Sequences findings mean by it), loss-prefix-w,
+# reward-prefix-w, reward-seq, both, trl-seq.
+PER_TOKEN_PLACEMENTS = {"loss": "loss", "loss-sgw": "loss-sgw", "loss-w": "loss-w", "reward-local": "reward"}
+ALONG_TOKENS = ("loss-prefix-w", "reward", "reward-prefix-w", "reward-seq", "both", "trl-seq")
+
+
+def kl_loss_placement(name: str):
+    """The ``Placement`` (per token) or ``SequencePlacement`` (along the token axis) ``kl_loss`` calls ``name``."""
+    allowed = {n: n for n in (*PER_TOKEN_PLACEMENTS, *ALONG_TOKENS)}
+    key = choose("placement", name.strip() if isinstance(name, str) else name, allowed)
+    return get_placement(PER_TOKEN_PLACEMENTS[key]) if key in PER_TOKEN_PLACEMENTS else SEQUENCE_PLACEMENTS[key]
 
 
 def _check(name: str, t: Tensor | None, shape: torch.Size) -> None:
@@ -59,7 +75,10 @@ def kl_loss(
         old_logp: same shape, log-probs of the policy that sampled the tokens (π_old); enables the
             off-policy weight w = π_θ/π_old. Default: on-policy, w = π_θ/sg(π_θ).
         estimator: registry name or alias (k1, k2, k3, k3+, verl:low_var_kl, openrlhf:k3, ...).
-        placement: loss, loss-sgw, loss-w or reward (see ``kl_grad.placements``).
+        placement: per token: loss, loss-sgw, loss-w, reward-local (w·sg(k), ``kl_grad.placements``'
+            "reward"); along the token axis (``kl_grad.sequences``, tokens last): reward (REINFORCE with
+            reward-to-go: the sequence gradient on-policy), loss-prefix-w, reward-prefix-w, reward-seq, both,
+            trl-seq. Use aggregation seq-mean-token-sum (or sum) for the exact sequence gradient.
         aggregation: one of token-mean, seq-mean-token-mean, seq-mean-token-sum, sum,
             seq-mean-token-sum-norm (verl: all token sums / horizon), dr-grpo (TRL: sum / (sequences ×
             horizon)), TRL's loss_type names grpo (= seq-mean-token-mean), bnpo and dapo (= token-mean),
@@ -88,7 +107,10 @@ def kl_loss(
 
         framework_term = get_term(term)
     else:
-        est, place = get_estimator(estimator), get_placement(placement)
+        est, place = get_estimator(estimator), kl_loss_placement(placement)
+        if isinstance(place, SequencePlacement) and logp.dim() < 1:
+            raise KLGradError(f"placement {place.name!r} runs along the token axis, and logp has none; the per-token "
+                              "REINFORCE penalty w·sg(k) is placement='reward-local'")
     # "none" (PER_TOKEN) is allowed too, and listed among the names a wrong one is told
     agg = choose("aggregation", aggregation, {**AGGREGATIONS, PER_TOKEN: None}, AGGREGATION_ALIASES)
     if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int | float)
@@ -107,6 +129,8 @@ def kl_loss(
     old = None if old is None else torch.where(keep, old, torch.zeros_like(old))
     if term is not None:
         per_token = framework_term.surrogate(lp, ref, old, m)
+    elif isinstance(place, SequencePlacement):  # float64 inside (prefix products), the caller's dtype out
+        per_token = place.terms(est, lp, ref, old, m).to(dtype)
     else:
         per_token = surrogate(est, place, lp, ref, old)
     if agg is None:

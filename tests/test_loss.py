@@ -31,8 +31,9 @@ def test_per_token_gradient_is_the_hand_derived_one(placement, off_policy):
     logp, ref, old, _ = batch(dtype=torch.float64)
     d = (logp - ref).detach().numpy()
     w = np.exp(logp.detach().numpy() - old.numpy()) if off_policy else np.ones_like(d)
+    local = "reward-local" if placement == "reward" else placement  # kl_loss's per-token name for w·sg(k)
     for name in ESTIMATORS:
-        loss = kl_loss(logp, ref, old_logp=old if off_policy else None, estimator=name, placement=placement,
+        loss = kl_loss(logp, ref, old_logp=old if off_policy else None, estimator=name, placement=local,
                        aggregation="sum")
         (grad,) = torch.autograd.grad(loss, logp)
         k, dk = oracles.VALUE[name](d), oracles.SLOPE[name](d)
@@ -51,7 +52,8 @@ def test_aggregation_matches_plain_loop(mode, empty_row):
     assert got.item() == pytest.approx(oracles.aggregate_loop(k3, mask.tolist(), mode), rel=1e-12)
 
 
-@pytest.mark.parametrize("placement", ["loss", "loss-sgw", "loss-w", "reward"])
+@pytest.mark.parametrize("placement", ["loss", "loss-sgw", "loss-w", "reward-local", "reward", "loss-prefix-w",
+                                       "reward-prefix-w", "reward-seq", "both", "trl-seq"])
 def test_masked_tokens_get_zero_gradient_even_with_garbage(placement):
     logp, ref, old, mask = batch()
     ref = ref.clone()
@@ -74,7 +76,7 @@ def test_on_policy_k3_loss_w_has_the_k2_gradient_per_token():
 
 def test_off_policy_weight_uses_old_logp():
     logp, ref, old, _ = batch(dtype=torch.float64)
-    got = kl_loss(logp, ref, old_logp=old, estimator="k1", placement="reward", aggregation="sum")
+    got = kl_loss(logp, ref, old_logp=old, estimator="k1", placement="reward-local", aggregation="sum")
     w = torch.exp(logp.detach() - old)
     assert got.item() == pytest.approx((w * (logp.detach() - ref)).sum().item(), rel=1e-12)
 
@@ -102,7 +104,8 @@ def test_any_shape_works_for_token_modes():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"estimator": "k4"}, "unknown estimator 'k4'; expected one of k1, k2, k3"),
-    ({"placement": "penalty"}, "unknown placement 'penalty'; expected one of loss, loss-sgw, loss-w, reward"),
+    ({"placement": "penalty"}, "unknown placement 'penalty'; expected one of loss, loss-sgw, loss-w, reward-local, "
+                               "loss-prefix-w, reward,"),
     ({"aggregation": "mean"}, "unknown aggregation 'mean'; expected one of token-mean"),
     ({"mask": torch.ones(B, T + 1)}, r"mask has shape \(3, 6\) but logp has shape \(3, 5\)"),
     ({"old_logp": torch.zeros(T)}, r"old_logp has shape \(5,\)"),

@@ -4,7 +4,7 @@
 callable): it imports the module (the current directory is importable, as ``python -m`` makes it) or runs
 the file, finds the attribute (dotted names such as ``Class.method`` work), binds ``kwargs`` with
 ``functools.partial`` and checks the signature. ``parse_kwargs(["NAME=VALUE", ...])`` reads ``--kwarg``
-values as Python literals (``ast.literal_eval``; a bare word is kept as a string). Every failure is one
+values as Python literals (``ast.literal_eval``; anything else, e.g. ``k3+``, as a string). Every failure is one
 ``KLGradError`` line naming what was expected.
 """
 
@@ -26,7 +26,7 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 
 def parse_kwargs(items: list[str] | None) -> dict:
-    """``["kl_penalty='low_var_kl'", "coef=0.1"]`` → {name: value}; VALUE is a Python literal or a bare word."""
+    """``["kl_penalty=k3+", "coef=0.1"]`` → {name: value}; VALUE is a Python literal, else the text as a string."""
     out = {}
     for item in items or []:
         name, sep, value = item.partition("=")
@@ -38,10 +38,7 @@ def parse_kwargs(items: list[str] | None) -> dict:
             raise KLGradError(f"--kwarg {name} is given twice")
         try:
             out[name] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            if not value.strip().isidentifier():
-                raise KLGradError(f"--kwarg {item!r}: VALUE must be a Python literal (1, 0.5, 'text', True, "
-                                  "[1, 2]) or a bare word") from None
+        except (ValueError, SyntaxError):  # not a literal: the text itself (k3+, low_var_kl, mse)
             out[name] = value.strip()
     return out
 
@@ -81,29 +78,82 @@ def _exec(run, spec: str):
         raise KLGradError(f"importing {spec} failed: {type(exc).__name__}: {exc}") from None
 
 
-def check_signature(fn: Callable, label: str = "fn") -> bool:
-    """True when ``fn`` takes old_logp (a third positional parameter without a default, or *args), False for
-    (logp, ref_logp) (later parameters with defaults, e.g. ``kl_penalty="low_var_kl"``, are left to their
-    defaults or ``--kwarg``); anything else is a one-line KLGradError."""
+MASK_NAMES = {"mask", "response_mask", "attention_mask", "loss_mask", "action_mask", "completion_mask"}
+OLD_NAMES = {"old_logp", "old_log_probs", "old_logprob", "old_logprobs", "old_log_prob", "old_per_token_logps",
+             "behavior_logp", "sampler_logp", "rollout_logp", "rollout_log_probs"}
+ROLES = {"logp": "log π_θ of the sampled tokens (carries grad)", "ref": "log π_ref of the tokens",
+         "old": "the sampler's log-probs (detached; on-policy: logp's value)",
+         "mask": "ones (every token counts; the audit's sequences have no padding)"}
+
+
+def _role(name: str) -> str | None:
+    """The input a parameter name asks for, or None (a name the audit cannot read)."""
+    n = name.lower()
+    if n in MASK_NAMES or n.endswith("_mask"):
+        return "mask"
+    if n in OLD_NAMES or n == "old" or n.startswith(("old_", "behavior_", "behaviour_", "sampler_", "rollout_")):
+        return "old"
+    if n.startswith("ref") or "_ref" in n:
+        return "ref"
+    if "logp" in n or "log_prob" in n or "logprob" in n:
+        return "logp"
+    return None
+
+
+def signature_roles(fn: Callable, label: str = "fn") -> tuple[tuple[str, str, bool], ...]:
+    """((parameter, role, positional), ...): what the audit passes to each parameter of ``fn``. Roles: logp,
+    ref, old, mask (``ROLES``), read from the names trainers use (``mask``/``response_mask``/…, ``old_logp``/
+    ``old_log_probs``/…, ``ref_*``); the first two unnamed ones by position as (logp, ref_logp). Parameters with
+    defaults are left to them (or ``--kwarg``) unless named as a mask or old log-probs. Anything else the
+    audit cannot fill is a one-line KLGradError naming ``--kwarg``."""
     if not callable(fn):
         raise KLGradError(f"{label} is {type(fn).__name__}, not callable: expected a function "
                           "fn(logp, ref_logp) or fn(logp, ref_logp, old_logp)")
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return False  # a builtin without a signature: called with two
+        return (("logp", "logp", True), ("ref_logp", "ref", True))  # a builtin without a signature: two
     params = list(sig.parameters.values())
     empty = inspect.Parameter.empty
     positional = [p for p in params if p.kind in _POSITIONAL]
     star = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
-    keyword = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is empty]
-    if keyword:
-        raise KLGradError(f"{label} needs keyword argument(s) {', '.join(keyword)}: bind them with --kwarg NAME=VALUE")
-    required = [p for p in positional if p.default is empty]
-    if len(required) > 3 or (not star and len(positional) < 2):
+    if not star and len(positional) < 2:
         raise KLGradError(f"{label}{sig} has the wrong signature: expected fn(logp, ref_logp) or "
                           "fn(logp, ref_logp, old_logp) (bind other parameters with --kwarg NAME=VALUE)")
-    return star or len(required) >= 3
+    out = []
+    for i, p in enumerate(positional):
+        role = _role(p.name)
+        if p.default is not empty:
+            if role in ("old", "mask"):
+                out.append((p.name, role, False))
+            continue
+        role = role or (("logp", "ref")[i] if i < 2 else None)  # unnamed: (logp, ref_logp) by position
+        if role is None:
+            raise KLGradError(f"{label} needs parameter {p.name!r}, which is none of logp, ref_logp, old_logp or a "
+                              f"mask: bind it with --kwarg {p.name}=VALUE")
+        out.append((p.name, role, True))
+    for p in params:
+        if p.kind is inspect.Parameter.KEYWORD_ONLY:
+            role = _role(p.name)
+            if role in ("old", "mask", "ref", "logp") and (p.default is empty or role in ("old", "mask")):
+                out.append((p.name, role, False))
+            elif p.default is empty:
+                raise KLGradError(f"{label} needs keyword argument(s) {p.name}: bind them with --kwarg NAME=VALUE")
+    if star:  # *args receives what the named positionals leave of (logp, ref_logp, old_logp), in order
+        have = {r for _, r, _ in out}
+        out[len(positional):len(positional)] = [("*args", r, True) for r in ("logp", "ref", "old") if r not in have]
+    roles = [r for _, r, _ in out]
+    twice = sorted({r for r in roles if roles.count(r) > 1})
+    if twice or "logp" not in roles or "ref" not in roles:
+        got = ", ".join(f"{n} → {r}" for n, r, _ in out)
+        raise KLGradError(f"{label}: cannot tell which parameter is logp and which ref_logp ({got}); name them "
+                          "logp and ref_logp (and old_logp, mask), or bind the others with --kwarg")
+    return tuple(out)
+
+
+def check_signature(fn: Callable, label: str = "fn") -> bool:
+    """True when ``fn`` takes the sampler's log-probs (``signature_roles`` has an ``old`` role)."""
+    return any(role == "old" for _, role, _ in signature_roles(fn, label))
 
 
 def load_target(text: str, kwargs: dict | None = None) -> Callable:

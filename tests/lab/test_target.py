@@ -50,7 +50,8 @@ def test_kwargs_are_bound_with_partial(module_dir):
     fn = load_target("my_terms_mod:framework", {"kl_penalty": "low_var_kl"})
     assert isinstance(fn, functools.partial) and fn.keywords == {"kl_penalty": "low_var_kl"}
     assert check_signature(fn) is False  # the bound keyword is not old_logp
-    assert check_signature(load_target("my_terms_mod:framework")) is True  # unbound: its third reads as old_logp
+    with pytest.raises(KLGradError, match="needs parameter 'kl_penalty'.*--kwarg kl_penalty=VALUE"):
+        load_target("my_terms_mod:framework")  # unbound, and not a name the audit can fill
 
 
 @pytest.mark.parametrize("text, match", [
@@ -77,6 +78,9 @@ def test_unknown_kwarg_is_refused(module_dir):
     (lambda logp, ref_logp, old_logp: 0, True),
     (lambda logp, ref_logp, kl_penalty="kl": 0, False),  # a default: a framework option, not old_logp
     (lambda *args: 0, True),
+    (lambda logp, ref_logp, old: 0, True),
+    (lambda logp, ref_logp, mask: 0, False),  # a mask, not old_logp (named as trainers name it)
+    (lambda logp, ref_logp, response_mask, old_log_probs: 0, True),
     (lambda logp, ref_logp, *, coef=0.1: 0, False),
 ])
 def test_signature_decides_old_logp(fn, takes_old):
@@ -85,7 +89,8 @@ def test_signature_decides_old_logp(fn, takes_old):
 
 @pytest.mark.parametrize("fn, match", [
     (lambda logp: 0, "wrong signature"),
-    (lambda a, b, c, d: 0, "wrong signature"),
+    (lambda a, b, c, d: 0, "needs parameter 'c'.*--kwarg c=VALUE"),
+    (lambda logp, ref_logp, beta: 0, "needs parameter 'beta'.*--kwarg beta=VALUE"),
     (lambda logp, ref_logp, *, coef: 0, "needs keyword argument"),
     (3, "not callable"),
 ])
@@ -95,9 +100,11 @@ def test_bad_signatures(fn, match):
 
 
 def test_parse_kwargs_reads_literals_and_bare_words():
-    got = parse_kwargs(["kl_penalty=low_var_kl", "coef=0.1", "name='k3'", "flag=True", "caps=[1, 2]"])
-    assert got == {"kl_penalty": "low_var_kl", "coef": 0.1, "name": "k3", "flag": True, "caps": [1, 2]}
-    for bad, match in (("novalue", "NAME=VALUE"), ("1x=2", "NAME=VALUE"), ("b=1 + ", "literal")):
+    got = parse_kwargs(["kl_penalty=low_var_kl", "coef=0.1", "name='k3'", "flag=True", "caps=[1, 2]", "mode=k3+",
+                        "expr=1 + "])
+    assert got == {"kl_penalty": "low_var_kl", "coef": 0.1, "name": "k3", "flag": True, "caps": [1, 2],
+                   "mode": "k3+", "expr": "1 +"}  # not a literal: the text, as a verl user types k3+
+    for bad, match in (("novalue", "NAME=VALUE"), ("1x=2", "NAME=VALUE")):
         with pytest.raises(KLGradError, match=match):
             parse_kwargs([bad])
     with pytest.raises(KLGradError, match="given twice"):

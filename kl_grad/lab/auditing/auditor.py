@@ -39,7 +39,7 @@ from ..config import Mode
 from ..gradient_table import Budget, GradientJob, gradient_table
 from ..statistics import EXACT_UNBIASED, t_critical, tolerance
 from ..summary import cosine, norm
-from ..target import bind, check_signature
+from ..target import ROLES, bind, signature_roles
 from ..terms import make_cases
 from ..threads import work_threads
 from .battery import AuditProblem, battery
@@ -235,8 +235,9 @@ def _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progres
     start = time.perf_counter()
     label = name or getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "fn")
     fn = bind(fn, kwargs, label)
-    takes_old = check_signature(fn, label)
-    term = UserTerm(fn, label, takes_old, None if placement is None else get_placement(placement))
+    roles = signature_roles(fn, label)
+    takes_old = any(role == "old" for _, role, _ in roles)
+    term = UserTerm(fn, label, takes_old, None if placement is None else get_placement(placement), roles)
     aps = battery(takes_old)
     if problems is not None:
         known = {ap.name: ap for ap in aps}
@@ -252,6 +253,9 @@ def _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progres
         if progress:
             progress(i + 1, len(aps))
     notes = warnings_of(probes, label) + runner
+    plain = tuple(r for _, r, _ in roles) in (("logp", "ref"), ("logp", "ref", "old"))
+    if not plain or any(not positional for _, _, positional in roles):
+        notes.insert(0, f"inputs: {label} received " + "; ".join(f"{n} = {ROLES[r]}" for n, r, _ in roles))
     dtypes = sorted({p["dtype"] for p in problems} - {"float64"})
     if dtypes:
         notes.insert(0, f"dtype: {label} returns {', '.join(dtypes)} from float64 inputs (it downcasts); its "

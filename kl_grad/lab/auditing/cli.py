@@ -17,13 +17,14 @@ examples:
       audit k3_loss, imported as a module from the current directory (here the repository root;
       any importable module:function works, e.g. my_losses:kl_term for my_losses.py)
   kl-grad audit examples/trainer_kl_terms.py:kl_penalty --kwarg kl_penalty=low_var_kl
-      a file's function with a framework-style keyword bound (VALUE is a Python literal or a bare word)
+      a file's function with a framework-style keyword bound (VALUE: a Python literal, else a string: k3+)
   kl-grad audit examples/trainer_kl_terms.py:k1_loss --placement reward --format json -o audit.json
       a value-style function (the per-token k1 value) used as a REINFORCE reward penalty: w·sg(fn)
 
 the function:
-  called as fn(logp, ref_logp) or, when it takes a third positional parameter, fn(logp, ref_logp,
-  old_logp) (on-policy old_logp = logp.detach()); float64 per-token tensors of one shape (..., L),
+  parameters read by name: logp, ref_* (the reference), old_logp/old_log_probs/old_* (the sampler;
+  on-policy logp.detach()), mask/response_mask/*_mask (ones); the first two unnamed ones are
+  (logp, ref_logp); others need --kwarg. Float64 per-token tensors of one shape (..., L),
   tokens last (L = 1 on single-token problems, 4 or 6 on the Markov-chain ones), logp carries grad;
   returns per-token values (..., L) (summed over tokens), per-sequence values (...), or a reduced
   scalar (read as the mean over sequences of the per-sequence loss, x.sum(-1).mean()). Its output is
@@ -53,7 +54,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("target", metavar="TARGET", help="module:function or path/to/file.py:function")
     a.add_argument("--kwarg", action="append", default=[], metavar="NAME=VALUE",
-                   help="bind a keyword argument (repeatable); VALUE is a Python literal or a bare word")
+                   help="bind a keyword argument (repeatable); VALUE is a Python literal, else the text as a string "
+                   "(--kwarg kl_penalty=k3+)")
     a.add_argument("--placement", default=None, choices=None,
                    help=f"wrap a value-style function as a placement does: {', '.join(PLACEMENTS)} "
                    "(e.g. reward = w·sg(fn)); default: the output is the loss term as written")

@@ -67,6 +67,7 @@ class UserTerm:
     name: str = "fn"
     takes_old: bool = False
     wrap: Placement | None = None
+    roles: tuple = ()  # ((parameter, role, positional), ...) from target.signature_roles; () = by position
 
     @property
     def estimator(self) -> _Label:
@@ -91,12 +92,17 @@ class UserTerm:
         sequence = logp.dim() == 3
         old = logp.detach() if sampler_logp is None else sampler_logp.detach()
         logp, ref_logp, old = (self.tokens_last(t, sequence) for t in (logp, ref_logp, old))
+        values = {"logp": logp, "ref": ref_logp, "old": old, "mask": torch.ones_like(logp.detach())}
+        roles = self.roles or ((("logp", "logp", True), ("ref_logp", "ref", True))
+                               + ((("old_logp", "old", True),) if self.takes_old else ()))
+        args = [values[role] for _, role, positional in roles if positional]
+        kwargs = {name: values[role] for name, role, positional in roles if not positional}
         try:
-            out = self.fn(logp, ref_logp, old) if self.takes_old else self.fn(logp, ref_logp)
+            out = self.fn(*args, **kwargs)
         except KLGradError:
             raise
         except Exception as exc:  # the user's function failed: one line with its own message
-            call = "fn(logp, ref_logp, old_logp)" if self.takes_old else "fn(logp, ref_logp)"
+            call = "fn(" + ", ".join(name for name, _, _ in roles) + ")"
             dtype = str(logp.dtype).replace("torch.", "")
             raise KLGradError(f"{self.name} raised {type(exc).__name__}: {exc} (called as {call} with {dtype} "
                               f"tensors of shape {tuple(logp.shape)}, tokens last)") from None

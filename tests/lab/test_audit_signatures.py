@@ -1,0 +1,58 @@
+"""The audit reads a trainer's signature (issue 24, item 5) and ``--kwarg`` takes a trainer's spelling (item 4).
+
+``def k3_masked(logp, ref_logp, mask)`` once received old_logp as its mask and got "follows none" with
+negative cosines; named parameters now get what their names say, and the audit says which received what.
+Expected verdicts by hand: k3 = e^(−d) − 1 + d as a plain loss follows ∇KL(π_ref‖π_θ) for one token.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kl_grad.errors import KLGradError
+from kl_grad.lab.auditing.auditor import audit
+from kl_grad.lab.target import load_target, parse_kwargs
+
+FAST = ["tokens-3", "gauss-near"]
+
+
+def k3_masked(logp, ref_logp, mask):
+    d = ref_logp - logp
+    return (torch.exp(d) - 1 - d) * mask
+
+
+def k3_keyword_mask(logp, ref_logp, *, response_mask, old_log_probs):
+    d = ref_logp - logp
+    return torch.exp(logp - old_log_probs) * (torch.exp(d) - 1 - d) * response_mask
+
+
+def test_a_mask_parameter_gets_a_mask_and_the_audit_says_so():
+    result = audit(k3_masked, problems=FAST)
+    assert result.follows == "ref||policy"
+    assert any(w.startswith("inputs: k3_masked received") and "mask = ones" in w for w in result.warnings)
+
+
+def test_keyword_only_trainer_names_are_filled():
+    result = audit(k3_keyword_mask, problems=FAST)  # w·k3 with the sampler's log-probs: ∇KL(π_θ‖π_ref)
+    assert result.follows == "policy||ref"
+    assert any("old_log_probs = the sampler's log-probs" in w for w in result.warnings)
+
+
+def test_an_unknown_required_parameter_is_one_line_naming_kwarg():
+    def needs_beta(logp, ref_logp, beta):
+        return beta * (logp - ref_logp)
+
+    with pytest.raises(KLGradError, match="needs parameter 'beta'.*--kwarg beta=VALUE"):
+        audit(needs_beta, problems=FAST)
+    assert audit(needs_beta, kwargs={"beta": 0.5}, problems=FAST).follows == "zero"  # β·k1 as a loss
+
+
+def test_kwarg_values_that_are_not_literals_are_strings(tmp_path):
+    (tmp_path / "verlish.py").write_text(
+        "import torch\n"
+        "def kl_penalty(logprob, ref_logprob, kl_penalty='kl'):\n"
+        "    d = logprob - ref_logprob\n"
+        "    return {'kl': d, 'k3+': torch.exp(-d) - 1 + d}[kl_penalty]\n")
+    fn = load_target(f"{tmp_path / 'verlish.py'}:kl_penalty", parse_kwargs(["kl_penalty=k3+"]))  # as the CLI reads it
+    assert audit(fn, problems=FAST).follows == "ref||policy"

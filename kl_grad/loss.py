@@ -34,7 +34,7 @@ Tensor = torch.Tensor
 # (w_t·sg(Σ_{t'≥t} k_t'), REINFORCE with reward-to-go, what the Sequences findings mean by it), loss-prefix-w,
 # reward-prefix-w, reward-seq, both, trl-seq.
 PER_TOKEN_PLACEMENTS = {"loss": "loss", "loss-sgw": "loss-sgw", "loss-w": "loss-w", "reward-local": "reward"}
-ALONG_TOKENS = ("loss-prefix-w", "reward", "reward-prefix-w", "reward-seq", "both", "trl-seq")
+ALONG_TOKENS = ("loss-prefix-w", "reward", "reward-prefix-w", "reward-seq", "both", "trl-seq")  # + reward-local
 
 
 def kl_loss_placement(name: str):

@@ -15,6 +15,8 @@ tokens; the caller averages over sequences):
     loss-w           Σ_t w_t·k_t                      per-token differentiable weight
     loss-prefix-w    Σ_t W_t·k_t                      the weight of the whole prefix y_≤t
     reward           Σ_t w_t·sg(Σ_{t'≥t} k_t')        KL as a reward penalty, REINFORCE with reward-to-go
+    reward-local     Σ_t w_t·sg(k_t)                  each token's KL as its own reward, no reward-to-go (NeMo-RL
+                                                      Reinforce++, tinker-cookbook): gradient Σ_t w_t·s_t·k_t
     reward-prefix-w  Σ_t W_t·sg(k_t)                  gradient Σ_τ s_τ·Σ_{t≥τ} W_t k_t: reward-to-go with
                                                       prefix importance weights (off-policy)
     reward-seq       W_L·sg(Σ_t k_t)                  whole-sequence penalty: gradient (Σ_t s_t)·Σ_t k_t
@@ -144,6 +146,7 @@ SEQUENCE_PLACEMENTS: dict[str, SequencePlacement] = {
         SequencePlacement("loss-w", "Σ_t w_t·k_t", _per_token_terms("loss-w")),
         SequencePlacement("loss-prefix-w", "Σ_t W_t·k_t", _loss_prefix_w),
         SequencePlacement("reward", "Σ_t w_t·sg(Σ_{t'≥t} k_t')", _reward),
+        SequencePlacement("reward-local", "Σ_t w_t·sg(k_t)", _per_token_terms("reward")),
         SequencePlacement("reward-prefix-w", "Σ_t W_t·sg(k_t)", _reward_prefix_w),
         SequencePlacement("reward-seq", "W_L·sg(Σ_t k_t)", _reward_seq),
         SequencePlacement("both", "Σ_t k_t + Σ_t w_t·sg(Σ_{t'≥t} k_t')", _both),

@@ -126,3 +126,23 @@ def test_full_kl_loss_dtypes_aggregations_and_errors():
         full_kl_loss(logits[0], ref[0], tokens[0])
     with pytest.raises(Exception, match="integer token ids"):
         full_kl_loss(logits, ref, tokens.float())
+
+
+@pytest.mark.parametrize("setup", SETUPS[:3], ids=["L7V2", "L5V3", "L4V4"])
+def test_reward_local_k1_is_the_token_level_partial_gradient(setup):
+    # issue 24: Σ_t w_t·sg(k1_t) (NeMo-RL Reinforce++, no reward-to-go) has E[Σ_t s_t·d_t] = Σ_t E[∇KL_t]
+    length, v, off, seed = setup
+    pol, ref, _ = _setup(length, v, off, seed)
+    table = run_gradients(_spec_text(length, *pol), _spec_text(length, *ref), ["k1"], ["reward-local"],
+                          mode="exact", samples=1, dtype="float64").table
+    np.testing.assert_allclose(table.mean_grad, Oracle(length, v, pol, ref).token_level_partial(), rtol=0, atol=1e-9)
+
+
+def test_the_audit_takes_reward_local():
+    from kl_grad.lab.auditing.auditor import audit
+
+    def k1_value(logp, ref_logp):
+        return logp - ref_logp
+
+    result = audit(k1_value, placement="reward-local", problems=["tokens-3", "markov-3x4"])
+    assert result.follows == "policy||ref" and result.follows_sequence == "none"  # the token-level partial only

@@ -113,6 +113,8 @@ class Oracle:
             g += sum(W[t] * (kt[t] * prefix[t] + dkt[t] * s[t]) for t in range(L))
         if placement in ("reward", "both"):
             g += sum(w[t] * s[t] * to_go[t] for t in range(L))
+        if placement == "reward-local":
+            g += sum(w[t] * s[t] * kt[t] for t in range(L))
         if placement == "reward-prefix-w":
             g += sum(W[t] * kt[t] * prefix[t] for t in range(L))
         if placement == "reward-seq":

@@ -34,7 +34,6 @@ import pandas as pd
 
 from ...directions import DIRECTIONS, FOLLOWS, NONE, POLICY_REF
 from ...errors import choose
-from ...placements import get_placement
 from ..config import Mode
 from ..gradient_table import Budget, GradientJob, gradient_table
 from ..statistics import EXACT_UNBIASED, t_critical, tolerance
@@ -44,7 +43,7 @@ from ..terms import make_cases
 from ..threads import work_threads
 from .battery import AuditProblem, battery
 from .probe import INTERNAL, NUDGE, Probe, probe, warnings_of
-from .user_term import UserTerm
+from .user_term import UserTerm, user_placement
 
 SAMPLES = 1000  # the stdev columns are of a SAMPLES-sample mean; MC trials are SAMPLES samples each
 TRIALS = 200
@@ -237,7 +236,7 @@ def _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progres
     fn = bind(fn, kwargs, label)
     roles = signature_roles(fn, label)
     takes_old = any(role == "old" for _, role, _ in roles)
-    term = UserTerm(fn, label, takes_old, None if placement is None else get_placement(placement), roles)
+    term = UserTerm(fn, label, takes_old, None if placement is None else user_placement(placement), roles)
     aps = battery(takes_old)
     if problems is not None:
         known = {ap.name: ap for ap in aps}

@@ -57,8 +57,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="bind a keyword argument (repeatable); VALUE is a Python literal, else the text as a string "
                    "(--kwarg kl_penalty=k3+)")
     a.add_argument("--placement", default=None, choices=None,
-                   help=f"wrap a value-style function as a placement does: {', '.join(PLACEMENTS)} "
-                   "(e.g. reward = w·sg(fn)); default: the output is the loss term as written")
+                   help=f"wrap a value-style function as a placement does: {', '.join(PLACEMENTS)}, reward-local "
+                   "(reward = Σ_t w_t·sg(Σ_{t'≥t} fn_t'), REINFORCE with reward-to-go; reward-local = Σ_t "
+                   "w_t·sg(fn_t), each token alone); default: the output is the loss term as written")
     add_output_arguments(a, AUDIT_VIEWS)
     a.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     a.set_defaults(handler=run)

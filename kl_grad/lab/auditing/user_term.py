@@ -42,7 +42,7 @@ import torch
 
 from ...directions import POLICY_REF
 from ...errors import KLGradError
-from ...placements import Placement, importance_weight
+from ...placements import Placement, get_placement, importance_weight
 from ...sequences import to_go
 
 
@@ -142,3 +142,12 @@ class UserTerm:
         if self.wrap.name == "reward":  # REINFORCE with reward-to-go; for L = 1 exactly the placement's w·sg(fn)
             return (w * to_go(out).detach()).sum(-1)
         return self.wrap.fn(out, w).sum(-1)
+
+
+REWARD_LOCAL = Placement("reward-local", "w·sg(fn) per token, no reward-to-go", lambda k, w: w * k.detach())
+
+
+def user_placement(name: str) -> Placement:
+    """A registered placement, or reward-local (each token's value as its own REINFORCE reward; ``reward``
+    wraps with reward-to-go)."""
+    return REWARD_LOCAL if name.strip() == "reward-local" else get_placement(name)

@@ -10,7 +10,7 @@ beyond the inputs. Variants:
 
     kl_loss     log_softmax + gather of the sampled tokens, then kl_loss(k3, loss-w): what trainers do now
     plain       log_softmax of both logits, Σ_v p·(log p − log r) per position, autograd (2-3 (N, V) temporaries)
-    full_kl     kl_grad.full_kl_loss(placement="rb"): row chunks in float64, recomputed in backward
+    full_kl     kl_grad.full_kl_loss(placement="rb"): row chunks in float32, recomputed in backward
 
 On a GPU the same code runs per chunk on device; its cost is two log-softmax passes over the logits (one in
 forward, one in backward) instead of one, so expect about twice the time of the log-softmax a trainer already

@@ -46,7 +46,8 @@ def step_kl(logp_all: Tensor, ref_all: Tensor, direction: str = POLICY_REF) -> T
     (plain torch operations: autograd differentiates it as written). 0·log 0 terms are 0."""
     a, b = (logp_all, ref_all) if direction == POLICY_REF else (ref_all, logp_all)
     pa = torch.exp(a)
-    return torch.where(pa > 0, pa * (a - b), torch.zeros((), dtype=pa.dtype)).sum(-1)
+    # the where sits inside the product: a −inf log-prob (p = 0) then gives gradient 0, not 0·(−inf) = NaN
+    return (pa * torch.where(pa > 0, a - b, torch.zeros((), dtype=pa.dtype))).sum(-1)
 
 
 def full_surrogate(kl: Tensor, token_logp: Tensor, base_logp: Tensor | None, mask: Tensor | None,
@@ -76,8 +77,8 @@ class _StepKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, ref_logits, tokens, keep, direction, chunk):
         n = logits.shape[0]
-        kl = torch.zeros(n, dtype=torch.float64)
-        tok = torch.zeros(n, dtype=torch.float64)
+        kl = torch.zeros(n, dtype=torch.float64, device=logits.device)
+        tok = torch.zeros(n, dtype=torch.float64, device=logits.device)
         for i in range(0, n, chunk):
             lz, ly, k = _chunk(logits, ref_logits, keep, i, chunk)
             kl[i:i + chunk] = torch.where(k, step_kl(lz, ly, direction).double(), 0.0)
@@ -96,6 +97,7 @@ class _StepKL(torch.autograd.Function):
             a, b = g_kl[i:i + ctx.chunk, None].to(p.dtype), g_tok[i:i + ctx.chunk, None].to(p.dtype)
             if ctx.direction == POLICY_REF:
                 part = p * (a * ((lz - ly) - kl[i:i + ctx.chunk, None].to(p.dtype)) - b)
+                part = torch.where(p > 0, part, 0.0)  # a token of probability 0 (a −inf logit): 0·(−inf) is 0
             else:
                 part = a * (p - torch.exp(ly)) - b * p
             part.scatter_add_(-1, tokens[i:i + ctx.chunk, None].clamp(min=0), b)  # + b·onehot(y)
@@ -143,15 +145,24 @@ def full_kl_loss(logits: Tensor, ref_logits: Tensor, tokens: Tensor, *, mask: Te
             raise KLGradError(f"{name} must be a (batch, tokens) = {tuple(lead)} tensor")
     if tokens.is_floating_point():
         raise KLGradError("tokens must hold integer token ids")
+    if old_logp is not None and not old_logp.is_floating_point():
+        raise KLGradError(f"old_logp must hold floating-point log-probabilities, got dtype {old_logp.dtype}")
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int | float)
+                                or not 0 < horizon < float("inf")):
+        raise KLGradError(f"horizon must be a positive finite number (a fixed token count), got {horizon!r}")
     direction = resolve_direction(direction)
     agg = choose("aggregation", aggregation, {**AGGREGATIONS, PER_TOKEN: None}, AGGREGATION_ALIASES)
     vocab = logits.shape[-1]
-    keep = torch.ones(lead, dtype=torch.bool) if mask is None else mask != 0
+    keep = torch.ones(lead, dtype=torch.bool, device=logits.device) if mask is None else mask != 0
+    outside = keep & ((tokens < 0) | (tokens >= vocab))
+    if bool(outside.any()):
+        raise KLGradError(f"tokens must be ids in [0, {vocab}) at every position the mask keeps; found "
+                          f"{int(tokens[outside][0])} (mask padding such as -100 out)")
     chunk = max(1, int(chunk_elements) // vocab)
     kl, tok = _StepKL.apply(logits.reshape(-1, vocab), ref_logits.reshape(-1, vocab), tokens.reshape(-1).long(),
                             keep.reshape(-1), direction, chunk)
     kl, tok = kl.reshape(lead), tok.reshape(lead)
-    m = keep.to(torch.float64)
+    m = keep.to(torch.float64) if mask is None else mask.to(torch.float64)  # weights, as kl_loss reads a mask
     old = None if old_logp is None else torch.where(keep, old_logp.detach().double(), 0.0)
     per_token = full_surrogate(kl, tok, old, m, placement)
     out_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32

@@ -18,6 +18,8 @@ w = π_θ/sg(π_old) when ``old_logp`` is given (off-policy), else sg(π_θ).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .aggregations import AGGREGATION_ALIASES, AGGREGATIONS, PER_TOKEN
@@ -111,6 +113,10 @@ def kl_loss(
         if isinstance(place, SequencePlacement) and logp.dim() < 1:
             raise KLGradError(f"placement {place.name!r} runs along the token axis, and logp has none; the per-token "
                               "REINFORCE penalty w·sg(k) is placement='reward-local'")
+        if place is SEQUENCE_PLACEMENTS["reward"] and logp.dim() >= 1 and logp.shape[-1] > 1:
+            warnings.warn("kl_loss(placement='reward') is REINFORCE with reward-to-go along the tokens since "
+                          "December 2026 (the sequence gradient); the per-token penalty w·sg(k) it meant before "
+                          "is placement='reward-local'", FutureWarning, stacklevel=2)
     # "none" (PER_TOKEN) is allowed too, and listed among the names a wrong one is told
     agg = choose("aggregation", aggregation, {**AGGREGATIONS, PER_TOKEN: None}, AGGREGATION_ALIASES)
     if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int | float)

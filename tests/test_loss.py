@@ -52,6 +52,7 @@ def test_aggregation_matches_plain_loop(mode, empty_row):
     assert got.item() == pytest.approx(oracles.aggregate_loop(k3, mask.tolist(), mode), rel=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:kl_loss\\(placement='reward'\\):FutureWarning")
 @pytest.mark.parametrize("placement", ["loss", "loss-sgw", "loss-w", "reward-local", "reward", "loss-prefix-w",
                                        "reward-prefix-w", "reward-seq", "both", "trl-seq"])
 def test_masked_tokens_get_zero_gradient_even_with_garbage(placement):

@@ -21,6 +21,7 @@ from kl_grad.lab.families import parse_spec
 from kl_grad.lab.gradient_table import run_gradients
 from kl_grad.loss import ALONG_TOKENS
 
+pytestmark = pytest.mark.filterwarnings("ignore:kl_loss\\(placement='reward'\\):FutureWarning")  # tested below
 V, L = 3, 3
 POLICY = "{f}:3:0.2,-0.4,0.1:0.5,-1,0.3/0,0.8,-0.6/-0.2,0.1,0.9"
 REF = "{f}:3:-0.3,0.2,0.4:0.1,0.4,-0.5/0.6,-0.2,0.1/0.3,0.3,-0.7"
@@ -105,3 +106,8 @@ def test_a_placement_along_tokens_needs_a_token_axis_and_dtypes_follow_the_input
     assert out.dtype == torch.float32
     out.backward()
     assert logp.grad.dtype == torch.bfloat16 and torch.isfinite(logp.grad).all()
+
+
+def test_the_changed_meaning_of_reward_is_announced():
+    with pytest.warns(FutureWarning, match="reward-local"):
+        kl_loss(torch.randn(2, 4, requires_grad=True), torch.randn(2, 4), placement="reward")

@@ -251,7 +251,7 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
                    "param": param, "true_grad": truth[target][j], "samples": budget.samples,
                    "mode": budget.mode.value, "policy": problem.policy.label, "ref": problem.ref.label,
                    "sampler": problem.sampler_label, "sampling": "rsample" if problem.pathwise else "sample",
-                   "exact_grad": ex.mean[j], "warning": "; ".join(filter(None, [ex.warnings[j], engine]))}
+                   "exact_grad": ex.mean[j], "warning": ex.warnings[j]}
             if budget.mode is Mode.EXACT:
                 _exact_columns(row, ex, j, budget)
             else:
@@ -265,7 +265,7 @@ def gradient_table(job: GradientJob, progress: Callable[[int, int], None] | None
             if mc:
                 refuse_mc_verdict(row, ex.var_tail and ex.var_tail[j], ex.m4_tail and ex.m4_tail[j],
                                   math.sqrt(ex.var[j]) / math.sqrt(budget.samples * budget.trials))
-            rows.append(row)
+            rows.append({**row, "warning": "; ".join(filter(None, [row["warning"], engine]))})
     table = without_signed_zeros(mark_higher_variance(pd.DataFrame(rows)))
     table = table[[c for c in COLUMNS if c in table.columns]]
     table["trials"] = table["trials"].astype("Int64")

@@ -156,7 +156,7 @@ def _refuse_underflow(g: np.ndarray, points: Points, var: np.ndarray, warnings: 
         if np.all(column == column[0]):
             continue
         var[j] = math.nan
-        note = "stdev refused: the variance underflows float64 (below 1e-300, where digits are lost)"
+        note = f"stdev refused: the variance underflows float64 (below {floor:.0e}, where its digits are lost)"
         warnings[j] = "; ".join(filter(None, [warnings[j], note]))
 
 

@@ -103,7 +103,7 @@ def _role(name: str) -> str | None:
 def signature_roles(fn: Callable, label: str = "fn") -> tuple[tuple[str, str, bool], ...]:
     """((parameter, role, positional), ...): what the audit passes to each parameter of ``fn``. Roles: logp,
     ref, old, mask (``ROLES``), read from the names trainers use (``mask``/``response_mask``/…, ``old_logp``/
-    ``old_log_probs``/…, ``ref_*``); the first two unnamed ones by position as (logp, ref_logp). Parameters with
+    ``old_log_probs``/…, ``ref_*``); unnamed ones take logp then ref_logp, whichever is left. Parameters with
     defaults are left to them (or ``--kwarg``) unless named as a mask or old log-probs. Anything else the
     audit cannot fill is a one-line KLGradError naming ``--kwarg``."""
     if not callable(fn):
@@ -120,14 +120,21 @@ def signature_roles(fn: Callable, label: str = "fn") -> tuple[tuple[str, str, bo
     if not star and len(positional) < 2:
         raise KLGradError(f"{label}{sig} has the wrong signature: expected fn(logp, ref_logp) or "
                           "fn(logp, ref_logp, old_logp) (bind other parameters with --kwarg NAME=VALUE)")
+    logits = [p.name for p in params if "logit" in p.name.lower() and p.default is empty]
+    if logits:
+        raise KLGradError(f"{label} takes {', '.join(logits)}: the audit passes per-token log-probs of the sampled "
+                          "tokens (…, L), not logits over the vocabulary; wrap it as fn(logp, ref_logp)")
+    named = {_role(p.name) for p in positional if p.default is empty}
+    free = [r for r in ("logp", "ref") if r not in named]  # what unnamed parameters take, in order
     out = []
-    for i, p in enumerate(positional):
+    for p in positional:
         role = _role(p.name)
         if p.default is not empty:
             if role in ("old", "mask"):
                 out.append((p.name, role, False))
             continue
-        role = role or (("logp", "ref")[i] if i < 2 else None)  # unnamed: (logp, ref_logp) by position
+        if role is None:  # unnamed: logp, then ref_logp, whichever the named ones leave
+            role = free.pop(0) if free else None
         if role is None:
             raise KLGradError(f"{label} needs parameter {p.name!r}, which is none of logp, ref_logp, old_logp or a "
                               f"mask: bind it with --kwarg {p.name}=VALUE")

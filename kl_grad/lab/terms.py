@@ -128,13 +128,27 @@ def make_cases(estimators: list[str] | str, placements: list[str] | str, sequenc
                 raise KLGradError(f"{case.key[0]}{where} is given twice{alias}")
             spelled[case.key] = e.strip()
             cases.append(case)
+        if not any(c.estimator.name == get_name(e) for c in cases):
+            takes = ", ".join(FULL_PLACEMENTS) if e in full else "the sequence or token placements (not rb)"
+            given = ", ".join(p.strip() for p in placements)
+            raise KLGradError(f"{e.strip()} has none of the placements given ({given}); it takes {takes}")
     return cases
+
+
+def get_name(e: str) -> str:
+    """The registered name behind a spelling (aliases included)."""
+    e = e.strip()
+    return FULL_ESTIMATORS[e].name if e in FULL_ESTIMATORS else get_estimator(e).name
 
 
 def value_estimators(names: list[str] | str) -> list[Estimator]:
     """Validated estimators whose value estimates a KL (gradient-only surrogates such as r are refused)."""
     ests = [case.estimator for case in make_cases(names, "loss")]  # names, emptiness and duplicates checked there
     for e in ests:
+        if isinstance(e, FullEstimator):
+            raise KLGradError(f"{e.name} is the KL of whole next-token distributions, exact by construction: value "
+                              "tables take per-sample estimators (k1, k2, k3, ...); kl-grad table measures its "
+                              "gradient")
         if e.gradient_only:
             allowed = ", ".join(name for name, est in ESTIMATORS.items() if not est.gradient_only)
             raise KLGradError(f"{e.name} ({e.formula}) is a gradient surrogate, not a KL value estimator; "

@@ -56,3 +56,17 @@ def test_kwarg_values_that_are_not_literals_are_strings(tmp_path):
         "    return {'kl': d, 'k3+': torch.exp(-d) - 1 + d}[kl_penalty]\n")
     fn = load_target(f"{tmp_path / 'verlish.py'}:kl_penalty", parse_kwargs(["kl_penalty=k3+"]))  # as the CLI reads it
     assert audit(fn, problems=FAST).follows == "ref||policy"
+
+
+def test_logits_parameters_are_refused_and_unnamed_ones_counted_alone():
+    def from_logits(logits, ref_logits):
+        return logits - ref_logits
+
+    with pytest.raises(KLGradError, match="not logits over the vocabulary"):
+        audit(from_logits, problems=FAST)
+
+    def mask_first(mask, x, y):  # x, y: the first two unnamed parameters → logp, ref_logp
+        d = y - x
+        return (torch.exp(d) - 1 - d) * mask
+
+    assert audit(mask_first, problems=FAST).follows == "ref||policy"

@@ -138,7 +138,7 @@ def test_markov_expectations_match_a_plain_loop_enumeration(old_logp):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--temperature", "0"], "temperature must be > 0"), (["--top-p", "0"], "keeps no token"),
+    (["--temperature", "0"], "temperature must be a finite number ≥ 1e-06"), (["--top-p", "0"], "keeps no token"),
     (["--top-k", "-2"], "top-k must be"), (["--old-logp", "engine"], "expected one of processed, raw"),
 ])
 def test_bad_engine_settings_are_one_line_refusals(flags, message, capsys):
@@ -150,3 +150,9 @@ def test_bad_engine_settings_are_one_line_refusals(flags, message, capsys):
 def test_a_gaussian_sampler_cannot_be_truncated(capsys):
     status = main(["table", "--policy", "normal:0,1", "--ref", "normal:0,2", "--top-k", "2"])
     assert status == 2 and "act on softmax logits" in capsys.readouterr().err
+
+
+def test_monte_carlo_rows_keep_the_engine_note():
+    table = run_gradients("categorical:0,0.5,-1", "categorical:0.3,0,-1", ["k1"], ["loss"], samples=10, trials=3,
+                          top_k=1).table
+    assert table.warning.str.contains("draws from 0.5465 of π_θ's mass").all()

@@ -146,3 +146,57 @@ def test_the_audit_takes_reward_local():
 
     result = audit(k1_value, placement="reward-local", problems=["tokens-3", "markov-3x4"])
     assert result.follows == "policy||ref" and result.follows_sequence == "none"  # the token-level partial only
+
+
+@pytest.mark.parametrize("direction", ["policy||ref", "ref||policy"])
+@pytest.mark.parametrize("placement", ["loss", "rb", "reward"])
+def test_full_kl_loss_chunks_weights_and_minus_inf_logits_match_plain_autograd(direction, placement):
+    from kl_grad.full import full_surrogate, step_kl
+
+    torch.manual_seed(3)
+    logits = torch.randn(3, 4, 6, dtype=torch.float64)
+    logits[0, 1, 5] = logits[2, 3, 0] = float("-inf")  # banned tokens: probability 0
+    logits.requires_grad_()
+    ref = torch.randn(3, 4, 6, dtype=torch.float64)
+    ref[0, 1, 5] = ref[2, 3, 0] = float("-inf")  # banned in both (a padded vocabulary): every KL stays finite
+    tokens = torch.randint(0, 5, (3, 4)).clamp(min=1)
+    old = torch.log_softmax(torch.randn(3, 4, 6, dtype=torch.float64), -1).gather(-1, tokens[..., None])[..., 0]
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.float64)
+    got = full_kl_loss(logits, ref, tokens, mask=mask, old_logp=old, placement=placement, direction=direction,
+                       aggregation="sum", chunk_elements=13)  # 2 rows a chunk: 6 chunks
+    (g,) = torch.autograd.grad(got, logits)
+    lz, ly = torch.log_softmax(logits, -1), torch.log_softmax(ref, -1)
+    want = full_surrogate(step_kl(lz, ly, direction), lz.gather(-1, tokens[..., None])[..., 0], old, mask,
+                          placement).sum()
+    (g_want,) = torch.autograd.grad(want, logits)
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    assert torch.isfinite(g_want).all()
+    torch.testing.assert_close(g, g_want, rtol=1e-10, atol=1e-14)
+
+
+def test_full_kl_loss_refuses_what_it_cannot_read():
+    logits, ref = torch.randn(2, 3, 5), torch.randn(2, 3, 5)
+    with pytest.raises(Exception, match=r"ids in \[0, 5\).*found 7"):
+        full_kl_loss(logits, ref, torch.tensor([[0, 1, 7], [0, 0, 0]]))
+    full_kl_loss(logits, ref, torch.tensor([[0, 1, -100], [0, 0, 0]]), mask=torch.tensor([[1, 1, 0], [1, 1, 1]]))
+    with pytest.raises(Exception, match="horizon must be"):
+        full_kl_loss(logits, ref, torch.zeros(2, 3, dtype=torch.long), aggregation="dr-grpo", horizon=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["table", "--policy", "categorical:0,1,2", "--ref", "categorical:0,0,0", "--estimators", "k1,full",
+      "--placements", "loss-w", "--mode", "exact"], "full has none of the placements given (loss-w)"),
+    (["table", "--policy", "categorical:0,1,2", "--ref", "categorical:0,0,0", "--estimators", "k1,full",
+      "--placements", "rb", "--mode", "exact"], "k1 has none of the placements given (rb)"),
+    (["values", "--policy", "categorical:0,1", "--ref", "categorical:1,0", "--estimators", "full"],
+     "value tables take per-sample estimators"),
+    (["train", "--policy", "categorical:0,0.5,-1", "--ref", "categorical:0,0,0", "--reward", "1,0,0",
+      "--estimators", "full", "--placements", "rb"], "does not take the full-vocabulary KL"),
+])
+def test_the_full_kl_where_it_does_not_apply_is_one_line(argv, message, capsys):
+    from kl_grad.lab.cli import main
+
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -23,6 +23,8 @@ import torch
 
 from ...errors import KLGradError
 
+MIN_TEMPERATURE = 1e-6  # below it float32 logits / T overflow to inf − inf = NaN
+
 
 @dataclass(frozen=True)
 class Transform:
@@ -34,9 +36,10 @@ class Transform:
 
     def __post_init__(self):
         t, k, p = self.temperature, self.top_k, self.top_p
-        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise KLGradError(f"temperature must be > 0 and finite, got {t} (greedy decoding, T = 0, has no "
-                              "log-probs to weight: use a small T such as 0.01)")
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and MIN_TEMPERATURE <= t):
+            greedy = (" (greedy decoding, T = 0, has no log-probs to weight: use a small T such as 0.01)"
+                      if isinstance(t, (int, float)) and 0 <= t < MIN_TEMPERATURE else "")
+            raise KLGradError(f"temperature must be a finite number ≥ {MIN_TEMPERATURE:g}, got {t}{greedy}")
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise KLGradError(f"top-k must be a whole number ≥ 1, or 0 for off, got {k}")
         if not (isinstance(p, (int, float)) and 0 < p <= 1):
@@ -57,7 +60,7 @@ class Transform:
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         """Processed logits (…, V): −inf where the engine never samples (module docstring)."""
-        z = logits / self.temperature
+        z = (logits - logits.max(dim=-1, keepdim=True).values) / self.temperature  # shifted: no inf − inf
         minus_inf = torch.tensor(-math.inf, dtype=z.dtype)
         if self.top_k and self.top_k < z.shape[-1]:
             kth = torch.topk(z, self.top_k, dim=-1).values[..., -1:]

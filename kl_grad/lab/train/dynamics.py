@@ -94,6 +94,9 @@ def check_training(policy, ref, reward, beta, estimators, placements, steps, lr,
         raise KLGradError(f"samples must be a positive integer (or omitted for exact steps), got {samples!r}")
     check_seed(seed)
     cases = make_cases(estimators, placements, sequence=problem.policy.fam.sequential)
+    if any(getattr(c, "full", False) for c in cases):
+        raise KLGradError("kl-grad train does not take the full-vocabulary KL yet (full, reverse_full); "
+                          "kl-grad table measures it")
     return problem.policy, problem.ref, reward, cases, problem.sampler
 
 

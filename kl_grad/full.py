@@ -31,6 +31,7 @@ import torch
 from .aggregations import AGGREGATION_ALIASES, AGGREGATIONS, PER_TOKEN
 from .directions import POLICY_REF, resolve_direction
 from .errors import KLGradError, choose
+from .sequences import exclusive_prefix, to_come
 
 Tensor = torch.Tensor
 FULL_PLACEMENTS = {
@@ -61,11 +62,8 @@ def full_surrogate(kl: Tensor, token_logp: Tensor, base_logp: Tensor | None, mas
     if placement == "loss":
         return kl * m
     if placement == "rb":
-        before = torch.nn.functional.pad(log_w.cumsum(-1)[..., :-1], (1, 0))  # log W_{t−1}
-        return torch.exp(before) * kl * m
-    future = (kl * m).detach().flip(-1).cumsum(-1).flip(-1)  # Σ_{t'≥t}
-    future = torch.nn.functional.pad(future[..., 1:], (0, 1))  # Σ_{t'>t}
-    return torch.exp(log_w) * future * m
+        return torch.exp(exclusive_prefix(log_w)) * kl * m  # W_{t−1}·KL_t
+    return torch.exp(log_w) * to_come((kl * m).detach()) * m  # w_t·sg(Σ_{t'>t} KL_t')
 
 
 class _StepKL(torch.autograd.Function):

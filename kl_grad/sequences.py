@@ -91,7 +91,12 @@ def to_go(x: Tensor) -> Tensor:
     return x.flip(-1).cumsum(-1).flip(-1)
 
 
-def _exclusive_prefix(log_w: Tensor) -> Tensor:
+def to_come(x: Tensor) -> Tensor:
+    """What is still to come along the last axis: out_t = Σ_{t'>t} x_t'."""
+    return torch.nn.functional.pad(to_go(x)[..., 1:], (0, 1))
+
+
+def exclusive_prefix(log_w: Tensor) -> Tensor:
     """log W_{t−1} = Σ_{τ<t} log w_τ (W_{−1} = 1)."""
     return torch.nn.functional.pad(log_w.cumsum(-1)[..., :-1], (1, 0))
 
@@ -99,7 +104,7 @@ def _exclusive_prefix(log_w: Tensor) -> Tensor:
 def _loss_prefix_w(est, logp, ref, smp, m=None):
     """W_{t−1}·(w_t k_t): the last factor is the per-token loss-w, whose closed-form gradient w·(k + k')
     does not add k and k' (for k3, e^{−d} − 1 + d and 1 − e^{−d}: 1e-8 relative lost at d = −20)."""
-    return torch.exp(_exclusive_prefix(_log_w(logp, smp, m))) * _per_token_terms("loss-w")(est, logp, ref, smp, m)
+    return torch.exp(exclusive_prefix(_log_w(logp, smp, m))) * _per_token_terms("loss-w")(est, logp, ref, smp, m)
 
 
 def _reward(est, logp, ref, smp, m=None):
@@ -123,7 +128,7 @@ def _both(est, logp, ref, smp, m=None):
     log_w = _log_w(logp, smp, m)
     w_k = _per_token_terms("loss-w")(est, logp, ref, smp, m)
     rest = -torch.expm1(log_w.detach()) * k + (torch.exp(log_w) * k).detach()
-    future = torch.nn.functional.pad(to_go(k.detach())[..., 1:], (0, 1))  # Σ_{t'>t} k_t'
+    future = to_come(k.detach())  # Σ_{t'>t} k_t'
     return w_k + rest + torch.exp(log_w) * future * _ones(m)
 
 

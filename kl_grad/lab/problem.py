@@ -22,6 +22,7 @@ from .families import DistSpec, as_spec
 from .families.sampling import Transform
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MASS_POINTS = 1 << 20  # an engine note sums π_θ over the sampler's support only up to this many points
 
 
 def dtype_of(dtype: str | torch.dtype) -> torch.dtype:
@@ -128,14 +129,17 @@ class Problem:
         """A row warning for an engine-processed sampler: the share of π_θ's mass it can draw at all (token
         families, enumerated: Σ π_θ(y) over the sampler's support), and what the truth is."""
         sampler = self.sampler
-        if sampler is None or sampler.transform is None or not sampler.fam.enumerable:
+        if sampler is None or sampler.transform is None:
             return ""
-        with torch.no_grad():
-            x = sampler.fam.nodes(sampler, 0)[0]
-            kept = float(self.policy.build(torch.float64).log_prob(x).sum(-1).exp().sum())
+        drawn = " leaves some tokens out (its share of π_θ's mass is summed only up to 2^20 points);"
+        if sampler.fam.enumerable and sampler.fam.support_size(sampler) <= MASS_POINTS:
+            with torch.no_grad():
+                x = sampler.fam.nodes(sampler, 0)[0]
+                kept = float(self.policy.build(torch.float64).log_prob(x).sum(-1).exp().sum())
+            drawn = f" draws from {kept:.4g} of π_θ's mass;"
         old = "the untruncated old policy's log-probs" if self.old is not None else "the engine's processed log-probs"
-        return (f"sampler {sampler.transform.label} draws from {kept:.4g} of π_θ's mass; the trainer divides by "
-                f"{old}; the truth is ∇KL of the untruncated π_θ")
+        return (f"sampler {sampler.transform.label}{drawn} the trainer divides by {old}; the truth is ∇KL of the "
+                "untruncated π_θ")
 
     def true_kl(self, direction: str) -> float:
         """Closed-form KL in ``direction`` (a canonical name), float64: the family's own where it has one."""

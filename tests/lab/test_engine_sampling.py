@@ -156,3 +156,13 @@ def test_monte_carlo_rows_keep_the_engine_note():
     table = run_gradients("categorical:0,0.5,-1", "categorical:0.3,0,-1", ["k1"], ["loss"], samples=10, trials=3,
                           top_k=1).table
     assert table.warning.str.contains("draws from 0.5465 of π_θ's mass").all()
+
+
+def test_a_support_too_large_to_sum_gets_the_note_without_the_mass():
+    # 3^14 = 4.8M sequences: the note must not enumerate them (MC mode takes any length)
+    from kl_grad.lab.problem import Problem
+
+    problem = Problem("markov:14:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1", "markov:14:0,0,0:0,0,0/0,0,0/0,0,0").with_engine(
+        top_p=0.9)
+    note = problem.engine_note()
+    assert note.startswith("sampler top-p=0.9 leaves some tokens out") and "draws from" not in note

@@ -235,9 +235,8 @@ def _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progres
     label = name or getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "fn")
     fn = bind(fn, kwargs, label)
     roles = signature_roles(fn, label)
-    takes_old = any(role == "old" for _, role, _ in roles)
-    term = UserTerm(fn, label, takes_old, None if placement is None else user_placement(placement), roles)
-    aps = battery(takes_old)
+    term = UserTerm(fn, label, None if placement is None else user_placement(placement), roles)
+    aps = battery(term.takes_old)
     if problems is not None:
         known = {ap.name: ap for ap in aps}
         for p in problems:

@@ -59,15 +59,19 @@ class _Label:
 class UserTerm:
     """A user callable as a term the gradient runner measures (see the module docstring).
 
-    ``takes_old``: fn takes old_logp as a third positional argument. ``wrap``: None (the output is the
+    ``roles``: ((parameter, role, positional), ...) from ``target.signature_roles`` (default: fn(logp,
+    ref_logp)); ``takes_old`` says whether one of them is the sampler's log-probs. ``wrap``: None (the output is the
     loss term as written) or a registered placement wrapping it; ``placement`` is its label for the tables.
     """
 
     fn: Callable = field(compare=False)
     name: str = "fn"
-    takes_old: bool = False
     wrap: Placement | None = None
-    roles: tuple = ()  # ((parameter, role, positional), ...) from target.signature_roles; () = by position
+    roles: tuple = (("logp", "logp", True), ("ref_logp", "ref", True))
+
+    @property
+    def takes_old(self) -> bool:
+        return any(role == "old" for _, role, _ in self.roles)
 
     @property
     def estimator(self) -> _Label:
@@ -93,8 +97,7 @@ class UserTerm:
         old = logp.detach() if sampler_logp is None else sampler_logp.detach()
         logp, ref_logp, old = (self.tokens_last(t, sequence) for t in (logp, ref_logp, old))
         values = {"logp": logp, "ref": ref_logp, "old": old, "mask": torch.ones_like(logp.detach())}
-        roles = self.roles or ((("logp", "logp", True), ("ref_logp", "ref", True))
-                               + ((("old_logp", "old", True),) if self.takes_old else ()))
+        roles = self.roles
         args = [values[role] for _, role, positional in roles if positional]
         kwargs = {name: values[role] for name, role, positional in roles if not positional}
         try:

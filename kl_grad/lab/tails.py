@@ -112,8 +112,10 @@ def _width(v: np.ndarray, x: np.ndarray, i: int, fallback: float) -> float:
     return min(1 / math.sqrt(-curv), fallback) if curv < 0 else fallback
 
 
-def _diverges(v: np.ndarray, x: np.ndarray, probes: list[int], origin: float) -> bool:
-    """Is log h rising toward the edge and of the form c·x² + b·x + a + P·log|x − origin| with c > 0?
+def _diverges(v: np.ndarray, x: np.ndarray, probes: list[int], origin: float, unit: float) -> bool:
+    """Is log h rising toward the edge and of the form c·z² + b·z + a + P·log(|z| + 1) with c > 0, in
+    z = (x − origin)/unit, the edge's own σ? (Dimensionless: a fit in x would see a flat log h over a
+    σ = 1e-5 stretch as a huge curvature.)
 
     Gaussian-family integrands are exp(quadratic) times a polynomial (the score, powers of d); the
     log-polynomial term is fitted too, because near c = 0 its curvature (−P/x²) hides a small c > 0
@@ -123,7 +125,8 @@ def _diverges(v: np.ndarray, x: np.ndarray, probes: list[int], origin: float) ->
     vals, xs = v[probes], x[probes]
     if not np.isfinite(vals).all() or len(set(probes)) < 4 or not (np.diff(vals) > 0).all():
         return False
-    design = np.stack([np.ones(4), xs, xs**2, np.log(np.abs(xs - origin) + 1.0)], axis=1)
+    z = (xs - origin) / unit
+    design = np.stack([np.ones(4), z, z**2, np.log(np.abs(z) + 1.0)], axis=1)
     try:
         coef = np.linalg.solve(design, vals)
     except np.linalg.LinAlgError:
@@ -152,7 +155,7 @@ def _edge(c: _Curve, edge: int, sign: int, beyond: TailKind) -> Tail | None:
     e, n = v[edge], v[probes[2]]
     if not np.isfinite([e, n]).all() or probes[2] == edge:
         return Tail(beyond, float(x[edge])) if np.isfinite(e) and e >= top - DROP else None
-    if _diverges(v, x, probes, c.origin):
+    if _diverges(v, x, probes, c.origin, float(c.scale[edge])):
         return Tail(TailKind.INFINITE, float(x[edge]))
     if e > n or e >= top - DROP:
         if beyond == "overflow" and e < n and v[probes[1]] - 2 * n + e <= 0:

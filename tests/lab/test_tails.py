@@ -90,3 +90,26 @@ def test_each_kind_says_what_it_means():
     assert infinite.describe("variance") == "infinite variance: the integrand grows without bound in the tails"
     far = _tails(FINITE_UNREACHABLE, "k3")[0][2].describe("variance")
     assert far.startswith("variance carried") and "no sample will land there" in far
+
+
+def _scaled(problem, a: float):
+    """The same pair in x' = a·x: every tail kind is invariant under this change of units."""
+    def spec(s):
+        loc, scale = (float(v) for v in s.split(":")[1].split(","))
+        return f"normal:{a * loc!r},{a * scale!r}"
+    return type(problem)(f"{problem.name}×{a}", spec(problem.policy), spec(problem.ref), finite=False)
+
+
+@pytest.mark.parametrize("a", [1e-5, 1e-3, 30.0])
+@pytest.mark.parametrize("problem", [SEED003, HEAVY, FINITE_UNREACHABLE, FAR_VARIANCE], ids=lambda p: p.name)
+def test_tail_kinds_do_not_depend_on_the_units_of_x(problem, a):
+    assert _kinds(_scaled(problem, a), "k3") == _kinds(problem, "k3")
+
+
+def test_a_narrow_policy_has_a_finite_mean_that_overflows_not_an_infinite_one():
+    # π_θ = N(0, 1e-5), π_ref = N(−1.8, 1.1): E[∇k3 loss] = −E_ref[∇log π_θ] is finite (closed form), but
+    # r = q/p overflows float64 37.6σ from the policy while the mean's mass lies on the reference's side:
+    # not estimable. The variance ∫ q²/p·s² diverges (σ_ref² > 2σ²): infinite.
+    narrow = type(SEED003)("narrow", "normal:0,1e-05", "normal:-1.8,1.1", finite=False)
+    for param in _kinds(narrow, "k3"):
+        assert param[1] == "overflow" and param[2] == "infinite"

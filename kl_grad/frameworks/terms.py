@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from ..sequences import to_go
+
 Tensor = torch.Tensor
 TermFn = Callable[..., Tensor]  # (logp, ref_logp, old_logp=None, mask=None) -> per-token tensor
 
@@ -69,6 +71,18 @@ class FrameworkTerm:
             return value
         return ratio(logp, old_logp) * value.detach()
 
+    def sequence_surrogate(self, logp: Tensor, ref_logp: Tensor, old_logp: Tensor | None = None,
+                           mask: Tensor | None = None) -> Tensor:
+        """Per-sequence surrogate, tokens last: (…, L) per-token log-probs → (…,). A loss term is summed over
+        the tokens (seq-mean-token-sum once averaged over sequences); a reward penalty is REINFORCE with
+        reward-to-go, Σ_t w_t·sg(Σ_{t'≥t} value_t') (γ = λ = 1 returns, as verl's and OpenRLHF's PPO form
+        them; ``kl_grad.sequences.to_go``). For L = 1 both are ``surrogate`` of the one token."""
+        m = 1.0 if mask is None else mask.to(logp.dtype)
+        value = self.fn(logp, ref_logp, old_logp, mask) * m
+        if self.placement == "loss":
+            return value.sum(-1)
+        return (ratio(logp, old_logp) * to_go(value.detach()) * m).sum(-1)
+
 
 # --- building blocks (per token; d = logp − ref_logp) -------------------------------------------------------
 
@@ -111,3 +125,12 @@ def straight_through(value: Tensor, logp: Tensor, ref: Tensor) -> Tensor:
     """Value of ``value``, gradient of k2 = ½d² (verl's "+" variants): b − sg(b) + sg(value), b = k2."""
     b = k2(logp, ref)
     return b - b.detach() + value.detach()
+
+
+def elementwise(f: Callable[[Tensor, Tensor], Tensor]) -> TermFn:
+    """A function of (logp, ref_logp) as a ``TermFn`` (old_logp and mask unused)."""
+    return lambda lp, ref, old=None, mask=None: f(lp, ref)
+
+
+def absolute(logp: Tensor, ref: Tensor) -> Tensor:
+    return (logp - ref).abs()

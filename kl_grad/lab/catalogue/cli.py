@@ -62,7 +62,8 @@ def add_parser(sub, name: str) -> None:
     """Register ``kl-grad frameworks`` on the CLI's subparsers."""
     p = sub.add_parser(name, help=command_help(name),
                        description="List the KL terms of verl, OpenRLHF, TRL, NeMo-RL, slime, Open-Instruct, "
-                       "ROLL and SkyRL as kl_grad's catalogue writes them: formula as computed, clamps, weight, "
+                       "ROLL, SkyRL, tunix, unsloth, torchforge, compose-rl, Trinity-RFT, PipelineRL, AReaL, "
+                       "cosmos-rl and oat as kl_grad's catalogue writes them: formula as computed, clamps, weight, "
                        "placement, default aggregation and the source read.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_output_arguments(p, FORMATS)

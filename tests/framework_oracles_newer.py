@@ -80,4 +80,7 @@ TERM = {
     "cosmos-rl:k3-unbiased": _cosmos_unbiased,
     "oat:k3": _k3_input_clamped(40.0),
     "oat:reward:k1": _reward_at_sampler(lambda d: d),
+    "trl:rloo-reward:k1": _reward_at_sampler(lambda d: d),
+    "trl:ppo-reward:k1": _reward_at_sampler(lambda d: d),
+    "trl:ppo-reward:k3": _reward_at_sampler(_k3),
 }

@@ -178,3 +178,16 @@ def test_bad_kl_loss_arguments_are_one_line_errors(kwargs, message):
     logp, ref = _batch()
     with pytest.raises(KLGradError, match=message):
         kl_loss(logp, ref, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["verl:kl", "verl:reward:kl", "trl:rloo-reward:k1", "trl:ppo-reward:k3"])
+def test_sequence_surrogate_sums_losses_and_gives_rewards_their_returns(name):
+    # per token t of a (rows, L) batch: ∂/∂lp_t of loss Σ_t v_t is v'_t; of a reward penalty w_t·(Σ_{t'≥t} v_t') on
+    # policy (w_t value 1, gradient 1); of a sequence penalty (RLOO) w_t·Σ_t' v_t'. Values v from the hand formulas.
+    lp = torch.tensor(LP, dtype=torch.float64, requires_grad=True)
+    term = get_term(name)
+    (grad,) = torch.autograd.grad(term.sequence_surrogate(lp, torch.tensor(LP - D)).sum(), lp)
+    value, slope = TERM[name](LP, LP - D, None)
+    returns = {"loss": slope, "reward": np.cumsum(value[:, ::-1], axis=1)[:, ::-1],
+               "reward-seq": np.repeat(value.sum(1, keepdims=True), LP.shape[1], axis=1)}[term.placement]
+    np.testing.assert_allclose(grad.numpy(), returns, rtol=1e-12, atol=1e-12)

@@ -3,8 +3,9 @@ problem: the hand-written per-token formulas (tests/framework_oracles*.py) in pl
 problem by enumeration (4-token categoricals; the Markov chains' 81 and 64 sequences, scores written out from the
 softmax rows) or Gauss–Legendre quadrature on narrow panels (Gaussians), against ∇KL from the score identity
 (sequence level on the chains) or the Gaussian closed form. Loss terms: Σ_t ∂value/∂lp_t·∇lp_t; reward terms:
-Σ_t w_t·(Σ_{t'≥t} value_t')·∇lp_t (reward-to-go). Exact rows must agree to 1e-6 relative; Monte-Carlo rows to a
-few standard errors, and may not claim a target the oracle puts 10 standard errors away.
+Σ_t w_t·(Σ_{t'≥t} value_t')·∇lp_t (reward-to-go), or Σ_t w_t·(Σ_t' value_t')·∇lp_t for a sequence penalty.
+Exact rows must agree to 1e-6 relative; Monte-Carlo rows to a few standard errors, and may not claim a target
+the oracle puts 10 standard errors away.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def _coefficients(name, lp, ref, old):
     if get_term(name).placement == "loss":
         return grad
     w = fo._w(lp, old)
+    if get_term(name).placement == "reward-seq":
+        return w * (value / w).sum(-1, keepdims=True)  # w_t·Σ_t' value_t' (the sequence's penalty)
     return w * np.flip(np.cumsum(np.flip(value / w, -1), -1), -1)  # w_t·Σ_{t'≥t} value_t'
 
 

@@ -1,4 +1,5 @@
-"""Catalogue entries of tunix, unsloth, torchforge, compose-rl, Trinity-RFT, PipelineRL, AReaL, cosmos-rl and oat.
+"""Catalogue entries of tunix, unsloth, torchforge, compose-rl, Trinity-RFT, PipelineRL, AReaL, cosmos-rl, oat and
+TRL's RLOO and PPO trainers (their reward penalties; TRL's GRPO loss terms are in ``established``).
 
 Read through this project's search corpus in December 2026 (repository snapshots read with ``git show``;
 Trinity-RFT, too large to fetch, file by file); each ``source`` names the repository, file and commit or tag.
@@ -34,6 +35,12 @@ COSMOS = ("nvidia-cosmos/cosmos-rl, cosmos_rl/policy/trainer/llm_trainer/grpo_tr
 OAT = ("sail-sg/oat, oat/algorithms/ppo.py (beta 0.1 in oat/args.py: k3 reg_loss with log r clamped ±40, "
        "masked_mean per sequence; kl_penalty_coef default 0: −coef·(logps − ref_logps) in the rewards); "
        "commit c1a074c (2025-10-31)")
+
+TRL_RLOO = ("huggingface/trl, trl/trainer/rloo_trainer.py (rewards − beta·Σ_t (old_per_token_logps − ref), "
+            "beta 0.05 in rloo_config.py); commit f2cd577 (2026-07-24)")
+TRL_PPO = ("huggingface/trl, trl/experimental/ppo/ppo_trainer.py (non_score_reward −kl_coef·kl per token, kl_estimator "
+           "k1 default or k3, from the rollout logprobs; kl_coef 0.05, GAE γ 1, λ 0.95 in ppo_config.py); commit "
+           "f2cd577 (2026-07-24)")
 
 ON = "π_θ/π_old, differentiable (on-policy exp(logp − sg logp))"
 
@@ -121,4 +128,12 @@ TERMS = [
        clamp="log r to ±40", kinked=True, notes="beta 0.1 (KL-regularised PPO/GRPO loss); dr-grpo: masked sum"),
     _T("oat:reward:k1", "d as a per-token reward penalty", _at_sampler(k1), "reward", "token-mean", OAT,
        notes="kl_penalty_coef > 0 (default 0); value from the rollout's log-probs"),
+    # TRL's RLOO (sequence penalty) and experimental PPO (per-token penalty, then GAE with λ 0.95, not modelled)
+    _T("trl:rloo-reward:k1", "Σ_t d_t subtracted from the sequence's reward", _at_sampler(k1), "reward-seq",
+       "token-mean", TRL_RLOO, notes="beta 0.05; value from the sampler's log-probs; RLOO's leave-one-out baseline "
+       "not modelled"),
+    _T("trl:ppo-reward:k1", "d as a per-token reward penalty", _at_sampler(k1), "reward", "token-mean", TRL_PPO,
+       notes="the default kl_estimator; value from the rollout's log-probs"),
+    _T("trl:ppo-reward:k3", "r − 1 − log r as a per-token reward penalty", _at_sampler(k3), "reward", "token-mean",
+       TRL_PPO, notes="kl_estimator k3; value from the rollout's log-probs"),
 ]

@@ -22,7 +22,8 @@ columns:
                w = π_θ/π_old; sg = detach)
   clamp        the clamps, in their order relative to the weight; a clamped sample has zero gradient
   weight       the importance weight and whether it carries gradient
-  placement    loss: the value is differentiated as the loss term; reward: a detached per-token penalty
+  placement    loss: the value is differentiated as the loss term; reward: a detached per-token penalty;
+               reward-seq: the penalty summed over the sequence, taken from its one reward (RLOO)
   estimator    the registered estimator with the same formula (use it in kl_loss / kl-grad table)
 What each term's gradient follows is measured in results/frameworks_catalogue (make reproduce).
 """

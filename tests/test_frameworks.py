@@ -10,6 +10,7 @@ import torch
 from kl_grad import KLGradError, kl_loss
 from kl_grad.frameworks import FRAMEWORK_TERMS, get_term
 from tests import framework_oracles as fo
+from tests import framework_oracles_newer as fon
 from tests import oracles
 
 # d = lp − ref over every regime: inside all clamps, beyond ±10 values, beyond verl/NeMo's ±20 and
@@ -19,6 +20,7 @@ LP = np.array([[-0.5, -1.0, -2.0, -0.1, -3.0], [-0.7, -1.2, -0.05, -2.2, -4.0], 
 # lp − old: weights from e^−3 to e^3 (beyond OpenRLHF's cap of 10)
 SHIFT = np.array([[0.3, -0.2, 3.0, -3.0, 0.1], [2.5, -1.0, 0.0, 0.5, -0.4], [2.4, 1.2, -2.0, 0.9, 2.9]])
 SEQUENCE_TERMS = {"trl:k3-bias-corrected-seq"}  # couple the tokens of a sequence: checked separately
+TERM = {**fo.TERM, **fon.TERM}
 
 
 def _run(term, off_policy: bool):
@@ -31,19 +33,20 @@ def _run(term, off_policy: bool):
 
 
 def test_every_term_has_an_oracle_and_the_catalogue_is_the_expected_size():
-    assert set(FRAMEWORK_TERMS) == set(fo.TERM) | SEQUENCE_TERMS
-    assert 25 <= len(FRAMEWORK_TERMS) <= 35
+    assert set(FRAMEWORK_TERMS) == set(TERM) | SEQUENCE_TERMS and not set(fo.TERM) & set(fon.TERM)
+    assert 45 <= len(FRAMEWORK_TERMS) <= 60
     frameworks = {t.framework for t in FRAMEWORK_TERMS.values()}
-    assert {"verl", "openrlhf", "trl", "nemo-rl", "slime", "open-instruct", "roll", "skyrl"} <= frameworks
+    assert {"verl", "openrlhf", "trl", "nemo-rl", "slime", "open-instruct", "roll", "skyrl", "tunix", "unsloth",
+            "torchforge", "compose-rl", "trinity", "pipelinerl", "areal", "cosmos-rl", "oat"} <= frameworks
     for t in FRAMEWORK_TERMS.values():
         assert t.source and "/" in t.source, t.name  # repository/file named
 
 
 @pytest.mark.parametrize("off_policy", [False, True], ids=["on-policy", "off-policy"])
-@pytest.mark.parametrize("name", sorted(fo.TERM))
+@pytest.mark.parametrize("name", sorted(TERM))
 def test_term_value_and_gradient_match_the_hand_formula(name, off_policy):
     value, grad = _run(get_term(name), off_policy)
-    want_v, want_g = fo.TERM[name](LP, LP - D, LP - SHIFT if off_policy else None)
+    want_v, want_g = TERM[name](LP, LP - D, LP - SHIFT if off_policy else None)
     np.testing.assert_allclose(value, want_v, rtol=1e-12, atol=1e-12, err_msg=name)
     # Autograd of w·k3 adds w·k3 and w·k3' (each ~e^|d|) to form w·d: float64 rounding of terms the size of
     # the value, hence an absolute tolerance of 1e-12 × |value| per token on top of 1e-12 relative.
@@ -79,6 +82,7 @@ def test_sequence_level_ratio_couples_the_tokens_of_a_sequence():
 # value's derivative.
 FD_TERMS = sorted(n for n, t in FRAMEWORK_TERMS.items() if t.placement == "loss" and "+" not in n
                   and n not in ("nemo-rl:k3-legacy", "openrlhf:k3-unbiased-gradient"))
+# The reward terms read the sampler's log-probs for their value; their surrogate w·sg(value) is checked above.
 
 
 @pytest.mark.parametrize("name", FD_TERMS)
@@ -174,3 +178,16 @@ def test_bad_kl_loss_arguments_are_one_line_errors(kwargs, message):
     logp, ref = _batch()
     with pytest.raises(KLGradError, match=message):
         kl_loss(logp, ref, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["verl:kl", "verl:reward:kl", "trl:rloo-reward:k1", "trl:ppo-reward:k3"])
+def test_sequence_surrogate_sums_losses_and_gives_rewards_their_returns(name):
+    # per token t of a (rows, L) batch: ∂/∂lp_t of loss Σ_t v_t is v'_t; of a reward penalty w_t·(Σ_{t'≥t} v_t') on
+    # policy (w_t value 1, gradient 1); of a sequence penalty (RLOO) w_t·Σ_t' v_t'. Values v from the hand formulas.
+    lp = torch.tensor(LP, dtype=torch.float64, requires_grad=True)
+    term = get_term(name)
+    (grad,) = torch.autograd.grad(term.sequence_surrogate(lp, torch.tensor(LP - D)).sum(), lp)
+    value, slope = TERM[name](LP, LP - D, None)
+    returns = {"loss": slope, "reward": np.cumsum(value[:, ::-1], axis=1)[:, ::-1],
+               "reward-seq": np.repeat(value.sum(1, keepdims=True), LP.shape[1], axis=1)}[term.placement]
+    np.testing.assert_allclose(grad.numpy(), returns, rtol=1e-12, atol=1e-12)

@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ON_POLICY = ("tokens-on", "normal-near", "normal-far")  # the README's "tokens · N-near · N-far"
+SEQUENCES = ("markov-3x4", "markov-2x6", "markov-3x4-offpolicy")  # "Markov chains: 3×4 · 2×6 · 3×4 off-policy"
 MASS = ("tokens-far", "normal-far")  # "zero-gradient mass: tokens-far · N-far"
 ARROWS = {"policy‖ref": "policy||ref", "ref‖policy": "ref||policy"}
 
@@ -60,7 +61,7 @@ def test_the_readme_table_lists_every_catalogue_term():
 
 @pytest.mark.parametrize("readme_row", _readme_rows(), ids=lambda r: r[1].strip("`"))
 def test_every_readme_cell_matches_the_measured_table(readme_row):
-    framework, term, placement, on_policy, off_policy, mass = readme_row
+    framework, term, placement, on_policy, off_policy, sequences, mass = readme_row
     term = term.strip("`")
     table = _measured()
     rows = table[table["term"] == term].set_index("problem")
@@ -68,5 +69,7 @@ def test_every_readme_cell_matches_the_measured_table(readme_row):
     for problem, cell in zip(ON_POLICY, on_policy.split(" · "), strict=True):
         _check_cell(cell, rows.loc[problem], f"{term} on {problem}")
     _check_cell(off_policy, rows.loc["tokens-off"], f"{term} on tokens-off")
+    for problem, cell in zip(SEQUENCES, sequences.split(" · "), strict=True):
+        _check_cell(cell, rows.loc[problem], f"{term} on {problem}")
     for problem, cell in zip(MASS, mass.split(" · "), strict=True):
         _check_mass(cell, rows.loc[problem, "zero_grad_mass"], f"{term} zero-gradient mass on {problem}")

@@ -20,10 +20,12 @@ from typing import Callable
 
 import torch
 
+from ..sequences import to_go
+
 Tensor = torch.Tensor
 TermFn = Callable[..., Tensor]  # (logp, ref_logp, old_logp=None, mask=None) -> per-token tensor
 
-PLACEMENTS = ("loss", "reward")
+PLACEMENTS = ("loss", "reward", "reward-seq")
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,9 @@ class FrameworkTerm:
 
     ``name`` is namespaced ("verl:low_var_kl"); ``formula`` says what is computed, in the notation above;
     ``clamp`` the clamps and their order ("" if none); ``weight`` the importance weight and whether it carries
-    grad; ``placement`` "loss" (the value is added to the loss and differentiated) or "reward" (the value is a
-    detached per-token reward penalty, differentiated only through the policy-gradient weight);
+    grad; ``placement`` "loss" (the value is added to the loss and differentiated), "reward" (the value is a
+    detached per-token reward penalty, differentiated only through the policy-gradient weight) or "reward-seq"
+    (the penalty summed over the sequence and subtracted from its one reward, as RLOO does);
     ``aggregation`` the framework's default reduction (a ``kl_loss`` aggregation name); ``kinked`` marks terms
     with clamps or |·| (their expected gradient is not smooth: no exact quadrature, Monte Carlo instead);
     ``estimator`` names the registered estimator equal to this term when it is elementwise in d ("" if none).
@@ -68,6 +71,21 @@ class FrameworkTerm:
         if self.placement == "loss":
             return value
         return ratio(logp, old_logp) * value.detach()
+
+    def sequence_surrogate(self, logp: Tensor, ref_logp: Tensor, old_logp: Tensor | None = None,
+                           mask: Tensor | None = None) -> Tensor:
+        """Per-sequence surrogate, tokens last: (…, L) per-token log-probs → (…,). A loss term is summed over
+        the tokens (seq-mean-token-sum once averaged over sequences); a reward penalty is REINFORCE with
+        reward-to-go, Σ_t w_t·sg(Σ_{t'≥t} value_t') (γ = λ = 1 returns, as verl's and OpenRLHF's PPO form
+        them; ``kl_grad.sequences.to_go``); a sequence penalty ("reward-seq") Σ_t w_t·sg(Σ_t' value_t'). For
+        L = 1 all are ``surrogate`` of the one token."""
+        m = 1.0 if mask is None else mask.to(logp.dtype)
+        value = self.fn(logp, ref_logp, old_logp, mask) * m
+        if self.placement == "loss":
+            return value.sum(-1)
+        v = value.detach()
+        returns = to_go(v) if self.placement == "reward" else v.sum(-1, keepdim=True)
+        return (ratio(logp, old_logp) * returns * m).sum(-1)
 
 
 # --- building blocks (per token; d = logp − ref_logp) -------------------------------------------------------
@@ -111,3 +129,12 @@ def straight_through(value: Tensor, logp: Tensor, ref: Tensor) -> Tensor:
     """Value of ``value``, gradient of k2 = ½d² (verl's "+" variants): b − sg(b) + sg(value), b = k2."""
     b = k2(logp, ref)
     return b - b.detach() + value.detach()
+
+
+def elementwise(f: Callable[[Tensor, Tensor], Tensor]) -> TermFn:
+    """A function of (logp, ref_logp) as a ``TermFn`` (old_logp and mask unused)."""
+    return lambda lp, ref, old=None, mask=None: f(lp, ref)
+
+
+def absolute(logp: Tensor, ref: Tensor) -> Tensor:
+    return (logp - ref).abs()

@@ -22,7 +22,8 @@ columns:
                w = π_θ/π_old; sg = detach)
   clamp        the clamps, in their order relative to the weight; a clamped sample has zero gradient
   weight       the importance weight and whether it carries gradient
-  placement    loss: the value is differentiated as the loss term; reward: a detached per-token penalty
+  placement    loss: the value is differentiated as the loss term; reward: a detached per-token penalty;
+               reward-seq: the penalty summed over the sequence, taken from its one reward (RLOO)
   estimator    the registered estimator with the same formula (use it in kl_loss / kl-grad table)
 What each term's gradient follows is measured in results/frameworks_catalogue (make reproduce).
 """
@@ -62,7 +63,8 @@ def add_parser(sub, name: str) -> None:
     """Register ``kl-grad frameworks`` on the CLI's subparsers."""
     p = sub.add_parser(name, help=command_help(name),
                        description="List the KL terms of verl, OpenRLHF, TRL, NeMo-RL, slime, Open-Instruct, "
-                       "ROLL and SkyRL as kl_grad's catalogue writes them: formula as computed, clamps, weight, "
+                       "ROLL, SkyRL, tunix, unsloth, torchforge, compose-rl, Trinity-RFT, PipelineRL, AReaL, "
+                       "cosmos-rl and oat as kl_grad's catalogue writes them: formula as computed, clamps, weight, "
                        "placement, default aggregation and the source read.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_output_arguments(p, FORMATS)

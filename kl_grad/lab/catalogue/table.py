@@ -3,7 +3,11 @@
 For every ``kl_grad.frameworks`` entry and every problem of a small battery, the expected autograd gradient
 g = E_m[∇θ surrogate] of the term's per-token surrogate (``FrameworkTerm.surrogate``: the loss term exactly as
 the framework forms it, or w·sg(value) for a reward penalty) is compared with ∇θ KL(policy‖ref) and
-∇θ KL(ref‖policy) (closed forms, ``Problem.true_gradients``). Each sample is a one-token sequence.
+∇θ KL(ref‖policy) (closed forms, ``Problem.true_gradients``). Each sample is a one-token sequence, except on the
+Markov chains (``markov-*``: the audit's sequence problems, 81 and 64 sequences enumerated exactly), where the
+truth is the gradient of the sequence-level KL and each sequence's surrogate is
+``FrameworkTerm.sequence_surrogate`` (loss terms summed over tokens; reward terms with reward-to-go): a term
+unbiased for one token can follow nothing there (issue 12; the audit's ``follows_sequence``).
 
     exact   categorical problems (enumeration: exact for clamped terms too) and smooth terms on continuous
             problems (the lab's quadrature, ``quadrature.exact_moments``, with its tail analysis and stated
@@ -36,6 +40,7 @@ import torch
 from ...directions import DIRECTIONS, NONE, ZERO
 from ...errors import KLGradError, choose, split_names
 from ...frameworks import FRAMEWORK_TERMS, FrameworkTerm, get_term
+from ..auditing.battery import SEQUENCE, SEQUENCE_OFF_POLICY
 from ..experiments import Kind
 from ..montecarlo import check_seed, mc_points
 from ..problem import Problem
@@ -46,13 +51,16 @@ from ..threads import SMALL
 
 F64 = torch.float64
 
-# The battery: name -> (policy, ref, sampler or None). Logits of 4 tokens; Gaussians N(loc, scale).
+# The battery: name -> (policy, ref, sampler or None). Logits of 4 tokens; Gaussians N(loc, scale); the audit's
+# Markov chains (auditing/battery.py SEQUENCE, SEQUENCE_OFF_POLICY), whose truth is the sequence-level ∇KL.
 PROBLEMS: dict[str, tuple[str, str, str | None]] = {
     "tokens-on": ("categorical:0,0.5,-0.5,1", "categorical:1,-0.5,0,0.5", None),
     "tokens-off": ("categorical:0,0.5,-0.5,1", "categorical:1,-0.5,0,0.5", "categorical:0.4,0.2,-0.2,0.6"),
     "tokens-far": ("categorical:0,0,0,0", "categorical:0,-25,-25,0", None),  # d ≈ 25 on two tokens: clamps bite
     "normal-near": ("normal:0,1", "normal:0.5,1.2", None),
     "normal-far": ("normal:0,1", "normal:6,1", None),  # d = 18 − 6x: k3 > 10 for most of the mass
+    **{name: (*SEQUENCE[name], None) for name in SEQUENCE},
+    **{name: (*SEQUENCE[base], m) for name, (base, m) in SEQUENCE_OFF_POLICY.items()},
 }
 
 COLUMNS = ["framework", "term", "problem", "placement", "mode", "follows", "rel_bias_vs_policy||ref",
@@ -100,23 +108,26 @@ ZERO_ULPS = 64  # a per-point coefficient within 64 ulps of its inputs' magnitud
 
 
 def row_gradients(problem: Problem, term: FrameworkTerm, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row gradient of the row-mean surrogate, (rows, P), and whether ∂surrogate/∂log π_θ is 0 per point,
-    (rows, cols) bool: |c| ≤ ``ZERO_ULPS``·eps·max(1, |log π_θ|, |log π_ref|), zero up to the rounding of a
+    """Per-row gradient of the row-mean surrogate, (rows, P), and whether ∂surrogate/∂log π_θ is 0 per token,
+    (rows, cols, L) bool: |c| ≤ ``ZERO_ULPS``·eps·max(1, |log π_θ|, |log π_ref|), zero up to the rounding of a
     function of those log-probs (exactly 0 on a clamp's flat side; e.g. 1 + d at d = −1 where logits tie, which
     another CPU rounds to ±1 ulp).
 
-    ``x``: (rows, cols) points; each point is a one-token sequence (shape (rows, cols, 1) for the term), so a
-    sequence-level ratio is that token's own. One copy of θ per row (``DistSpec.leaves``).
+    ``x``: (rows, cols) points, each a one-token sequence (L = 1), or (rows, cols, L) Markov-chain sequences; the
+    per-sequence surrogate is ``FrameworkTerm.sequence_surrogate`` (a loss term summed over the tokens, a reward
+    penalty with reward-to-go). One copy of θ per row (``DistSpec.leaves``).
     """
-    rows, cols = x.shape
+    rows, cols = x.shape[:2]
     leaves = problem.policy.leaves((rows, 1), F64)
     logp = problem.policy.build_from(leaves).log_prob(x)
     with torch.no_grad():
         ref = problem.ref.build(F64).log_prob(x)
         old = None if problem.sampler is None else problem.sampler.build(F64).log_prob(x)
-    s = term.surrogate(logp.unsqueeze(-1), ref.unsqueeze(-1), None if old is None else old.unsqueeze(-1))
+    if not problem.policy.fam.sequential:  # a token axis of length 1
+        logp, ref, old = logp.unsqueeze(-1), ref.unsqueeze(-1), None if old is None else old.unsqueeze(-1)
+    s = term.sequence_surrogate(logp, ref, old)
     grads = torch.autograd.grad(s.sum() / cols, [logp, *leaves.values()])
-    per_point = grads[0] * cols  # ∂s_i/∂logp_i (the row mean divided it by cols)
+    per_point = grads[0] * cols  # ∂s_i/∂logp_it (the row mean divided it by cols)
     size = torch.maximum(logp.detach().abs(), ref.abs()).clamp(min=1.0)
     zero = per_point.abs() <= ZERO_ULPS * torch.finfo(F64).eps * size
     return torch.cat([g.reshape(rows, 1) for g in grads[1:]], dim=1), zero
@@ -143,9 +154,9 @@ def _exact(problem: Problem, term: FrameworkTerm):
                             (centred.policy, centred.ref) if centred.sampler else (centred.ref,), shift)[term.name]
     zero = math.nan
     if problem.sampling.fam.enumerable:  # the mass where the per-sample gradient is exactly 0
-        x, w, _ = problem.sampling.fam.nodes(problem.sampling, 0)
-        is_zero = row_gradients(problem, term, x)[1].numpy().ravel()
-        zero = float(np.sum(np.where(is_zero, w, 0.0)))
+        x, w = problem.sampling.fam.nodes(problem.sampling, 0)[:2]
+        is_zero = row_gradients(problem, term, x)[1].numpy()  # each sequence's mass shared among its tokens
+        zero = float(np.sum(np.asarray(w).ravel() * is_zero.reshape(np.size(w), -1).mean(axis=1)))
     warning = "; ".join(sorted({w for w in moments.warnings if w}))
     scale = moments.scale if moments.scale is not None else np.zeros_like(moments.mean)
     return moments.mean, moments.err, None, scale, zero, warning
@@ -156,7 +167,7 @@ def _mc(problem: Problem, term: FrameworkTerm, exp: CatalogueExperiment):
     for points in mc_points(problem.sampling, exp.trials, exp.samples, exp.seed, F64):
         g, is_zero = row_gradients(problem, term, points.x)
         per_trial.append(g.detach().numpy())
-        zeros += int(is_zero.sum())
+        zeros += float(is_zero.reshape(is_zero.shape[0], is_zero.shape[1], -1).double().mean(-1).sum())
     g = np.concatenate(per_trial)
     mean, se = g.mean(axis=0), g.std(axis=0, ddof=1) / math.sqrt(len(g))
     return mean, se, len(g), np.zeros_like(mean), zeros / (exp.trials * exp.samples), ""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .user_term import UserTerm, _Label
+from .user_term import TermLabel, UserTerm
 
 # The log-ratios d = logp − ref_logp the grid probes: 0, tiny (float32 cancellation: unsloth-zoo PR #1240),
 # moderate, and extreme (exp overflows float16 at 11.1, float32/bfloat16 at 88.7: OpenRLHF PR #1335).
@@ -47,11 +47,11 @@ class CastTerm:
         return str(self.dtype).replace("torch.", "") + (" floor" if self.floor else "")
 
     @property
-    def estimator(self) -> _Label:
-        return _Label(f"{self.inner.name}@{self.label}")
+    def estimator(self) -> TermLabel:
+        return TermLabel(f"{self.inner.name}@{self.label}")
 
     @property
-    def placement(self) -> _Label:
+    def placement(self) -> TermLabel:
         return self.inner.placement
 
     @property

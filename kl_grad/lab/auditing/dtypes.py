@@ -34,7 +34,7 @@ from ...errors import KLGradError, split_names
 from ..gradient_table import exact_gradient_moments
 from .battery import AuditProblem
 from .casts import CastTerm, at_points, grid_rows
-from .probe import PROBE_SAMPLES, _log_probs, _mass, _points, pct
+from .probe import PROBE_SAMPLES, log_probs_at, mass_of, pct, probe_points
 from .user_term import UserTerm
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -79,9 +79,9 @@ def _flags(v64, c64, v, c, dtype) -> dict[str, np.ndarray]:
 
 def _problem_masses(term: UserTerm, ap: AuditProblem, dtypes: list[torch.dtype], seed: int) -> dict:
     """{dtype: {check: m-mass}} on the probe's points of ``ap``."""
-    x, w = _points(ap, PROBE_SAMPLES, seed)
+    x, w = probe_points(ap, PROBE_SAMPLES, seed)
     n = x.shape[0]
-    logp, ref, old = _log_probs(ap, x, torch.float64)
+    logp, ref, old = log_probs_at(ap, x, torch.float64)
     out = {}
     for dt in dtypes:
         v64, c64 = (t.numpy() for t in at_points(term, logp, ref, old, dt, floor=True))
@@ -89,7 +89,7 @@ def _problem_masses(term: UserTerm, ap: AuditProblem, dtypes: list[torch.dtype],
         flags = _flags(v64, c64, v, c, dt)
         if v.ndim == 0:  # a scalar loss: one value for every point
             flags = {k: (np.full(n, bool(f)) if f.ndim == 0 else f) for k, f in flags.items()}
-        out[dt] = {k: _mass(f, w, n) for k, f in flags.items()}
+        out[dt] = {k: mass_of(f, w, n) for k, f in flags.items()}
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .battery import AuditProblem
-from .probe import _log_probs, _points
+from .probe import log_probs_at, probe_points
 from .user_term import UserTerm
 
 PAD = 2
@@ -46,8 +46,8 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 
 def mask_check(term: UserTerm, ap: AuditProblem) -> str | None:
     """None when ``term`` respects its mask on ``ap`` (a sequence problem), else the warning line."""
-    x, _ = _points(ap, 0, 0)
-    logp, ref, old = _log_probs(ap, x, torch.float64)
+    x, _ = probe_points(ap, 0, 0)
+    logp, ref, old = log_probs_at(ap, x, torch.float64)
     logp, ref = logp.detach(), ref.detach()
     old = logp.clone() if old is None else old
     plain = _totals(term, logp, ref, old, torch.ones_like(logp))

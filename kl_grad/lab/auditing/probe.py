@@ -66,7 +66,7 @@ class Probe:
         return self.out_dtype.itemsize < 8 or self.frozen > INTERNAL
 
 
-def _points(ap: AuditProblem, samples: int, seed: int) -> tuple[torch.Tensor, np.ndarray | None]:
+def probe_points(ap: AuditProblem, samples: int, seed: int) -> tuple[torch.Tensor, np.ndarray | None]:
     """(N, 1) points of m, or (N, 1, L) sequences, and their weights (None: equal weights, sampled)."""
     m = ap.problem.sampling
     if m.fam.enumerable:
@@ -76,7 +76,7 @@ def _points(ap: AuditProblem, samples: int, seed: int) -> tuple[torch.Tensor, np
     return pts.x.reshape(-1, 1), None
 
 
-def _log_probs(ap: AuditProblem, x: torch.Tensor, dtype: torch.dtype):
+def log_probs_at(ap: AuditProblem, x: torch.Tensor, dtype: torch.dtype):
     p = ap.problem
     with torch.no_grad():
         ref = p.ref.build(dtype).log_prob(x)
@@ -89,7 +89,7 @@ def coefficients(term: UserTerm, ap: AuditProblem, x: torch.Tensor, dtype: torch
                  nudge: float = 0.0):
     """(values (N, 1) as the function returned them, c (N, 1) float64): the term at points x and ∂L/∂ℓ,
     with logp moved by ``nudge``·max(|logp|, 1)."""
-    logp, ref, m = _log_probs(ap, x, dtype)
+    logp, ref, m = log_probs_at(ap, x, dtype)
     if nudge:
         with torch.no_grad():
             logp = (logp + nudge * logp.abs().clamp(min=1.0)).requires_grad_()
@@ -106,7 +106,7 @@ def coefficients(term: UserTerm, ap: AuditProblem, x: torch.Tensor, dtype: torch
     return values.detach(), c.double()
 
 
-def _mass(mask: np.ndarray, w: np.ndarray | None, n: int) -> float:
+def mass_of(mask: np.ndarray, w: np.ndarray | None, n: int) -> float:
     """m-mass of a mask over n points, each point's share the mean over its entries (a sequence's tokens)."""
     share = mask.reshape(n, -1).mean(axis=1)
     return float(share.mean()) if w is None else float(w @ share)
@@ -116,7 +116,7 @@ def probe(term: UserTerm, ap: AuditProblem, samples: int = PROBE_SAMPLES, seed: 
     """Evaluate ``term`` on problem ``ap`` (see the module docstring). On a sequence problem the masses are
     of (sequence, token) pairs: each sequence's m-mass shared equally among its tokens (per-sequence values
     count once per sequence)."""
-    x, w = _points(ap, samples, seed)
+    x, w = probe_points(ap, samples, seed)
     n = x.shape[0]
     values, c = coefficients(term, ap, x)
     v = values.double().numpy().ravel()
@@ -129,13 +129,13 @@ def probe(term: UserTerm, ap: AuditProblem, samples: int = PROBE_SAMPLES, seed: 
         finite = np.isfinite(v)
         if np.isnan(v).all():
             raise KLGradError(f"{term.name} returned NaN for every sample of {ap.name}: expected finite values")
-        negative = _mass(finite & (v < 0), w, n)
-        nonfinite = _mass(~finite, w, n)
+        negative = mass_of(finite & (v < 0), w, n)
+        nonfinite = mass_of(~finite, w, n)
     cn = c.numpy().ravel()
-    zero = _mass(cn == 0, w, n)
+    zero = mass_of(cn == 0, w, n)
     zero_se = 0.0 if w is not None else math.sqrt(zero * (1 - zero) / n)
     frozen = _frozen(term, ap, x, values, cn)
-    flat = _mass((c == 0).numpy() & _flat(term, ap, x, values, c), w, n) / zero if zero > 0 else 0.0
+    flat = mass_of((c == 0).numpy() & _flat(term, ap, x, values, c), w, n) / zero if zero > 0 else 0.0
     neg = (v < 0) & np.isfinite(v) if not scalar else np.zeros(1, bool)
     reward = not scalar and v.size == cn.size and bool(np.allclose(cn, v, rtol=1e-9, atol=1e-12, equal_nan=True))
     return Probe(zero, zero_se, negative, nonfinite, values.dtype, _f32_error(term, ap, x, cn), scalar, n,
@@ -155,7 +155,7 @@ def _inner(c: np.ndarray) -> str:
 def _flat(term: UserTerm, ap: AuditProblem, x: torch.Tensor, values: torch.Tensor, c: torch.Tensor) -> np.ndarray:
     """Per entry of c: is the value unchanged when the zero-gradient entries' logp move by FLAT_NUDGE?"""
     zero = c == 0
-    logp, ref, m = _log_probs(ap, x, torch.float64)
+    logp, ref, m = log_probs_at(ap, x, torch.float64)
     with torch.no_grad():
         moved = logp + FLAT_NUDGE * logp.abs().clamp(min=1.0) * zero.reshape(logp.shape)
         after = term.call(moved, ref, m).detach()

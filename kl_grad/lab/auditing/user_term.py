@@ -47,7 +47,7 @@ from ...sequences import to_go
 
 
 @dataclass(frozen=True)
-class _Label:
+class TermLabel:
     """What the table columns read from a term: ``estimator.name``/``direction`` and ``placement.name``."""
 
     name: str
@@ -74,12 +74,12 @@ class UserTerm:
         return any(role == "old" for _, role, _ in self.roles)
 
     @property
-    def estimator(self) -> _Label:
-        return _Label(self.name)
+    def estimator(self) -> TermLabel:
+        return TermLabel(self.name)
 
     @property
-    def placement(self) -> _Label:
-        return _Label(self.wrap.name if self.wrap else "as written")
+    def placement(self) -> TermLabel:
+        return TermLabel(self.wrap.name if self.wrap else "as written")
 
     @property
     def key(self) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...errors import KLGradError
 from .battery import AuditProblem
 from .probe import log_probs_at, probe_points
 from .user_term import UserTerm
@@ -57,7 +58,10 @@ def mask_check(term: UserTerm, ap: AuditProblem) -> str | None:
 
     mask = pad(torch.ones_like(logp), "logp").clone()
     mask[..., -PAD:] = 0
-    padded = _totals(term, pad(logp, "logp"), pad(ref, "ref"), pad(old, "old"), mask)
+    try:
+        padded = _totals(term, pad(logp, "logp"), pad(ref, "ref"), pad(old, "old"), mask)
+    except KLGradError as exc:  # e.g. a function that insists on the unpadded length
+        return f"mask: {term.name} could not be rerun with {PAD} trailing padded positions on {ap.name}: {exc}"
     length = logp.shape[-1]
     value_diff = _relative(plain[0], padded[0])
     grad_diff = _relative(plain[1], padded[1][..., :length])

@@ -14,7 +14,11 @@ Names and formulas follow the documented semantics of the frameworks (no code co
 - ``verl_low_var_kl``: verl's ``low_var_kl`` as documented (verl/trainer/ppo/core_algos.py ``kl_penalty``,
   2025): clamp log(π_ref/π_θ) to ±20, k3 of it, clamp the result to [−10, 10];
 - ``k2_detached``: k2 of a detached logp (a bug: no gradient reaches the policy);
-- ``k3_float32``: k3 computed in float32, as mixed-precision trainers do;
+- ``k3_float32``: k3 computed in float32, as mixed-precision trainers do; written exp(δ) − δ − 1 with
+  δ = log(π_ref/π_θ), the form unsloth-zoo PR #1240 found negative in float32 (−5.96e-8 at δ = 1e-6);
+- ``openrlhf_k3_clamped``: OpenRLHF's ``compute_approx_kl`` k3 before PR #1335 (openrlhf/models/utils.py):
+  float32 log-ratio, exp(δ) − 1 − δ, then clamp to [−10, 10]; beyond δ ≈ 88.7 the exp overflows, the
+  clamped value stays finite, and backward multiplies the clamp's zero by inf: NaN (``--dtype`` shows it);
 - ``k3_prefix_weighted``: per-token k3 times the prefix weight W_t = Π_{τ≤t} π_θ/π_old (tokens are the last
   axis), the sequence-level form of ``k3_weighted``;
 - ``k1_sequence_reward``: k1 of the whole sequence as a REINFORCE reward: the sequence's ratio
@@ -74,6 +78,12 @@ def k2_detached(logp, ref_logp):
 def k3_float32(logp, ref_logp):
     log_ratio = (ref_logp - logp).float()
     return torch.exp(log_ratio) - log_ratio - 1
+
+
+def openrlhf_k3_clamped(logp, ref_logp):
+    log_ratio = -(logp.float() - ref_logp.float())  # δ = log(π_ref/π_θ), float32
+    k3 = log_ratio.exp() - 1 - log_ratio
+    return k3.clamp(min=-10, max=10)
 
 
 def k3_prefix_weighted(logp, ref_logp, old_logp):

@@ -20,11 +20,13 @@ class KLAudit:
     """The fixture's value: ``kl_grad.testing``'s assertions and ``kl_grad.audit`` as methods."""
 
     def assert_unbiased(self, fn, direction: str = POLICY_REF, **options) -> None:
+        __tracebackhide__ = True
         from .testing import assert_unbiased_kl_gradient
 
         assert_unbiased_kl_gradient(fn, direction, **options)
 
     def assert_follows(self, fn, direction: str, **options) -> None:
+        __tracebackhide__ = True
         from .testing import assert_kl_gradient_follows
 
         assert_kl_gradient_follows(fn, direction, **options)

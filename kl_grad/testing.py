@@ -25,6 +25,7 @@ __all__ = ["assert_kl_gradient_follows", "assert_unbiased_kl_gradient"]
 
 
 def _audit(fn, kwargs, placement, seed, problems):
+    __tracebackhide__ = True  # pytest shows the caller's assertion, not these frames
     from .lab.auditing.auditor import SEED, audit
 
     return audit(fn, kwargs=kwargs, placement=placement, seed=SEED if seed is None else seed, problems=problems)
@@ -32,6 +33,7 @@ def _audit(fn, kwargs, placement, seed, problems):
 
 def _checked(result, off_policy: bool, sequences: bool) -> list[dict]:
     """The problems an assertion judges; none is an error (a filter that selects nothing must not pass)."""
+    __tracebackhide__ = True
     kept = [p for p in result.problems
             if (p["on_policy"] or off_policy) and (sequences or not p.get("sequence"))]
     if not kept:
@@ -42,21 +44,24 @@ def _checked(result, off_policy: bool, sequences: bool) -> list[dict]:
     return kept
 
 
-def _failures(result, direction: str, off_policy: bool, sequences: bool = False) -> list[str]:
+def _failures(result, direction: str, off_policy: bool, sequences: bool = False) -> list[tuple[bool, str]]:
+    """(is it a sequence problem, the line) for each problem or parameter off ∇KL(direction)."""
+    __tracebackhide__ = True
     lines = []
     for p in _checked(result, off_policy, sequences):
+        seq = bool(p.get("sequence"))
         if direction in p["follows"].split(" and "):
             continue
         if p["follows"] == "unknown":
-            lines.append(f"{p['problem']}: no verdict ({p['mode']}): the gradient's variance or tail refused it")
+            lines.append((seq, f"{p['problem']}: no verdict ({p['mode']}): the gradient's variance or tail refused it"))
             continue
         for q in p["params"]:
             true, tol = q[f"true_grad_vs_{direction}"], q[f"tolerance_vs_{direction}"]
             bias = q["mean_grad"] - true
             if abs(bias) > tol:
-                lines.append(f"{p['problem']} (policy {p['policy']}, ref {p['ref']}, sampler {p['sampler']}, "
+                lines.append((seq, f"{p['problem']} (policy {p['policy']}, ref {p['ref']}, sampler {p['sampler']}, "
                              f"{p['mode']}), d/d{q['param']}: mean gradient {q['mean_grad']:.6g} vs ∇KL({direction}) "
-                             f"{true:.6g}: bias {bias:.3g} ± {q['se']:.2g} (se), threshold {tol:.3g}")
+                             f"{true:.6g}: bias {bias:.3g} ± {q['se']:.2g} (se), threshold {tol:.3g}"))
     return lines
 
 
@@ -77,12 +82,15 @@ def assert_unbiased_kl_gradient(fn: Callable, direction: str = POLICY_REF, *, kw
             (..., L), tokens last), against the sequence-level KL. Off by default: a per-token loss that is
             unbiased for one token gives only the token-level partial gradient there (issue 12).
     """
+    __tracebackhide__ = True
     direction = resolve_direction(direction)
     result = _audit(fn, kwargs, placement, seed, problems)
     lines = _failures(result, direction, off_policy, sequences)
     if lines:
-        raise AssertionError(f"{result.name}: the expected gradient is not an unbiased ∇KL({direction}) "
-                             f"(overall it follows {result.follows}):\n  " + "\n  ".join(lines))
+        fields = ([f"follows {result.follows} (expected {direction})"] if any(not s for s, _ in lines) else []) + (
+            [f"follows_sequence {result.follows_sequence} (expected {direction})"] if any(s for s, _ in lines) else [])
+        raise AssertionError(f"{result.name}: {'; '.join(fields)}: the expected gradient is not an unbiased "
+                             f"∇KL({direction}) on:\n  " + "\n  ".join(line for _, line in lines))
 
 
 def assert_kl_gradient_follows(fn: Callable, direction: str, *, kwargs: dict | None = None,
@@ -92,6 +100,7 @@ def assert_kl_gradient_follows(fn: Callable, direction: str, *, kwargs: dict | N
     ``zero``): the direction every on-policy single-token problem's expected gradient agrees on; with
     ``sequences``, ``follows_sequence`` (the sequence problems') must be it too. Options as for
     ``assert_unbiased_kl_gradient``."""
+    __tracebackhide__ = True
     target = direction if direction == ZERO else resolve_direction(direction)
     result = _audit(fn, kwargs, placement, seed, problems)
     _checked(result, False, sequences)
@@ -105,7 +114,7 @@ def assert_kl_gradient_follows(fn: Callable, direction: str, *, kwargs: dict | N
         lines = [f"{p['problem']}: follows {p['follows']}" for p in result.problems
                  if p["on_policy"] and p["follows"] != ZERO and (sequences or not p.get("sequence"))]
     else:
-        lines = _failures(result, target, False, sequences)
-    got = result.follows if result.follows != target else f"{result.follows_sequence} on the sequence problems"
-    raise AssertionError(f"{result.name}: expected gradient follows {got}, not {target}:\n  "
+        lines = [line for _, line in _failures(result, target, False, sequences)]
+    field = ("follows", result.follows) if result.follows != target else ("follows_sequence", result.follows_sequence)
+    raise AssertionError(f"{result.name}: {field[0]} {field[1]} (expected {target}):\n  "
                          + "\n  ".join(lines or ["(no on-policy problem gave a verdict)"]))

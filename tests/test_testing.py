@@ -45,7 +45,7 @@ def test_failure_names_problem_bias_uncertainty_and_threshold():
 
 
 def test_follows_failure():
-    with pytest.raises(AssertionError, match=re.escape("follows zero, not policy||ref")):
+    with pytest.raises(AssertionError, match=re.escape("k1: follows zero (expected policy||ref):")):
         assert_kl_gradient_follows(k1, "policy||ref", problems=FAST)
     with pytest.raises(AssertionError, match=re.escape("tokens-3: follows policy||ref")):
         assert_kl_gradient_follows(k2, "zero", problems=FAST)
@@ -68,3 +68,33 @@ def test_kl_audit_fixture(kl_audit):
 def test_a_filter_that_checks_nothing_fails(call):
     with pytest.raises(AssertionError, match="no (problem was checked|sequence problem was run)"):
         call()
+
+
+def k2_per_token(logp, ref_logp):  # unbiased for one token; the token-level partial gradient on sequences
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+def test_the_headline_names_the_failing_field():
+    with pytest.raises(AssertionError) as err:
+        assert_unbiased_kl_gradient(k2_per_token, problems=["tokens-3", "markov-3x4"], sequences=True)
+    assert str(err.value).splitlines()[0].startswith("k2_per_token: follows_sequence none (expected policy||ref):")
+    with pytest.raises(AssertionError) as err:
+        assert_unbiased_kl_gradient(k3, "policy||ref", problems=FAST)
+    assert str(err.value).splitlines()[0].startswith("k3: follows ref||policy (expected policy||ref):")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: assert_unbiased_kl_gradient(k3, "policy||ref", problems=["tokens-3"]),
+    lambda: assert_kl_gradient_follows(k1, "policy||ref", problems=["tokens-3"]),
+    lambda: assert_unbiased_kl_gradient(k1, problems=["markov-3x4"]),  # raised in _checked
+])
+def test_library_frames_are_hidden_from_pytest_tracebacks(call):
+    with pytest.raises(AssertionError) as err:
+        call()
+    frames, tb = [], err.tb
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == "kl_grad.testing":
+            frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    assert frames  # the assertion is raised inside kl_grad.testing
+    assert all(f.f_locals.get("__tracebackhide__") is True for f in frames), [f.f_code.co_name for f in frames]

@@ -83,7 +83,8 @@ OLD_NAMES = {"old_logp", "old_log_probs", "old_logprob", "old_logprobs", "old_lo
              "behavior_logp", "sampler_logp", "rollout_logp", "rollout_log_probs"}
 ROLES = {"logp": "log π_θ of the sampled tokens (carries grad)", "ref": "log π_ref of the tokens",
          "old": "the sampler's log-probs (detached; on-policy: logp's value)",
-         "mask": "ones (every token counts; the audit's sequences have no padding)"}
+         "mask": "ones (every token counts; a rerun of markov-3x4 with 2 padded positions, mask 0, checks "
+                 "that padding is masked out)"}
 
 
 def _role(name: str) -> str | None:

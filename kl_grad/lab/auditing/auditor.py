@@ -42,7 +42,10 @@ from ..target import ROLES, bind, signature_roles
 from ..terms import make_cases
 from ..threads import work_threads
 from .battery import AuditProblem, battery
-from .probe import INTERNAL, NUDGE, Probe, probe, warnings_of
+from .dtypes import dtype_report, parse_dtypes
+from .notes import dedupe, dtype_notes, probe_notes, sequence_notes
+from .padding import mask_check
+from .probe import Probe, probe
 from .user_term import UserTerm, user_placement
 
 SAMPLES = 1000  # the stdev columns are of a SAMPLES-sample mean; MC trials are SAMPLES samples each
@@ -72,10 +75,12 @@ class AuditResult:
     seconds: float = 0.0
     table: pd.DataFrame = field(default=None, repr=False)
     follows_sequence: str = NONE
+    dtypes: list[dict] = field(default_factory=list)  # dtypes.dtype_report, float64 first; empty unless asked
 
     def as_dict(self) -> dict:
-        return {"function": self.name, "follows": self.follows, "follows_sequence": self.follows_sequence,
-                "warnings": list(self.warnings), "problems": self.problems}
+        out = {"function": self.name, "follows": self.follows, "follows_sequence": self.follows_sequence,
+               "warnings": list(self.warnings), "problems": self.problems}
+        return {**out, "dtypes": self.dtypes} if self.dtypes else out
 
 
 @functools.lru_cache(maxsize=64)
@@ -205,7 +210,7 @@ def overall_follows(problems: list[dict], sequence: bool = False) -> str:
 
 def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = None, name: str | None = None,
           samples: int = SAMPLES, trials: int = TRIALS, seed: int = SEED, problems: list[str] | None = None,
-          progress: Callable[[int, int], None] | None = None) -> AuditResult:
+          progress: Callable[[int, int], None] | None = None, dtypes=None) -> AuditResult:
     """Audit a KL term ``fn(logp, ref_logp)`` or ``fn(logp, ref_logp, old_logp)`` (see ``user_term``).
 
     Args:
@@ -218,6 +223,9 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
         problems: names of battery problems to run (default all; ``battery.ON_POLICY``, ``battery.OFF_POLICY``,
             ``battery.SEQUENCE``, ``battery.SEQUENCE_OFF_POLICY``).
         progress: called as progress(done, total) after each problem.
+        dtypes: None, or dtypes a trainer feeds the term ("float32", "bfloat16", "float16", or a comma-separated
+            string): the inputs cast to each, checked for NaN/inf, negative values, vanished gradients and the
+            expected gradient's bias against float64 (``dtypes.py``); ``AuditResult.dtypes`` holds the reports.
 
     Returns:
         ``AuditResult`` with ``follows``, ``warnings`` and per-problem ``problems``.
@@ -225,10 +233,11 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
     # The audit's tensors are small (≤ 200k elements): extra threads only contend (7-14× slower on a loaded
     # 2-core machine; benchmarks/bench_audit.py). The caller's count is restored afterwards.
     with work_threads(0):
-        return _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progress)
+        return _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progress,
+                      parse_dtypes(dtypes) if dtypes is not None else [])
 
 
-def _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progress) -> AuditResult:
+def _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progress, dtypes) -> AuditResult:
     import time
 
     start = time.perf_counter()
@@ -250,48 +259,22 @@ def _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progres
         runner += warns
         if progress:
             progress(i + 1, len(aps))
-    notes = warnings_of(probes, label) + runner
+    notes = dtype_notes(problems, probes, label)
     plain = tuple(r for _, r, _ in roles) in (("logp", "ref"), ("logp", "ref", "old"))
     if not plain or any(not positional for _, _, positional in roles):
-        notes.insert(0, f"inputs: {label} received " + "; ".join(f"{n} = {ROLES[r]}" for n, r, _ in roles))
-    dtypes = sorted({p["dtype"] for p in problems} - {"float64"})
-    if dtypes:
-        notes.insert(0, f"dtype: {label} returns {', '.join(dtypes)} from float64 inputs (it downcasts); its "
-                     "rounding is below the Monte-Carlo standard errors used for it instead of exact verdicts")
-    inside = [p["problem"] for p in problems if p["dtype"] == "float64" and p["frozen"] > INTERNAL]
-    if inside:
-        notes.insert(0, f"dtype: {label} returns float64 but computes in lower precision inside: on "
-                     f"{', '.join(inside)} its value and gradient do not change when logp moves by "
-                     f"{NUDGE:g} relative (a float32 step and a cast back?); measured by Monte Carlo")
+        notes.append(f"inputs: {label} received " + "; ".join(f"{n} = {ROLES[r]}" for n, r, _ in roles))
+    notes += probe_notes(probes, label, reward=bool(term.wrap) and term.wrap.name.startswith("reward"))
+    notes += runner
+    padded = next((ap for ap in aps if ap.sequence and ap.on_policy), None)
+    if padded is not None and any(r == "mask" for _, r, _ in roles):
+        notes += [w for w in [mask_check(term, padded)] if w]
     follows, follows_sequence = overall_follows(problems), overall_follows(problems, sequence=True)
     single = [p for p in problems if not p["sequence"]]
     if single and not any(p["on_policy"] and p["follows"] != "unknown" for p in single):
         notes.append("no on-policy problem gave a verdict, so follows is none")
     notes += sequence_notes(problems, probes, label, follows, follows_sequence)
+    reports = dtype_report(term, aps, dtypes, seed) if dtypes else []
+    notes = dedupe(notes + [line for r in reports for line in r["findings"]])
     table = pd.DataFrame([{k: v for k, v in p.items() if k != "params"} for p in problems])
-    return AuditResult(follows, notes, problems, label, time.perf_counter() - start, table, follows_sequence)
-
-
-def sequence_notes(problems: list[dict], probes: list, label: str, follows: str, follows_sequence: str) -> list[str]:
-    """What the sequence problems add: the single-token verdict that does not carry over to sequences (the
-    finding of issue 12), and how a scalar output is read there."""
-    seq = [p for p in problems if p["sequence"] and p["on_policy"]]
-    notes = []
-    if seq and follows in DIRECTIONS and follows_sequence != follows:
-        bias = ", ".join(f"{p['problem']} {p[f'rel_bias_norm_vs_{follows}']:.3g}" for p in seq)
-        why = ("the gradient of a sequence's KL(π_θ‖π_ref) has cross terms E[s_t·d_t'] for later tokens t' > t "
-               "(their prefix distribution depends on θ), which a per-token term unbiased for one token misses, so "
-               "it gives only the token-level partial gradient") if follows == POLICY_REF else (
-               "per-token terms average each token's KL(π_ref‖π_θ) over the policy's prefixes, the sequence-level "
-               "KL(π_ref‖π_θ) over the reference's, so the per-token sum is a different objective")
-        notes.append(f"sequences: {label} follows {follows} for one token but not on the sequence problems "
-                     f"(follows_sequence {follows_sequence}; relative bias against the sequence-level ∇KL({follows}): "
-                     f"{bias}): {why} (issue 12; Tang & Munos, arXiv 2506.09477); unbiased for the sequence-level "
-                     "KL(π_θ‖π_ref): the KL as a REINFORCE reward with reward-to-go, or per-token terms times the "
-                     "prefix weight W_t (kl_grad.sequences)")
-    if any(ap.sequence and pr.scalar for ap, pr in probes):
-        notes.append(f"scalar: {label} returns a reduced scalar; on the sequence problems it is read as the mean "
-                     "over sequences of each sequence's loss (seq-mean-token-sum: x.sum(-1).mean() of per-token x), "
-                     "so a token mean x.mean() reads as 1/L of it")
-    return notes
-
+    return AuditResult(follows, notes, problems, label, time.perf_counter() - start, table, follows_sequence,
+                       reports)

@@ -20,6 +20,9 @@ examples:
       a file's function with a framework-style keyword bound (VALUE: a Python literal, else a string: k3+)
   kl-grad audit examples/trainer_kl_terms.py:k1_loss --placement reward --format json -o audit.json
       a value-style function (the per-token k1 value) used as a REINFORCE reward penalty: w·sg(fn)
+  kl-grad audit examples/trainer_kl_terms.py:openrlhf_k3_clamped --dtype float32,bfloat16
+      also in a trainer's dtypes: NaN/inf (0·inf in backward), negative values, vanished gradients,
+      the cast's bias of E[grad] against float64 (exact enumeration, with its rounding floor)
 
 the function:
   parameters read by name: logp, ref_* (the reference), old_logp/old_log_probs/old_* (the sampler;
@@ -40,8 +43,12 @@ reading the audit:
               placement that follows the same KL on the same problem (1 = as good as the best)
   mode        exact (quadrature or enumeration) or mc (Monte Carlo: kinks such as clamps, or a function
               that downcasts to float32); MC verdicts keep a false-alarm rate of 6.3e-5 per parameter
-  warnings    zero-gradient mass (clamps, with its binomial se), negative values, NaN/inf, float32
-              instability, dtype
+  warnings    zero-gradient mass (with its binomial se; "clamp" where the value is flat there too),
+              negative values, NaN/inf, float32 instability, dtype, a mask that padding leaks through
+  --dtype     per dtype × problem: mass with NaN/inf, negative values, zero gradient where float64 (at
+              the same rounded inputs) has none; rel bias = ‖E[g]_dtype − E[g]_float64‖/‖E[g]_float64‖
+              by enumeration, beside its rounding floor (inputs rounded, computed in float64); a grid of
+              value and gradient at d = 0, ±1e-6, ±1e-3, ±1, ±10, ±20, ±50, ±88, ±100
 """
 
 
@@ -60,6 +67,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help=f"wrap a value-style function as a placement does: {', '.join(PLACEMENTS)}, reward-local "
                    "(reward = Σ_t w_t·sg(Σ_{t'≥t} fn_t'), REINFORCE with reward-to-go; reward-local = Σ_t "
                    "w_t·sg(fn_t), each token alone); default: the output is the loss term as written")
+    a.add_argument("--dtype", default=None, metavar="DTYPES",
+                   help="also run the term on inputs cast to these dtypes, comma-separated (float32, bfloat16, "
+                   "float16; aliases fp32, bf16, fp16): NaN/inf, negative values, vanished gradients and the "
+                   "cast's bias against float64, on the battery and a grid of log-ratios d = 0 … ±100")
     add_output_arguments(a, AUDIT_VIEWS)
     a.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     a.set_defaults(handler=run)
@@ -69,11 +80,13 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 def run(args) -> str:
     """The rendered audit (the CLI writes it to stdout or -o)."""
     from .auditor import audit
+    from .dtypes import parse_dtypes
 
     fmt = output_format(args, AUDIT_VIEWS)
     if args.placement is not None:
         get_placement(args.placement)
+    dtypes = parse_dtypes(args.dtype) if args.dtype is not None else None
     fn = load_target(args.target, parse_kwargs(args.kwarg))
     result = audit(fn, placement=args.placement, name=args.target.rpartition(":")[2],
-                   progress=Progress("audit problems", args.quiet))
+                   progress=Progress("audit problems", args.quiet), dtypes=dtypes)
     return render_audit(result, fmt)

@@ -28,6 +28,7 @@ from ..experiments import Kind
 from ..report import views
 from ..target import load_target
 from .auditor import SAMPLES, SEED, TRIALS, audit
+from .probe import pct
 
 FROM_PROBLEM = ["rel_bias_norm_vs_policy||ref", "rel_bias_norm_vs_ref||policy", "stdev_ratio", "best_builtin",
                 "zero_mass", "zero_mass_se", "dtype"]  # copied from the audit's per-problem details
@@ -96,7 +97,7 @@ def audit_markdown(table: pd.DataFrame) -> str:
                                                       block["tokens"].fillna(1) > 1)
                         if isinstance(p, str) and f != (seq if s else follows))
         zero = block["zero_mass"].astype(float)
-        zmax = f"{100 * zero.max():.2g}%" if zero.notna().any() and zero.max() > 0 else ""
+        zmax = pct(zero.max()) if zero.notna().any() and zero.max() > 0 else ""
         lines.append({"function": name, "follows": follows, "follows (sequences)": seq,
                       "modes": modes, "stdev / best built-in": ratio,
                       "max zero-grad mass": zmax, "problems that differ": per})

@@ -14,6 +14,12 @@ the term exactly as the runner differentiates it, and reports:
 - ``frozen``: the share of points (where c ≠ 0) at which neither the value nor c changes when logp moves by
   ``NUDGE``·max(|logp|, 1): 1e-12 relative is ~1e4 float64 ulps but far below a float32 ulp (1.2e-7), so a
   function that computes in lower precision inside and casts back to float64 shows up here (``INTERNAL``);
+  ``inner`` then names the narrowest of bfloat16, float16, float32 that holds every nonzero c exactly (the
+  backward of a cast rounds the gradient to the narrow dtype, and the cast back and ± pass it unchanged);
+- ``zero_flat``: of the zero-gradient mass, the share where the value is flat too (unchanged when those
+  points' logp moves by ``FLAT_NUDGE`` relative): a clamp's flat side, not a detach;
+- ``negative_max``: the largest |value| among negative values, and ``reward_form``: value = c at every point
+  (a REINFORCE surrogate w·sg(k) on-policy: its value is the reward k, signed by design);
 
 and raises a one-line ``KLGradError`` when no gradient reaches logp (a detached logp) or every value is NaN.
 """
@@ -35,6 +41,7 @@ PROBE_SAMPLES = 50_000  # binomial se of a 0.64% zero mass: 0.036% (6% of it)
 F32_UNSTABLE = 1e-4  # an RMS relative float32-vs-float64 gradient difference above this is "unstable"
 NUDGE = 1e-12  # relative move of logp for the internal-precision check (see the module docstring)
 INTERNAL = 0.5  # a share of frozen points above this means the function computes below float64 inside
+FLAT_NUDGE = 1e-6  # relative move of the zero-gradient points' logp for the flatness check
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,10 @@ class Probe:
     scalar: bool
     points: int
     frozen: float = 0.0
+    inner: str = ""  # the lower precision the function computes in (``frozen``), "" when none is named
+    zero_flat: float = 0.0
+    negative_max: float = 0.0
+    reward_form: bool = False
 
     @property
     def low_precision(self) -> bool:
@@ -55,7 +66,7 @@ class Probe:
         return self.out_dtype.itemsize < 8 or self.frozen > INTERNAL
 
 
-def _points(ap: AuditProblem, samples: int, seed: int) -> tuple[torch.Tensor, np.ndarray | None]:
+def probe_points(ap: AuditProblem, samples: int, seed: int) -> tuple[torch.Tensor, np.ndarray | None]:
     """(N, 1) points of m, or (N, 1, L) sequences, and their weights (None: equal weights, sampled)."""
     m = ap.problem.sampling
     if m.fam.enumerable:
@@ -65,7 +76,7 @@ def _points(ap: AuditProblem, samples: int, seed: int) -> tuple[torch.Tensor, np
     return pts.x.reshape(-1, 1), None
 
 
-def _log_probs(ap: AuditProblem, x: torch.Tensor, dtype: torch.dtype):
+def log_probs_at(ap: AuditProblem, x: torch.Tensor, dtype: torch.dtype):
     p = ap.problem
     with torch.no_grad():
         ref = p.ref.build(dtype).log_prob(x)
@@ -78,7 +89,7 @@ def coefficients(term: UserTerm, ap: AuditProblem, x: torch.Tensor, dtype: torch
                  nudge: float = 0.0):
     """(values (N, 1) as the function returned them, c (N, 1) float64): the term at points x and ∂L/∂ℓ,
     with logp moved by ``nudge``·max(|logp|, 1)."""
-    logp, ref, m = _log_probs(ap, x, dtype)
+    logp, ref, m = log_probs_at(ap, x, dtype)
     if nudge:
         with torch.no_grad():
             logp = (logp + nudge * logp.abs().clamp(min=1.0)).requires_grad_()
@@ -95,7 +106,7 @@ def coefficients(term: UserTerm, ap: AuditProblem, x: torch.Tensor, dtype: torch
     return values.detach(), c.double()
 
 
-def _mass(mask: np.ndarray, w: np.ndarray | None, n: int) -> float:
+def mass_of(mask: np.ndarray, w: np.ndarray | None, n: int) -> float:
     """m-mass of a mask over n points, each point's share the mean over its entries (a sequence's tokens)."""
     share = mask.reshape(n, -1).mean(axis=1)
     return float(share.mean()) if w is None else float(w @ share)
@@ -105,7 +116,7 @@ def probe(term: UserTerm, ap: AuditProblem, samples: int = PROBE_SAMPLES, seed: 
     """Evaluate ``term`` on problem ``ap`` (see the module docstring). On a sequence problem the masses are
     of (sequence, token) pairs: each sequence's m-mass shared equally among its tokens (per-sequence values
     count once per sequence)."""
-    x, w = _points(ap, samples, seed)
+    x, w = probe_points(ap, samples, seed)
     n = x.shape[0]
     values, c = coefficients(term, ap, x)
     v = values.double().numpy().ravel()
@@ -118,13 +129,42 @@ def probe(term: UserTerm, ap: AuditProblem, samples: int = PROBE_SAMPLES, seed: 
         finite = np.isfinite(v)
         if np.isnan(v).all():
             raise KLGradError(f"{term.name} returned NaN for every sample of {ap.name}: expected finite values")
-        negative = _mass(finite & (v < 0), w, n)
-        nonfinite = _mass(~finite, w, n)
+        negative = mass_of(finite & (v < 0), w, n)
+        nonfinite = mass_of(~finite, w, n)
     cn = c.numpy().ravel()
-    zero = _mass(cn == 0, w, n)
+    zero = mass_of(cn == 0, w, n)
     zero_se = 0.0 if w is not None else math.sqrt(zero * (1 - zero) / n)
+    frozen = _frozen(term, ap, x, values, cn)
+    flat = mass_of((c == 0).numpy() & _flat(term, ap, x, values, c), w, n) / zero if zero > 0 else 0.0
+    neg = (v < 0) & np.isfinite(v) if not scalar else np.zeros(1, bool)
+    reward = not scalar and v.size == cn.size and bool(np.allclose(cn, v, rtol=1e-9, atol=1e-12, equal_nan=True))
     return Probe(zero, zero_se, negative, nonfinite, values.dtype, _f32_error(term, ap, x, cn), scalar, n,
-                 _frozen(term, ap, x, values, cn))
+                 frozen, _inner(cn) if frozen > INTERNAL else "", flat,
+                 float(np.max(-v[neg])) if neg.any() else 0.0, reward)
+
+
+def _inner(c: np.ndarray) -> str:
+    """The narrowest of bfloat16, float16, float32 holding every finite nonzero c exactly, else ""."""
+    live = torch.from_numpy(c[np.isfinite(c) & (c != 0)])
+    if not live.numel():
+        return ""
+    return next((name for name, dt in (("bfloat16", torch.bfloat16), ("float16", torch.float16),
+                                       ("float32", torch.float32)) if bool((live.to(dt).double() == live).all())), "")
+
+
+def _flat(term: UserTerm, ap: AuditProblem, x: torch.Tensor, values: torch.Tensor, c: torch.Tensor) -> np.ndarray:
+    """Per entry of c: is the value unchanged when the zero-gradient entries' logp move by FLAT_NUDGE?"""
+    zero = c == 0
+    logp, ref, m = log_probs_at(ap, x, torch.float64)
+    with torch.no_grad():
+        moved = logp + FLAT_NUDGE * logp.abs().clamp(min=1.0) * zero.reshape(logp.shape)
+        after = term.call(moved, ref, m).detach()
+    same = (after.double() == values.double()) | (after.isnan() & values.isnan())
+    if same.dim() == 0:
+        return np.full(tuple(c.shape), bool(same))
+    n = x.shape[0]
+    same, width = same.reshape(n, -1).numpy(), c.reshape(n, -1).shape[1]
+    return np.broadcast_to(same, (n, width)).reshape(tuple(c.shape))  # per-sequence values: each token's
 
 
 def _frozen(term: UserTerm, ap: AuditProblem, x: torch.Tensor, values: torch.Tensor, c64: np.ndarray) -> float:
@@ -157,34 +197,7 @@ def _f32_error(term: UserTerm, ap: AuditProblem, x: torch.Tensor, c64: np.ndarra
 
 
 def pct(p: float) -> str:
-    """A probability as a percentage with two significant digits (0.64%, 0.0021%)."""
-    return f"{100 * p:.2g}%"
-
-
-def warnings_of(probes: list[tuple[AuditProblem, Probe]], name: str) -> list[str]:
-    """One line per kind of hazard over all problems (empty when nothing is worth saying)."""
-    out = []
-    zero = [(ap, pr) for ap, pr in probes if pr.zero_mass > 0]
-    if zero:
-        each = ", ".join(f"{ap.name} {pct(pr.zero_mass)}" + (" (enumerated)" if pr.zero_se == 0 else
-                                                            f" ± {pct(pr.zero_se)}") for ap, pr in zero)
-        n = max(pr.points for _, pr in zero)
-        out.append(f"clamp: the per-sample gradient is exactly zero on part of the sampling mass: {each} "
-                   f"(binomial se, {n} samples per problem); those samples contribute no gradient")
-    bad = [(ap, pr) for ap, pr in probes if pr.nonfinite_mass > 0]
-    if bad:
-        out.append(f"NaN/inf: {name} returns NaN or inf on " + ", ".join(f"{ap.name} {pct(pr.nonfinite_mass)}"
-                                                                          for ap, pr in bad) + " of the mass")
-    neg = [pr.negative_mass for ap, pr in probes if ap.on_policy and pr.negative_mass > 0]
-    if neg:
-        on = sum(1 for ap, _ in probes if ap.on_policy)
-        span = pct(min(neg)) if min(neg) == max(neg) else f"{pct(min(neg))} to {pct(max(neg))}"
-        out.append(f"negative values: {name} returns negative per-sample values on {len(neg)} of {on} on-policy "
-                   f"problems ({span} of the mass); a per-sample KL estimate such as k2 or k3 never is (k1 is), "
-                   "so check what you log or penalise")
-    unstable = [(ap, pr) for ap, pr in probes if math.isfinite(pr.f32_error) and pr.f32_error > F32_UNSTABLE]
-    if unstable:
-        out.append("float32: numerically unstable gradient: with float32 inputs the per-sample gradient moves by "
-                   + ", ".join(f"{ap.name} {pr.f32_error:.1e}" for ap, pr in unstable)
-                   + f" (RMS, relative to float64; a stable one moves ~1e-7, the threshold is {F32_UNSTABLE:g})")
-    return out
+    """A probability as a percentage with two significant digits, never in exponent form (0.64%, 0.0021%,
+    12%, 100%)."""
+    v = float(f"{100 * p:.2g}")
+    return f"{v:.0f}%" if v >= 10 else np.format_float_positional(v, trim="-") + "%"

@@ -47,7 +47,7 @@ from ...sequences import to_go
 
 
 @dataclass(frozen=True)
-class _Label:
+class TermLabel:
     """What the table columns read from a term: ``estimator.name``/``direction`` and ``placement.name``."""
 
     name: str
@@ -74,12 +74,12 @@ class UserTerm:
         return any(role == "old" for _, role, _ in self.roles)
 
     @property
-    def estimator(self) -> _Label:
-        return _Label(self.name)
+    def estimator(self) -> TermLabel:
+        return TermLabel(self.name)
 
     @property
-    def placement(self) -> _Label:
-        return _Label(self.wrap.name if self.wrap else "as written")
+    def placement(self) -> TermLabel:
+        return TermLabel(self.wrap.name if self.wrap else "as written")
 
     @property
     def key(self) -> tuple[str, str]:
@@ -90,13 +90,16 @@ class UserTerm:
         """The runner's log-probs in the function's layout: (rows, cols) gets a token axis of length 1."""
         return t if t is None or sequence else t.unsqueeze(-1)
 
-    def call(self, logp: torch.Tensor, ref_logp: torch.Tensor, sampler_logp: torch.Tensor | None) -> torch.Tensor:
+    def call(self, logp: torch.Tensor, ref_logp: torch.Tensor, sampler_logp: torch.Tensor | None,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
         """The function's raw output (its own dtype; per-token (…, L), per-sequence (…) or a scalar), checked.
-        Inputs are the runner's: (rows, cols) single-token or (rows, cols, L) sequence log-probs."""
+        Inputs are the runner's: (rows, cols) single-token or (rows, cols, L) sequence log-probs; ``mask``
+        (logp's layout, default ones) goes to a mask parameter (``padding.py`` pads with it)."""
         sequence = logp.dim() == 3
         old = logp.detach() if sampler_logp is None else sampler_logp.detach()
-        logp, ref_logp, old = (self.tokens_last(t, sequence) for t in (logp, ref_logp, old))
-        values = {"logp": logp, "ref": ref_logp, "old": old, "mask": torch.ones_like(logp.detach())}
+        mask = torch.ones_like(logp.detach()) if mask is None else mask
+        logp, ref_logp, old, mask = (self.tokens_last(t, sequence) for t in (logp, ref_logp, old, mask))
+        values = {"logp": logp, "ref": ref_logp, "old": old, "mask": mask}
         roles = self.roles
         args = [values[role] for _, role, positional in roles if positional]
         kwargs = {name: values[role] for name, role, positional in roles if not positional}
@@ -121,9 +124,9 @@ class UserTerm:
             raise KLGradError(f"{self.name} returned dtype {out.dtype}, expected a floating-point tensor")
         return out
 
-    def per_sample(self, logp, ref_logp, sampler_logp=None, log_ratio=None) -> torch.Tensor:
+    def per_sample(self, logp, ref_logp, sampler_logp=None, log_ratio=None, mask=None) -> torch.Tensor:
         """Per-sequence surrogate (the runner's (rows, cols)), or a 0-d total rows·cols·S for a scalar output S."""
-        out = self.call(logp, ref_logp, sampler_logp)
+        out = self.call(logp, ref_logp, sampler_logp, mask)
         sequence = logp.dim() == 3
         length = logp.shape[-1] if sequence else 1
         if out.dim() == 0:

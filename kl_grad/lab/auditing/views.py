@@ -63,7 +63,34 @@ def _text(result: AuditResult, tablefmt: str) -> str:
     body = tabulate(_rows(result), headers="keys", tablefmt=tablefmt, showindex=False, floatfmt=".4g",
                     missingval="")
     notes = "".join(f"- {w}\n" for w in result.warnings)
-    return head + body + "\n" + (f"\nwarnings:\n{notes}" if notes else "")
+    return head + body + "\n" + _dtype_tables(result, tablefmt) + (f"\nwarnings:\n{notes}" if notes else "")
+
+
+DTYPE_COLUMNS = {"problem": "problem", "nonfinite_value": "NaN/inf value mass", "nonfinite_grad": "NaN/inf grad mass",
+                 "negative": "negative mass (float64 ≥ 0)", "vanished": "zero-grad mass (float64 ≠ 0)",
+                 "rel_bias": "rel bias of E[grad] vs float64", "rounding_floor": "rounding floor"}
+
+
+def _dtype_tables(result: AuditResult, tablefmt: str) -> str:
+    """With ``dtypes``: the m-mass of each check and the cast bias per dtype × problem, then the grid of
+    value and ∂L/∂ℓ at d = logp − ref_logp per dtype (float64 first)."""
+    reports = [r for r in result.dtypes if r["grid"]]
+    if not reports:
+        return ""
+    rows = [{"dtype": r["dtype"], **{h: p[c] for c, h in DTYPE_COLUMNS.items()}} for r in reports[1:]
+            for p in r["problems"]]
+    masses = tabulate(pd.DataFrame(rows), headers="keys", tablefmt=tablefmt, showindex=False, floatfmt=".2g",
+                      missingval="") if rows else ""
+    grid = pd.DataFrame({"d = logp − ref_logp": [g["d"] for g in reports[0]["grid"]]})
+    for r in reports:
+        grid[f"{r['dtype']} value"] = [g["value"] for g in r["grid"]]
+        grid[f"{r['dtype']} grad"] = [g["grad"] for g in r["grid"]]
+    grid_text = tabulate(grid, headers="keys", tablefmt=tablefmt, showindex=False, floatfmt=".4g")
+    how = ("inputs cast to each dtype as a trainer casts them, ∂L/∂ℓ w.r.t. the cast leaf; masses of the "
+           "problems' probe points; rel bias = ‖E[g]_dtype − E[g]_float64‖ / ‖E[g]_float64‖ by exact enumeration "
+           "(floor: inputs rounded, computed in float64; none on continuous problems)")
+    head = f"\ndtypes ({how}):\n\n{masses}\n" if masses else ""
+    return head + f"\ngrid (on-policy, one point each):\n\n{grid_text}\n"
 
 
 def to_markdown(result: AuditResult) -> str:

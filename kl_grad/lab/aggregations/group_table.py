@@ -3,7 +3,7 @@
 For each estimator × normalisation (``kl_grad.groups.NORMALISATIONS``: std = GRPO, mean = Dr. GRPO, none = no
 baseline, i.e. ``reward-seq``) × group size G × β, on-policy, one row compares E[∇kl], the expected gradient of
 the surrogate ``kl_loss(placement="group-reward")`` returns (the trainer's KL part of E[∇J(β)] − E[∇J(0)] is
-−β·E[∇kl]; ``expect.py``), with ∇KL(π_θ‖π_ref) of the sequence:
+−β·E[∇kl]; ``group_expect.py``), with ∇KL(π_θ‖π_ref) of the sequence:
 
     rel_bias_norm   ‖E[∇kl] − ∇KL‖/‖∇KL‖ (= ‖KL part + β∇KL‖/‖β∇KL‖)
     cosine          cos(E[∇kl], ∇KL);  norm_ratio ‖E[∇kl]‖/‖∇KL‖
@@ -30,7 +30,7 @@ from ...groups import NORMALISATIONS
 from ..experiments import Kind
 from ..problem import Problem
 from ..report import github, views
-from . import expect
+from . import group_expect as expect
 
 MODES = {"exact": "exact", "mc": "mc"}
 COLUMNS = ["estimator", "normalisation", "group", "beta", "reward", "mode", "rel_bias_norm", "cosine", "norm_ratio",

@@ -28,6 +28,7 @@ from .estimators import (
     reverse_k2,
 )
 from .full import full_kl_loss
+from .groups import GroupReward
 from .loss import kl_loss
 from .placements import PLACEMENTS, Placement, get_placement, surrogate
 
@@ -45,7 +46,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AGGREGATIONS", "ESTIMATORS", "PLACEMENTS", "POLICY_REF", "REF_POLICY", "Estimator", "KLGradError",
-    "Placement", "full_kl_loss", "get_estimator", "get_placement", "k1", "k2", "k3", "kl", "kl_loss",
+    "GroupReward", "Placement", "full_kl_loss", "get_estimator", "get_placement", "k1", "k2", "k3", "kl", "kl_loss",
     "resolve_direction",
     "reverse_k1", "reverse_k2", "surrogate", *sorted(_LAB),
 ]

@@ -25,6 +25,7 @@ import torch
 from .aggregations import AGGREGATION_ALIASES, AGGREGATIONS, PER_TOKEN
 from .errors import KLGradError, choose
 from .estimators import get_estimator
+from .groups import GroupReward, group_reward_terms
 from .placements import get_placement, surrogate
 from .sequences import SEQUENCE_PLACEMENTS, SequencePlacement
 
@@ -37,12 +38,15 @@ Tensor = torch.Tensor
 # reward-prefix-w, reward-seq, both, trl-seq.
 PER_TOKEN_PLACEMENTS = {"loss": "loss", "loss-sgw": "loss-sgw", "loss-w": "loss-w", "reward-local": "reward"}
 ALONG_TOKENS = ("loss-prefix-w", "reward", "reward-prefix-w", "reward-seq", "both", "trl-seq")  # + reward-local
+GROUP_REWARD = "group-reward"  # across the sequences of a group (``kl_grad.groups``): needs ``group=``
 
 
 def kl_loss_placement(name: str):
     """The ``Placement`` (per token) or ``SequencePlacement`` (along the token axis) ``kl_loss`` calls ``name``."""
-    allowed = {n: n for n in (*PER_TOKEN_PLACEMENTS, *ALONG_TOKENS)}
+    allowed = {n: n for n in (*PER_TOKEN_PLACEMENTS, *ALONG_TOKENS, GROUP_REWARD)}
     key = choose("placement", name.strip() if isinstance(name, str) else name, allowed)
+    if key == GROUP_REWARD:
+        return GROUP_REWARD
     return get_placement(PER_TOKEN_PLACEMENTS[key]) if key in PER_TOKEN_PLACEMENTS else SEQUENCE_PLACEMENTS[key]
 
 
@@ -66,6 +70,7 @@ def kl_loss(
     aggregation: str = "token-mean",
     horizon: float | None = None,
     term: str | None = None,
+    group: GroupReward | None = None,
 ) -> Tensor:
     """Scalar KL loss from per-token log-probs.
 
@@ -92,6 +97,10 @@ def kl_loss(
         term: a framework catalogue entry (``kl_grad.frameworks``, e.g. "verl:low_var_kl",
             "trl:k3-bias-corrected"): its per-token surrogate, exactly as that framework forms it,
             replaces ``estimator`` × ``placement``.
+        group: for placement "group-reward" only (``kl_grad.groups``): the KL in a group-normalised reward
+            (GRPO with the KL in the reward), ``GroupReward(size, rewards, beta, normalisation)``; rows
+            (batch) come in groups of ``size`` consecutive sequences. The loss is β⁻¹ × the KL's part of the
+            trainer's policy-gradient loss, so ``task_only_pg_loss + beta * kl`` is the trainer's loss.
 
     Returns:
         0-dim float32 (or float64) tensor (per-token tensor for aggregation "none"); masked-out
@@ -108,11 +117,19 @@ def kl_loss(
         from .frameworks import get_term  # the catalogue is torch-only and small
 
         framework_term = get_term(term)
+        if group is not None:
+            raise KLGradError("group is for placement 'group-reward'; a framework term takes no group")
     else:
         est, place = get_estimator(estimator), kl_loss_placement(placement)
         if isinstance(place, SequencePlacement) and logp.dim() < 1:
             raise KLGradError(f"placement {place.name!r} runs along the token axis, and logp has none; the per-token "
                               "REINFORCE penalty w·sg(k) is placement='reward-local'")
+        if (place == GROUP_REWARD) != isinstance(group, GroupReward):
+            raise KLGradError("placement 'group-reward' takes group=GroupReward(size, rewards, beta, normalisation) "
+                              "and no other placement takes group" if group is None or isinstance(group, GroupReward)
+                              else f"group must be a kl_grad.GroupReward, got {type(group).__name__}")
+        if place == GROUP_REWARD and logp.dim() != 2:
+            raise KLGradError(f"placement 'group-reward' needs (batch, tokens) inputs, got shape {tuple(logp.shape)}")
         if place is SEQUENCE_PLACEMENTS["reward"] and logp.dim() >= 1 and logp.shape[-1] > 1:
             warnings.warn("kl_loss(placement='reward') is REINFORCE with reward-to-go along the tokens since "
                           "December 2026 (the sequence gradient); the per-token penalty w·sg(k) it meant before "
@@ -135,6 +152,8 @@ def kl_loss(
     old = None if old is None else torch.where(keep, old, torch.zeros_like(old))
     if term is not None:
         per_token = framework_term.surrogate(lp, ref, old, m)
+    elif place == GROUP_REWARD:
+        per_token = group_reward_terms(est, lp, ref, old, m, group).to(dtype)  # type: ignore[arg-type]
     elif isinstance(place, SequencePlacement):  # float64 inside (prefix products), the caller's dtype out
         per_token = place.terms(est, lp, ref, old, m).to(dtype)
     else:

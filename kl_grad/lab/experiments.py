@@ -88,6 +88,7 @@ WINGS = (
          record="table"),
     Wing("auditing", "audit", {"audit": "audit your own KL term: which KL's gradient does autograd follow?"}),
     Wing("aggregations", "length_weights", record="table"),
+    Wing("aggregations", "group_reward", record="group_table"),  # beside length_weights: the lab spine is full
 )
 
 

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # where a kind has several; together ≈ 20 s.
 REPRESENTATIVE = ["seed003_exact", "seed001_onpolicy_mc", "tokens_placements_mc", "schulman_close_mc",
                   "sweep_loc_values", "coefficients", "seq_length_sweep", "seq_eos_aggregations_exact",
-                  "train_tokens", "train_tokens_mc", "frameworks_catalogue", "audit_trainer_terms"]
+                  "train_tokens", "train_tokens_mc", "frameworks_catalogue", "audit_trainer_terms",
+                  "group_reward_exact"]
 ULPS = 4
 
 

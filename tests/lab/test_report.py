@@ -57,7 +57,15 @@ def tables() -> dict[str, pd.DataFrame]:
             "t", terms=["verl:kl", "trl:k3"], problems=["tokens-on", "tokens-off"]))[0], "err_norm"),
         "audit": _with_specials(_audit_table(), "stdev_ratio"),
         "length_weights": _with_specials(_length_weights_table(), "cosine"),
+        "group_reward": _with_specials(_group_reward_table(), "norm_ratio"),
     }
+
+
+def _group_reward_table() -> pd.DataFrame:
+    from kl_grad.lab.aggregations.group_table import GroupRewardExperiment, group_table
+
+    return group_table(GroupRewardExperiment("t", "markov:2:0,1:0,0/0,0", "markov:2:0.5,0:0,0/0,0", ["k1"],
+                                             groups=[2], rewards=["sum:1,0"]))
 
 
 def _length_weights_table() -> pd.DataFrame:
@@ -125,7 +133,8 @@ def test_json_round_trips_with_inf_as_a_string_and_nan_as_null(tables, kind):
                "train": "kl",
                "frameworks": "err_norm",
                "audit": "stdev_ratio",
-               "length_weights": "cosine"}[kind]
+               "length_weights": "cosine",
+               "group_reward": "norm_ratio"}[kind]
     assert [r[special] for r in records[:3]] == ["inf", "-inf", None]
     for record, (_, row) in zip(records, table.iterrows()):
         for col, value in record.items():

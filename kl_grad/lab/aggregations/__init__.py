@@ -1,2 +1,3 @@
-"""The aggregation wing: kind ``length_weights`` (``table.py``: kl_loss aggregations on variable-length
-sequences)."""
+"""The aggregation wing, how a trainer reduces a batch of sequences: kind ``length_weights`` (``table.py``: kl_loss's
+token aggregations on variable-length sequences) and kind ``group_reward`` (``group_table.py``, ``group_expect.py``:
+the KL in a group-normalised reward, GRPO with the KL in the reward)."""

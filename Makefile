@@ -52,8 +52,8 @@ $(LIVE_STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(LIVE_VENV)
 	$(LIVE_PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(LIVE_PY) -m pip install --quiet -c $(CONSTRAINTS) -e .
-	$(LIVE_PY) -m pip install --quiet --no-deps $(LIVE_FRAMEWORKS)
 	$(LIVE_PY) -m pip install --quiet $(LIVE_DEPS)
+	$(LIVE_PY) -m pip install --quiet --no-deps $(LIVE_FRAMEWORKS)
 	touch $(LIVE_STAMP)
 
 # Does each installed framework still compute its catalogue rows? (exit 1 on drift; docs/frameworks.md)

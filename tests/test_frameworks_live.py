@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ import torch
 
 from kl_grad.frameworks import FRAMEWORK_TERMS
 from kl_grad.frameworks.live import LIVE_SPECS
-from kl_grad.frameworks.live_check import D_GRID, STATUSES, TOL_F32, TOL_F64, grid, live_rows, scaled_diff
+from kl_grad.frameworks.live_check import D_GRID, OLD_OFFSETS, STATUSES, TOL_F32, TOL_F64, grid, live_rows, scaled_diff
 from kl_grad.lab.cli import main
 from tests import live_standins
 
@@ -47,7 +48,10 @@ def test_the_grid_is_exact_in_float32_and_covers_the_edges():
     assert torch.equal(d.float().double(), d) and torch.equal(logp.float().double(), logp)
     assert torch.equal(ref.float().double(), ref)
     assert torch.equal((logp.float() - ref.float()).double(), d)  # a float32 framework sees the same d
-    assert float(torch.maximum(logp, ref).max()) == float(torch.maximum(logp, ref).min()) == -0.5
+    assert float(torch.maximum(logp, ref).max()) == float(torch.maximum(logp, ref).min()) == -1.0
+    for offset in OLD_OFFSETS:  # the off-policy sampler's log-probs: exact in float32, and log-probs (< 0)
+        old = logp + offset
+        assert torch.equal(old.float().double(), old) and float(old.max()) < 0
     for x in (0.0, 10.0, 20.0, 30.0, 50.0, 10.0 + 2 ** -10, 20.0 - 2 ** -10):
         assert x in D_GRID and -x in D_GRID
     assert min(abs(x) for x in D_GRID if x) < 1e-6 * 1.05
@@ -124,10 +128,20 @@ def test_absent_module_and_missing_dependency_are_not_installed(standin, monkeyp
     standin(files)
     row = _rows("verl")["verl:kl"]
     assert row["status"] == "not installed" and "a_dependency_nobody_has" in row["detail"]
-    files[core] = "raise RuntimeError('needs a GPU')\n"
+    files[core] = "raise RuntimeError('needs a GPU | two')\n"
     standin(files)
     row = _rows("verl")["verl:kl"]
-    assert row["status"] == "not installed" and "RuntimeError: needs a GPU" in row["detail"]
+    assert row["status"] == "not installed" and "RuntimeError: needs a GPU | two" in row["detail"]
+
+
+def test_markdown_rows_keep_their_columns_when_a_reason_has_a_pipe(standin, capsys):
+    files, core = live_standins.verl(), "verl/trainer/ppo/core_algos.py"
+    files[core] = "raise RuntimeError('needs a GPU | two')\n"
+    standin(files)
+    assert main(["frameworks", "--live", "--framework", "verl"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cells = {len(re.findall(r"(?<!\\)\|", line)) for line in lines}
+    assert cells == {10} and "needs a GPU \\| two" in lines[2] and "| –" in lines[2]
 
 
 def test_a_missing_function_or_a_raising_call_is_an_error(standin):
@@ -176,3 +190,20 @@ def test_plain_listing_does_not_import_the_live_check():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert done.returncode == 0 and done.stderr.strip().splitlines()[-1] == "False"
+
+
+def test_the_help_states_the_grid_offsets_and_tolerances_the_check_uses():
+    from kl_grad.lab.catalogue.cli import EPILOG
+
+    text = " ".join(EPILOG.split())
+    named = {0.0, 2.0 ** -20, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 10 - 2 ** -10, 10 + 2 ** -10, 20 - 2 ** -10,
+             20 + 2 ** -10, 30.0, 50.0}
+    assert {abs(x) for x in D_GRID} == named
+    assert "{0, ±2^-20, ±0.5, ±1, ±2.5, ±5, ±10 and ±20 exactly and 2^-10 either side, ±30, ±50}" in text
+    assert OLD_OFFSETS == (0.75, -3.0) and "old_logp = logp + 0.75 and logp − 3" in text
+    f64, f32 = re.search(r"≤ (\S+)·max\(1, \|row\|\), (\S+) where the framework computes in float32", text).groups()
+    assert float(f64) == pytest.approx(TOL_F64, rel=1e-12) and float(f32) == pytest.approx(TOL_F32, rel=1e-12)
+    docs = " ".join(open(os.path.join(ROOT, "docs", "frameworks.md"), encoding="utf-8").read().split())
+    f64, f32 = re.search(r"\|live − row\| ≤ (\S+)·max\(1, \|row\|\) at every point \((\S+) for float32", docs).groups()
+    assert float(f64) == pytest.approx(TOL_F64, rel=1e-12) and float(f32) == pytest.approx(TOL_F32, rel=1e-12)
+    assert "old_logp = logp + 0.75 and logp − 3" in docs

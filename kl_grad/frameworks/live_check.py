@@ -13,7 +13,7 @@ w.r.t. logp — on the grid ``D_GRID`` of log-ratios d = logp − ref_logp, on-p
     no callable     the framework computes the term inline (``live.NO_CALLABLE``): nothing to call
 
 Inputs are float64 of shape (1, len(D_GRID)); every logp, ref_logp and old_logp and every d is exactly
-representable in float32 (the larger log-prob is −0.5, the small |d| is 2^-20 ≈ 9.5e-7, "a little" past a clamp
+representable in float32 (the larger log-prob is −1, the small |d| is 2^-20 ≈ 9.5e-7, "a little" past a clamp
 edge is 2^-10), so a framework that casts to float32 sees the same d. Tolerance, per value and gradient:
 |live − catalogue| ≤ tol·max(1, |catalogue|), tol = ``TOL_F64`` for float64 computation and ``TOL_F32`` where the
 function computes in float32 (``LiveSpec.float32``, or a float32 result); both far below a changed clamp or cap.
@@ -46,14 +46,14 @@ SMALL = 2.0 ** -20  # ≈ 1e-6
 _EDGES = [e + s for e in (10.0, 20.0) for s in (-LITTLE, 0.0, LITTLE)]
 D_GRID = sorted({0.0, SMALL, 0.5, 1.0, 2.5, 5.0, *_EDGES, 30.0, 50.0} | {-x for x in
                 (SMALL, 0.5, 1.0, 2.5, 5.0, *_EDGES, 30.0, 50.0)})
-TOP = -0.5  # the larger of logp and ref_logp at every grid point
+TOP = -1.0  # the larger of logp and ref_logp at every grid point (old_logp = logp + 0.75 stays a log-prob)
 OLD_OFFSETS = (0.75, -3.0)  # old_logp = logp + offset: w = π_θ/π_old = e^(−offset) ≈ 0.47 and ≈ 20.1 (past caps at 10)
 STATUSES = ("agrees", "drift", "not installed", "error", "no callable")
 COLUMNS = ["framework", "name", "live", "version", "status", "scaled_diff", "where", "tolerance", "detail"]
 
 
 def grid(dtype=F64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(d, logp, ref_logp), each (1, len(D_GRID)): logp − ref_logp = d exactly, max(logp, ref_logp) = −0.5."""
+    """(d, logp, ref_logp), each (1, len(D_GRID)): logp − ref_logp = d exactly, max(logp, ref_logp) = −1."""
     d = torch.tensor([D_GRID], dtype=dtype)
     logp = torch.where(d >= 0, torch.full_like(d, TOP), TOP + d)
     return d, logp, logp - d
@@ -133,7 +133,7 @@ def version(module_name: str) -> str:
 
 
 def _evaluate(fn, term: FrameworkTerm, spec: LiveSpec, offset: float | None):
-    """(d, catalogue value, catalogue grad, live value, live grad, live computed in float32) at one condition."""
+    """(d, catalogue value, catalogue grad, live value, live grad, dtype of the live result) at one condition."""
     d, logp, ref = grid()
     old = None if offset is None else logp + offset
     cat_lp = logp.clone().requires_grad_(True)
@@ -177,7 +177,7 @@ def compare(fn, term: FrameworkTerm, spec: LiveSpec) -> dict:
                 where = (f"{what} at d = {float(d[i]):g} ({label}): live {float(live[i]) + 0.0:.6g}, "
                          f"catalogue {float(cat[i]) + 0.0:.6g}")  # + 0.0: −0 prints as 0
     tol = TOL_F32 if f32 else TOL_F64
-    tolerance = f"|Δ| ≤ {tol:g}·max(1, |catalogue|) ({'float32' if f32 else 'float64'})"
+    tolerance = f"{tol:g}·max(1, abs(catalogue)), {'float32' if f32 else 'float64'}"
     if worst <= tol:
         return {"status": "agrees", "scaled_diff": worst, "where": "", "tolerance": tolerance}
     return {"status": "drift", "scaled_diff": worst, "where": where, "tolerance": tolerance}

@@ -32,8 +32,8 @@ What each term's gradient follows is measured in results/frameworks_catalogue (m
 
 --live: for every entry whose real function is known ("module:function", kl_grad/frameworks/live.py), import
   it if installed (nothing is installed), then compare its value and autograd gradient w.r.t. logp with the
-  row's, in float64, on d = logp − ref_logp in {0, ±2^-20, ±0.5, ±1, ±2.5, ±5, 10 and 20 exactly and ±2^-10
-  around, ±30, ±50}, on-policy and (rows using old_logp) at old_logp = logp + 0.75 and logp − 3.
+  row's, in float64, on d = logp − ref_logp in {0, ±2^-20, ±0.5, ±1, ±2.5, ±5, ±10 and ±20 exactly and 2^-10
+  either side, ±30, ±50}, on-policy and (rows using old_logp) at old_logp = logp + 0.75 and logp − 3.
   Tolerance |live − row| ≤ 1e-9·max(1, |row|), 1e-3 where the framework computes in float32.
   status: agrees | drift (scaled_diff = the largest |Δ|/max(1, |row|), where = that point) | not installed
   (the import failed: why) | error (no such function, or the call raised) | no callable (computed inline).
@@ -81,10 +81,12 @@ def live_table(framework: str | None = None) -> pd.DataFrame:
 
 
 def _live_markdown(table: pd.DataFrame) -> str:
-    """GitHub table; scaled_diff to 3 significant digits, "–" where nothing was compared."""
+    """GitHub table; scaled_diff to 3 significant digits, "–" where nothing was compared; a "|" inside a cell (an
+    import error's text) escaped so that it cannot split the row."""
     from tabulate import tabulate
 
-    shown = table.astype(object).where(table.notna(), None)
+    shown = table.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)
+    shown = shown.astype(object).where(table.notna(), None)
     return tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".3g", missingval="–") + "\n"
 
 

@@ -7,7 +7,19 @@ CONSTRAINTS ?= constraints.txt
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 
-.PHONY: install test reproduce check bench clean
+# `make live`: the frameworks' own packages in a separate venv (never .venv), each without its dependency tree
+# (--no-deps: CUDA kernels, vLLM, DeepSpeed are not needed to call a KL function), plus the packages their KL
+# modules import (verl 0.9.1's core_algos: ray, tensordict, omegaconf, transformers, codetiming, orjson; the
+# pins are verl's own). OpenRLHF's models package imports flash_attn (CUDA only) and SkyRL 0.3's pydantic config
+# needs Python 3.12: on a CPU Python 3.11 they are reported `not installed` with that reason.
+LIVE_VENV       ?= .venv-live
+LIVE_PY         := $(LIVE_VENV)/bin/python
+LIVE_STAMP      := $(LIVE_VENV)/.installed
+LIVE_FRAMEWORKS ?= verl==0.9.1 openrlhf==0.11.2 skyrl==0.3.0
+LIVE_DEPS       ?= ray "tensordict>=0.8.0,!=0.9.0,<=0.10.0" "transformers>=5.5.3,!=5.6.0,<5.11" omegaconf codetiming \
+                   orjson jaxtyping loguru pydantic
+
+.PHONY: install test reproduce check bench clean live
 
 install: $(STAMP)
 
@@ -36,5 +48,17 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_kl_loss
 	$(PY) -m benchmarks.bench_full_kl
 
+$(LIVE_STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(LIVE_VENV)
+	$(LIVE_PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(LIVE_PY) -m pip install --quiet -c $(CONSTRAINTS) -e .
+	$(LIVE_PY) -m pip install --quiet $(LIVE_DEPS)
+	$(LIVE_PY) -m pip install --quiet --no-deps $(LIVE_FRAMEWORKS)
+	touch $(LIVE_STAMP)
+
+# Does each installed framework still compute its catalogue rows? (exit 1 on drift; docs/frameworks.md)
+live: $(LIVE_STAMP)
+	$(LIVE_PY) -m kl_grad frameworks --live
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LIVE_VENV) .pytest_cache build *.egg-info

@@ -28,7 +28,8 @@ TRL = ("huggingface/trl, trl/trainer/grpo_trainer.py _compute_loss and grpo_conf
        "use_bias_correction_kl added in PR #4638, default False; default True since PR #6503, merged 2026-07-29)")
 NEMO = ("NVIDIA-NeMo/RL, nemo_rl/algorithms/loss_functions.py ClippedPGLossFn + algorithms/utils.py calculate_kl "
         "(kl_input_clamp_value 20, kl_output_clamp_value 10; 2026 main)")
-NEMO_OLD = "NVIDIA-NeMo/RL, nemo_rl/algorithms/loss_functions.py + utils.py calculate_kl_penalty_joschu2020, v0.2–v0.3"
+NEMO_OLD = ("NVIDIA-NeMo/RL, nemo_rl/algorithms/loss_functions.py + utils.py calculate_kl_penalty_joschu2020, v0.4.0 "
+            "(the ±20 input clamp arrived in v0.4.0; v0.2–v0.3.1 had none)")
 SLIME = ("THUDM/slime, slime/utils/ppo_utils.py compute_approx_kl + backends/megatron_utils/loss.py (--kl-loss-type "
          "k1/k2/k3/low_var_kl, default k1; --use-unbiased-kl; commit 624b824, 2026-08-21)")
 OPEN_INSTRUCT = "allenai/open-instruct, open_instruct/grpo_fast.py (kl_estimator kl1..kl4, diff clamped ±40; 2025)"

@@ -1,0 +1,78 @@
+"""``kl_loss``'s per-token surrogate for float32, bfloat16 and float16 inputs in one autograd node.
+
+``fused_surrogate(estimator, placement, logp, ref_logp, base)`` returns the same per-token values as
+``placements.surrogate`` (loss k(d), loss-sgw sg(w)·k(d), loss-w w·k(d), reward w·sg(k(d)); w = e^(logp − base),
+w ≡ 1 on-policy), computed in float32, with the logp-gradient of each placement in closed form:
+
+    loss: k'(d)    loss-sgw: w·k'(d)    loss-w: w·(k(d) + k'(d))    reward: w·k(d)
+
+— the derivatives ``placements._WeightedLoss`` and ``estimators.numerics._Smooth`` give (tests/test_placements_numerics
+derives them by hand). The backward is one multiplication by that saved coefficient, and the forward has no
+dtype round trip: the estimators' careful float32 forms (``estimators/float32.py``) replace the float64 detour.
+``ref_logp`` and ``base`` are constants here (kl_loss detaches them). Padding is not cleaned here: ``kl_loss``
+checks that the result is finite and only then keeps it; masked-out tokens get gradient 0·coefficient = 0,
+and a coefficient that overflowed is zeroed there (``mask``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .estimators import Estimator
+from .estimators.float32 import FORMS
+
+Tensor = torch.Tensor
+_WANT = {"loss": "slope", "loss-sgw": "slope", "loss-w": "coef", "reward": "none"}
+
+
+def supports(estimator: Estimator, placement: str) -> bool:
+    """True where the fused node applies: a per-token placement and an estimator with a float32 form. The others
+    (straight-through, clamped, framework-named) keep the registry's forms: k3+'s loss-w coefficient k3 + d has a
+    root near d = −1.26 where a float32 sum loses every digit, and _WeightedLoss evaluates it in float64."""
+    return placement in _WANT and estimator.name in FORMS
+
+
+class _Fused(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logp, ref_logp, base, mask, estimator, placement):
+        lp = logp.to(torch.float32)
+        w = None if base is None or placement == "loss" else torch.sub(lp, base).exp_()  # w = π_θ/sg(m)
+        # d in float32 (a bf16/fp16 ref_logp is promoted inside the kernel), in the cast copy when there is one
+        d = torch.sub(lp, ref_logp) if lp is logp else lp.sub_(ref_logp)
+        want = _WANT[placement]
+        k, second = FORMS[estimator.name](d, want)
+        if w is None:  # loss ignores w; on-policy w = π_θ/sg(π_θ) = 1
+            value, coef = k, (k if placement == "reward" else second)
+        else:
+            value = k.mul_(w)
+            if placement == "reward":
+                coef = value
+            elif isinstance(second, float):  # k1's slope 1, reverse_k2's score coefficient 0
+                coef = w.mul_(second) if second != 1.0 else w
+            else:
+                coef = second.mul_(w)
+        ctx.coef = coef if isinstance(coef, float) else None
+        ctx.save_for_backward(None if isinstance(coef, float) else coef, mask)
+        ctx.dtype = logp.dtype
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        coef, mask = ctx.saved_tensors
+        if coef is None and ctx.coef == 1.0 and grad.dtype == ctx.dtype:
+            return grad, None, None, None, None, None
+        out = torch.empty(grad.shape, dtype=ctx.dtype, device=grad.device)
+        if coef is None:
+            return out.copy_(grad).mul_(ctx.coef), None, None, None, None, None
+        torch.mul(grad, coef, out=out)
+        if mask is not None and not torch.isfinite(out.sum()):  # an overflowed coefficient at padding: 0·inf
+            out = torch.where(mask != 0, out, torch.zeros_like(out))
+        return out, None, None, None, None, None
+
+
+def fused_surrogate(estimator: Estimator, placement: str, logp: Tensor, ref_logp: Tensor, base: Tensor | None,
+                    mask: Tensor | None = None) -> Tensor:
+    """Per-token float32 surrogate of ``placement`` (a ``placements.PLACEMENTS`` name) with its closed-form
+    logp-gradient; ``base`` is log sg(m) (None: on-policy), ``mask`` (or None) zeroes overflowed gradients."""
+    return _Fused.apply(logp, ref_logp.detach(), None if base is None else base.detach(), mask, estimator,
+                        placement)

@@ -16,12 +16,15 @@ and a coefficient that overflowed is zeroed there (``mask``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .estimators import Estimator
 from .estimators.float32 import FORMS
 
 Tensor = torch.Tensor
+_ZERO = torch.tensor(0.0)
 _WANT = {"loss": "slope", "loss-sgw": "slope", "loss-w": "coef", "reward": "none"}
 
 
@@ -35,23 +38,32 @@ def supports(estimator: Estimator, placement: str) -> bool:
 class _Fused(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logp, ref_logp, base, mask, estimator, placement):
-        lp = logp.to(torch.float32)
-        w = None if base is None or placement == "loss" else torch.sub(lp, base).exp_()  # w = π_θ/sg(m)
-        # d in float32 (a bf16/fp16 ref_logp is promoted inside the kernel), in the cast copy when there is one
-        d = torch.sub(lp, ref_logp) if lp is logp else lp.sub_(ref_logp)
-        want = _WANT[placement]
-        k, second = FORMS[estimator.name](d, want)
+        # float32 copies of half-precision inputs are made once and then overwritten (mixed-dtype kernels copy)
+        f32 = torch.float32
+        lp, ref = logp.to(f32), ref_logp.to(f32)
+        w = None
+        if base is not None and placement != "loss":  # w = π_θ/sg(m) (loss ignores it; on-policy it is 1)
+            b = base.to(f32)
+            w = torch.sub(lp, b, out=b).exp_() if b is not base else torch.sub(lp, b).exp_()
+        space, form = FORMS[estimator.name]
+        fresh_lp, fresh_ref = lp is not logp, ref is not ref_logp
+        if space == "d":  # x = logp − ref_logp
+            x = lp.sub_(ref) if fresh_lp else torch.sub(lp, ref, out=ref) if fresh_ref else torch.sub(lp, ref)
+        else:  # x = ref_logp − logp
+            x = ref.sub_(lp) if fresh_ref else torch.sub(ref, lp, out=lp) if fresh_lp else torch.sub(ref, lp)
+        k, second, negate = form(x, _WANT[placement])
         if w is None:  # loss ignores w; on-policy w = π_θ/sg(π_θ) = 1
             value, coef = k, (k if placement == "reward" else second)
         else:
             value = k.mul_(w)
-            if placement == "reward":
+            if placement == "reward" or second is k:
                 coef = value
             elif isinstance(second, float):  # k1's slope 1, reverse_k2's score coefficient 0
                 coef = w.mul_(second) if second != 1.0 else w
             else:
                 coef = second.mul_(w)
         ctx.coef = coef if isinstance(coef, float) else None
+        ctx.negate = negate and placement != "reward"
         ctx.save_for_backward(None if isinstance(coef, float) else coef, mask)
         ctx.dtype = logp.dtype
         return value
@@ -64,8 +76,8 @@ class _Fused(torch.autograd.Function):
         out = torch.empty(grad.shape, dtype=ctx.dtype, device=grad.device)
         if coef is None:
             return out.copy_(grad).mul_(ctx.coef), None, None, None, None, None
-        torch.mul(grad, coef, out=out)
-        if mask is not None and not torch.isfinite(out.sum()):  # an overflowed coefficient at padding: 0·inf
+        torch.addcmul(_ZERO, grad, coef, value=-1.0 if ctx.negate else 1.0, out=out)
+        if mask is not None and not math.isfinite(out.sum().item()):  # an overflowed coefficient at padding
             out = torch.where(mask != 0, out, torch.zeros_like(out))
         return out, None, None, None, None, None
 

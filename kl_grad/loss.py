@@ -18,6 +18,7 @@ w = π_θ/sg(π_old) when ``old_logp`` is given (off-policy), else sg(π_θ).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -157,10 +158,9 @@ def _fused(est, placement: str, logp: Tensor, ref_logp: Tensor, old_logp: Tensor
     exactly 0 (and gets gradient 0); otherwise (garbage or ±inf in padding, a reference probability of 0)
     None sends kl_loss down the path that zeroes padding first and uses the registry's forms (their limits at
     π_ref = 0, r·log r → 0, included)."""
-    ref_logp, old_logp, mask = (t if t is None or t.dtype != torch.float64 else t.to(torch.float32)
-                                for t in (ref_logp, old_logp, mask))  # float64 companions: as the float64 path
-    per_token = fused_surrogate(est, placement, logp, ref_logp, old_logp, mask)
-    # the mask keeps its dtype: the aggregations count in the values' dtype; no mask: ones without a tensor's memory
-    m = torch.ones((), dtype=per_token.dtype, device=per_token.device).expand_as(per_token) if mask is None else mask
+    m = None if mask is None else mask.to(torch.float32)
+    per_token = fused_surrogate(est, placement, logp, ref_logp, old_logp, m)
+    if m is None:  # ones without a tensor's memory
+        m = torch.ones((), dtype=per_token.dtype, device=per_token.device).expand_as(per_token)
     out = per_token * m if agg is None else agg(per_token, m, horizon)
-    return out if bool(torch.isfinite(out.sum() if agg is None else out)) else None
+    return out if math.isfinite((out.sum() if agg is None else out).item()) else None

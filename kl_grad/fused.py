@@ -51,7 +51,8 @@ class _Fused(torch.autograd.Function):
             x = lp.sub_(ref) if fresh_lp else torch.sub(lp, ref, out=ref) if fresh_ref else torch.sub(lp, ref)
         else:  # x = ref_logp − logp
             x = ref.sub_(lp) if fresh_ref else torch.sub(ref, lp, out=lp) if fresh_lp else torch.sub(ref, lp)
-        k, second, negate = form(x, _WANT[placement])
+        spare = lp if fresh_lp and x is not lp else ref if fresh_ref and x is not ref else None  # a dead copy
+        k, second, negate = form(x, _WANT[placement], spare)
         if w is None:  # loss ignores w; on-policy w = π_θ/sg(π_θ) = 1
             value, coef = k, (k if placement == "reward" else second)
         else:

@@ -24,7 +24,6 @@ from .estimators import Estimator
 from .estimators.float32 import FORMS
 
 Tensor = torch.Tensor
-_ZERO = torch.tensor(0.0)
 _WANT = {"loss": "slope", "loss-sgw": "slope", "loss-w": "coef", "reward": "none"}
 
 
@@ -77,7 +76,9 @@ class _Fused(torch.autograd.Function):
         out = torch.empty(grad.shape, dtype=ctx.dtype, device=grad.device)
         if coef is None:
             return out.copy_(grad).mul_(ctx.coef), None, None, None, None, None
-        torch.addcmul(_ZERO, grad, coef, value=-1.0 if ctx.negate else 1.0, out=out)
+        torch.mul(grad, coef, out=out)
+        if ctx.negate:
+            out.neg_()
         if mask is not None and not math.isfinite(out.sum().item()):  # an overflowed coefficient at padding
             out = torch.where(mask != 0, out, torch.zeros_like(out))
         return out, None, None, None, None, None

@@ -12,7 +12,8 @@ see README "Which KL term should I use?")::
                  old_logp=old_logp, aggregation="token-mean")
     (pg_loss + beta * kl).backward()
 
-Inputs in bf16/fp16 are computed in float32. Placements follow ``kl_grad.placements``:
+Inputs in bf16/fp16 are computed in float32, through one fused autograd node for the Schulman estimators with a
+per-token placement (``kl_grad/fused.py``). Placements follow ``kl_grad.placements``:
 w = π_θ/sg(π_old) when ``old_logp`` is given (off-policy), else sg(π_θ).
 """
 

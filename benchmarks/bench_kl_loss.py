@@ -3,6 +3,7 @@
 Usage, from the repository root (``make bench`` runs it)::
 
     python -m benchmarks.bench_kl_loss [--repeat 5] [--shapes 16x2048,64x8192] [--dtypes float32,bfloat16]
+                                       [--threads N]
 
 For every registered estimator × per-token placement, at each shape and dtype: the forward + backward time of
 ``kl_loss(logp, ref_logp, old_logp=..., mask=..., estimator=e, placement=p)`` (token-mean), and of the plain
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--shapes", default="16x2048,64x8192")
     ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's); 1 on a shared, loaded machine")
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"kl_loss against the plain expression, forward + backward, median of {args.repeat}, "
           f"{torch.get_num_threads()} threads (ratio > 1: kl_loss slower)")

@@ -70,6 +70,9 @@ class _Fused(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if torch.is_grad_enabled():  # create_graph: the saved coefficient is a constant, k''(d) would be lost
+            raise RuntimeError("kl_loss's float32 path has no second derivative (create_graph=True); pass float64 "
+                               "log-probs, whose path autograd differentiates twice")
         coef, mask = ctx.saved_tensors
         if coef is None and ctx.coef == 1.0 and grad.dtype == ctx.dtype:
             return grad, None, None, None, None, None

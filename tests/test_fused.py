@@ -164,3 +164,16 @@ def test_an_overflowed_coefficient_in_padding_gets_gradient_zero():
     assert loss.item() == pytest.approx(float(oracles.VALUE["reverse_k1"](np.array([-1.0]))[0]), rel=RTOL)
     assert g[1].item() == 0.0 and g[0].item() == pytest.approx(float(oracles.SLOPE["reverse_k1"](np.array([-1.0]))[0]),
                                                                  rel=RTOL)
+
+
+def test_a_second_derivative_is_refused_not_wrong():
+    # The backward multiplies by a saved constant coefficient: differentiating it again would silently drop
+    # k''(d). With create_graph the float32 path refuses; float64 inputs take the registry's path.
+    logp, ref, _, mask = _batch()
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        torch.autograd.grad(kl_loss(logp, ref, mask=mask, estimator="k2", placement="loss"), logp, create_graph=True)
+    wide = logp.detach().double().requires_grad_(True)
+    (g,) = torch.autograd.grad(kl_loss(wide, ref.double(), mask=mask.double(), estimator="k2", placement="loss"),
+                               wide, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), wide)  # k2'' = 1: the Hessian's row sums are mask/Σmask
+    torch.testing.assert_close(h, mask.double() / mask.sum(), rtol=1e-12, atol=0)

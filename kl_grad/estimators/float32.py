@@ -34,6 +34,7 @@ _ON_DEVICE: dict[torch.device, list[Tensor]] = {}
 def _coeffs(device: torch.device) -> list[Tensor]:
     return _COEFFS if device.type == "cpu" else _ON_DEVICE.setdefault(device, [c.to(device) for c in _COEFFS])
 
+
 # Forms own their argument x (a fresh tensor) and may overwrite it; they allocate as few tensors as they can,
 # because at (64, 8192) a fresh tensor's first touch costs more than several passes over one already mapped.
 

@@ -1,7 +1,8 @@
 """How ``kl_loss`` reduces per-token surrogate values to one scalar: the aggregation registry.
 
 Each entry maps (x, mask, horizon=None), x and mask both (batch, ..., tokens) with tokens last, to a 0-dim
-tensor; masked tokens (mask 0) contribute nothing. The names are the ones
+tensor of x's dtype (mask may have a narrower one: tokens are counted in x's); masked tokens (mask 0) contribute
+nothing. The names are the ones
 trainers use (verl's ``loss_agg_mode``: token-mean, seq-mean-token-mean,
 seq-mean-token-sum, seq-mean-token-sum-norm; TRL's ``loss_type`` through ``AGGREGATION_ALIASES``:
 grpo, bnpo, dapo, dr_grpo). ``horizon`` is the fixed length the two length-normalised modes divide by
@@ -16,13 +17,13 @@ Tensor = torch.Tensor
 
 
 def _token_mean(x: Tensor, mask: Tensor, horizon: float | None = None) -> Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum() / mask.sum(dtype=x.dtype).clamp(min=1)
 
 
 def _seq_mean_token_mean(x: Tensor, mask: Tensor, horizon: float | None = None) -> Tensor:
     # A sequence with no unmasked token has no token mean: it is left out of the mean over sequences
     # (counting it as 0 would shrink the loss with the number of empty rows); all empty gives 0.
-    tokens = mask.sum(-1)  # (batch, ...)
+    tokens = mask.sum(-1, dtype=x.dtype)  # (batch, ...); counted in x's dtype (a bf16 mask would round 257 to 256)
     per_seq = (x * mask).sum(-1) / tokens.clamp(min=1)
     return per_seq.sum() / (tokens > 0).sum().clamp(min=1)
 

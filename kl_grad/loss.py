@@ -12,12 +12,14 @@ see README "Which KL term should I use?")::
                  old_logp=old_logp, aggregation="token-mean")
     (pg_loss + beta * kl).backward()
 
-Inputs in bf16/fp16 are computed in float32. Placements follow ``kl_grad.placements``:
+Inputs in bf16/fp16 are computed in float32, through one fused autograd node for the Schulman estimators with a
+per-token placement (``kl_grad/fused.py``). Placements follow ``kl_grad.placements``:
 w = π_θ/sg(π_old) when ``old_logp`` is given (off-policy), else sg(π_θ).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -25,6 +27,7 @@ import torch
 from .aggregations import AGGREGATION_ALIASES, AGGREGATIONS, PER_TOKEN
 from .errors import KLGradError, choose
 from .estimators import get_estimator
+from .fused import fused_surrogate, supports
 from .groups import GroupReward, group_reward_terms
 from .placements import get_placement, surrogate
 from .sequences import SEQUENCE_PLACEMENTS, SequencePlacement
@@ -142,6 +145,11 @@ def kl_loss(
     if str(AGGREGATION_ALIASES.get(aggregation, aggregation)).startswith(("seq", "dr")) and logp.dim() < 2:
         raise KLGradError(f"aggregation {aggregation!r} needs (batch, tokens) inputs, got shape {tuple(logp.shape)}")
     dtype = torch.float64 if logp.dtype == torch.float64 else torch.float32  # bf16/fp16 -> float32
+    if term is None and dtype == torch.float32 and place != GROUP_REWARD \
+            and not isinstance(place, SequencePlacement) and supports(est, place.name):
+        fast = _fused(est, place.name, logp, ref_logp, old_logp, mask, agg, horizon)
+        if fast is not None:
+            return fast
     lp, ref = logp.to(dtype), ref_logp.detach().to(dtype)
     old = None if old_logp is None else old_logp.detach().to(dtype)
     m = torch.ones_like(lp) if mask is None else mask.to(dtype)
@@ -161,3 +169,18 @@ def kl_loss(
     if agg is None:
         return per_token * m
     return agg(per_token, m, horizon)  # type: ignore[operator]
+
+
+def _fused(est, placement: str, logp: Tensor, ref_logp: Tensor, old_logp: Tensor | None, mask: Tensor | None,
+           agg, horizon) -> Tensor | None:
+    """The float32 fast path (``fused.py``): no dtype round trip, no cleaning of padding, one autograd node.
+    Its result is kept only when finite: then every masked-out token's value was finite too, so it added
+    exactly 0 (and gets gradient 0); otherwise (garbage or ±inf in padding, a reference probability of 0)
+    None sends kl_loss down the path that zeroes padding first and uses the registry's forms (their limits at
+    π_ref = 0, r·log r → 0, included)."""
+    m = None if mask is None else mask.to(torch.float32)
+    per_token = fused_surrogate(est, placement, logp, ref_logp, old_logp, m)
+    if m is None:  # ones without a tensor's memory
+        m = torch.ones((), dtype=per_token.dtype, device=per_token.device).expand_as(per_token)
+    out = per_token * m if agg is None else agg(per_token, m, horizon)
+    return out if math.isfinite((out.sum() if agg is None else out).item()) else None

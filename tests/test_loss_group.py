@@ -109,3 +109,23 @@ def test_bad_group_input_is_one_line():
         with pytest.raises(KLGradError, match=words) as info:
             kl_loss(lp, ref, mask=mask, **kwargs)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_low_precision_inputs_give_the_float64_kl_part_to_their_precision(dtype):
+    # float32/bf16 callers get the same surrogate, computed in float32 (kl_grad/groups.py in float64 inside)
+    logits, tokens, ref, old, mask, task = batch(2)
+    group = GroupReward(G, task, 0.3, "std", 1e-6)
+
+    def grad(dt):
+        x = logits.to(dt).clone().requires_grad_()
+        lp = logp_of(x.double(), tokens).to(dt)
+        loss = kl_loss(lp, ref.to(dt), mask=mask, old_logp=old.to(dt), estimator="k3", placement="group-reward",
+                       group=group, aggregation="seq-mean-token-sum")
+        return torch.autograd.grad(loss, x)[0].double(), loss.dtype
+
+    (exact, _), (low, out_dtype) = grad(torch.float64), grad(dtype)
+    assert out_dtype == torch.float32
+    # inputs rounded to the dtype move d by ~2 ulps; the coefficients c are O(1): a relative 16-ulp budget
+    ulp = torch.finfo(dtype).eps
+    torch.testing.assert_close(low, exact, rtol=0, atol=float(16 * ulp * exact.abs().max() * 10))

@@ -22,7 +22,8 @@ small (k3 ≈ d²/2). Such expressions are evaluated through ``expm1`` in float6
 (rounded back to the input dtype), with a Taylor series for |d| < 1e-2 when the
 input is already float64, so float32 values and autograd gradients stay within
 a few ulps of a float64 reference for 1e-8 ≤ |d| ≤ 20, and are finite for
-|d| ≤ 80 (e^80 ≈ 5.5e34 < float32 max).
+|d| ≤ 80 (e^80 ≈ 5.5e34 < float32 max). ``kl_loss``'s float32 fast path has its own
+float32 forms of the six Schulman estimators (``float32.py``: no float64 detour, same tolerance).
 """
 
 from .frameworks import openrlhf_k1, openrlhf_k2, openrlhf_k3, verl_abs, verl_k3_st

@@ -1,5 +1,5 @@
 """Stand-in framework modules for the ``kl-grad frameworks --live`` tests, written here from each framework's
-documented semantics (the signatures and formulas the sources in kl_grad/frameworks/live.py describe), each in
+documented semantics (the signatures and formulas the sources in kl_grad/frameworks/live/ describe), each in
 its own words, independent of the catalogue's ``fn`` and of the framework code: the check must find that they
 agree with the catalogue, or name where a deliberately changed one drifts.
 
@@ -154,6 +154,81 @@ def compute_approx_kl(log_probs, log_probs_base, loss_mask=None, kl_estimator_ty
     return (x.exp() - 1 - x).clamp(-10, 10)
 '''
 
+# compose-rl approx_kl: x = log_p − log_q held in [−CLIP, CLIP]; k1 −x, k2 x²/2, k3 e^x − 1 − x, k3_offpolicy 1 − e^x.
+COMPOSE = """
+import torch
+
+
+def approx_kl(log_p, log_q, kl_clip_range=40.0):
+    x = log_p - log_q
+    if kl_clip_range is not None:
+        x = x.clamp(-kl_clip_range, kl_clip_range)
+    return {"k1": -x, "k2": x.square() / 2, "k3": torch.exp(x) - 1 - x, "k3_offpolicy": 1 - torch.exp(x)}
+"""
+
+# Trinity-RFT kl_fn: classes with calculate_kl(logprob, ref_logprob, old_logprob=None); K2Fn d²/2; CorrectedK3Fn
+# k3 of log r = ref − logp, times π_θ/π_old held in [0, CAP] when old log-probs come (plain k3 otherwise).
+TRINITY = """
+import torch
+
+
+class KLFn:
+    def __init__(self, adaptive=False, kl_coef=0.001, target_kl=None, horizon=None):
+        self.kl_coef = kl_coef
+
+
+class K2Fn(KLFn):
+    def calculate_kl(self, logprob, ref_logprob, old_logprob=None):
+        return 0.5 * (ref_logprob - logprob) ** 2
+
+
+class CorrectedK3Fn(KLFn):
+    def calculate_kl(self, logprob, ref_logprob, old_logprob=None):
+        log_r = ref_logprob - logprob
+        k3 = torch.exp(log_r) - 1 - log_r
+        if old_logprob is None:
+            return k3
+        return torch.exp(logprob - old_logprob).clamp(0.0, CAP) * k3
+"""
+
+# AReaL KLEstimator: float32; k1 d, k2 d²/2, k3 e^(−d) − 1 + d; the value held in [−10, 10] with apply_clamp.
+AREAL = """
+import torch
+
+
+class KLEstimator:
+    def __init__(self, kl_estimator="k1", apply_clamp=True):
+        self.kind, self.apply_clamp = kl_estimator, apply_clamp
+
+    def __call__(self, log_probs, log_probs_base):
+        d = log_probs.float() - log_probs_base.float()
+        kl = {"k1": d, "k2": d * d / 2, "k3": torch.expm1(-d) + d}[self.kind]
+        return kl.clamp(-10, 10) if self.apply_clamp else kl
+"""
+
+# torchforge SimpleGRPOLoss: per token beta·k3 − exp(logp − sg logp)·A, masked mean per sequence, mean over them.
+TORCHFORGE = """
+import torch
+
+
+class SimpleGRPOLoss(torch.nn.Module):
+    def __init__(self, beta=0.1):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, logprobs, ref_logprobs, advantages, padding_mask):
+        log_r = ref_logprobs - logprobs
+        per_token = self.beta * (log_r.exp() - log_r - 1) - torch.exp(logprobs - logprobs.detach()) * advantages
+        per_seq = (per_token * padding_mask).sum(1) / padding_mask.sum(1).clamp(min=1.0)
+        return per_seq.mean()
+"""
+
+
+def trinity(cap: float = 2.0) -> dict[str, str]:
+    return {"trinity/__init__.py": "", "trinity/algorithm/__init__.py": "",
+            "trinity/algorithm/kl_fn/__init__.py": "", "trinity/algorithm/kl_fn/kl_fn.py": f"CAP = {cap!r}\n" + TRINITY}
+
+
 OTHERS = {
     "nemo-rl": {"nemo_rl/__init__.py": "", "nemo_rl/algorithms/__init__.py": "",
                 "nemo_rl/algorithms/utils.py": NEMO},
@@ -162,6 +237,11 @@ OTHERS = {
     "roll": {"roll/__init__.py": "", "roll/utils/__init__.py": "", "roll/utils/functionals.py": ROLL},
     "skyrl": {"skyrl_train/__init__.py": "", "skyrl_train/utils/__init__.py": "",
               "skyrl_train/utils/ppo_utils.py": SKYRL},
+    "compose-rl": {"compose_rl/__init__.py": "", "compose_rl/utils/__init__.py": "",
+                   "compose_rl/utils/utils.py": COMPOSE},
+    "trinity": trinity(),
+    "areal": {"areal/__init__.py": "", "areal/utils/__init__.py": "", "areal/utils/data.py": AREAL},
+    "torchforge": {"forge/__init__.py": "", "forge/losses/__init__.py": "", "forge/losses/grpo_loss.py": TORCHFORGE},
 }
 
 

@@ -1,4 +1,4 @@
-"""``kl-grad frameworks --live`` (kl_grad/frameworks/live.py, live_check.py): stand-in framework modules written
+"""``kl-grad frameworks --live`` (kl_grad/frameworks/live/, live_check.py): stand-in framework modules written
 from each framework's semantics (tests/live_standins.py) must agree with every catalogue row they cover; one
 changed clamp or cap must be reported as drift at the right point, with exit status 1; absent modules, missing
 dependencies, missing functions and raising calls get their own statuses; JSON carries the promised fields."""
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from kl_grad.frameworks import FRAMEWORK_TERMS
-from kl_grad.frameworks.live import LIVE_SPECS
+from kl_grad.frameworks.live import LIVE_SPECS, NO_CALLABLE
 from kl_grad.frameworks.live_check import D_GRID, OLD_OFFSETS, STATUSES, TOL_F32, TOL_F64, grid, live_rows, scaled_diff
 from kl_grad.lab.cli import main
 from tests import live_standins
@@ -193,6 +193,39 @@ def test_other_frameworks_standins_agree_with_their_rows(standin, monkeypatch, f
     assert rows and set(rows) == {n for n in LIVE_SPECS if n.startswith(framework + ":")}
     for name, row in rows.items():
         assert row["status"] == "agrees", (name, row)
+
+
+def test_every_row_has_a_spec_or_its_frameworks_reason_for_none():
+    rows = live_rows([t for t in FRAMEWORK_TERMS.values() if t.name not in LIVE_SPECS])
+    assert rows and all(r["status"] == "no callable" and r["detail"] == NO_CALLABLE[r["framework"]] for r in rows)
+    assert not {t.framework for t in FRAMEWORK_TERMS.values() if t.name in LIVE_SPECS} & set(NO_CALLABLE)
+    assert "JAX" in NO_CALLABLE["tunix"] and "compute_kl_divergence" in NO_CALLABLE["tunix-0.1.6"]
+
+
+def test_a_changed_trinity_weight_clamp_drifts_only_off_policy_where_the_weight_passes_it(standin):
+    standin(live_standins.trinity(cap=1.5))
+    rows = _rows("trinity")
+    # w = e^3 ≈ 20 is held at 1.5 instead of 2: value and gradient (the clamp passes none through w) both lose a
+    # quarter, scaled diff 0.5·x/max(1, 2·x) = 0.25 wherever 2·x ≥ 1; at w = e^-0.75 neither clamp bites
+    row = rows["trinity:corrected_k3"]
+    assert row["status"] == "drift" and "(old = logp − 3)" in row["where"]
+    assert row["scaled_diff"] == pytest.approx(0.25, rel=1e-9)
+    assert rows["trinity:k2"]["status"] == "agrees"
+
+
+def test_gradients_within_rounding_of_the_value_agree_but_a_dropped_clamp_does_not(standin):
+    # slime k3-is in float32: at d = −50 the gradient w·k3 + w·k3' cancels two summands of ≈ w·e^50, leaving
+    # float32 rounding of that size (≈ 1e15) against the row's float64 rounding: within 8·2^-24·|value|
+    standin(live_standins.OTHERS["slime"])
+    row = _rows("slime")["slime:k3-is"]
+    assert row["status"] == "agrees" and "agree within rounding of the value" in row["tolerance"]
+    # NeMo-RL's legacy k3 without its ±20 input clamp (v0.3.1): at d = −30 the gradient 1 − e^30 ≈ −1e13 against
+    # the row's 0, far beyond rounding of the clamped value e^20
+    standin({**live_standins.OTHERS["nemo-rl"], "nemo_rl/algorithms/utils.py":
+             live_standins.NEMO.replace("clamp_value=20.0):", "clamp_value=1e9):")})
+    row = _rows("nemo-rl")["nemo-rl:k3-legacy"]
+    assert row["status"] == "drift" and row["where"].startswith("gradient at d = -50")
+    assert "within rounding" not in row["tolerance"]
 
 
 def test_plain_listing_does_not_import_the_live_check():

@@ -1,6 +1,6 @@
 """Does the installed framework still compute what its catalogue row says? ``check_term``, ``live_rows``.
 
-For each catalogue entry with a ``LiveSpec`` (``live.py``): import the framework's function if it is installed
+For each catalogue entry with a ``LiveSpec`` (``live/``): import the framework's function if it is installed
 (never installs anything; a failed import is ``not installed`` with its reason), read the installed
 distribution's version, then evaluate the function and the catalogue's ``fn`` — value and autograd gradient
 w.r.t. logp — on the grid ``D_GRID`` of log-ratios d = logp − ref_logp, on-policy and, for entries that read
@@ -41,6 +41,9 @@ TOL_F64 = 1e-9  # float64 arithmetic: rounding ~1e-16 per operation, far below
 # float32 arithmetic: a straight-through sum value + s − sg(s) rounds at ulp(s); OpenRLHF's s = w·d²/2 reaches
 # 20·50²/2 ≈ 2.5e4 on this grid (ulp 2e-3), i.e. up to 1e-4 on a value of 10: 1e-3 leaves a factor 10
 TOL_F32 = 1e-3
+# a gradient off by at most ROUNDING·ε·|value| is rounding: two summands of the value's size, each rounded (≤ ε
+# relative) and the value itself (exp, then a subtraction), bound the error by ~4ε|v|: 8 leaves a factor 2
+ROUNDING = 8.0
 LITTLE = 2.0 ** -10
 SMALL = 2.0 ** -20  # ≈ 1e-6
 _EDGES = [e + s for e in (10.0, 20.0) for s in (-LITTLE, 0.0, LITTLE)]
@@ -164,20 +167,33 @@ def scaled_diff(live: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
 
 def compare(fn, term: FrameworkTerm, spec: LiveSpec) -> dict:
     """``agrees`` or ``drift`` for a loaded function: ``scaled_diff`` is the largest |Δ|/max(1, |catalogue|) over
-    every value and gradient, ``where`` names that point when it exceeds the tolerance. Raises if the call does."""
-    worst, where, f32 = 0.0, "", spec.float32
-    for label, offset in conditions(term):
-        d, cat_v, cat_g, live_v, live_g, dtype = _evaluate(fn, term, spec, offset)
-        f32 = f32 or dtype != F64
+    every value and gradient, ``where`` names that point when it exceeds the tolerance. Raises if the call does.
+
+    A gradient that differs by no more than rounding of the row's value v, |Δg| ≤ 8·ε·|v| (ε = 2^-24 in float32,
+    2^-53 in float64), agrees: where the product rule of a weighted term cancels two summands of v's size, w·v +
+    w·v' (≈ 1e23 − 1e23 for w·k3 at d = −50), only that rounding is left, in the row and the framework alike
+    (``ROUNDING``). ``tolerance`` says how many points agreed only so; a changed clamp or weight moves g by far
+    more."""
+    evaluated = [(label, offset, *_evaluate(fn, term, spec, offset)) for label, offset in conditions(term)]
+    f32 = spec.float32 or any(e[-1] != F64 for e in evaluated)
+    tol = TOL_F32 if f32 else TOL_F64
+    worst, where, skipped = 0.0, "", 0
+    eps = 2.0 ** (-24 if f32 else -53)
+    for label, offset, d, cat_v, cat_g, live_v, live_g, _ in evaluated:
         for what, live, cat in (("value", live_v, cat_v), ("gradient", live_g, cat_g)):
             s = scaled_diff(live, cat)
+            if what == "gradient":
+                rounding = (s > tol) & ((live - cat).abs() <= ROUNDING * eps * cat_v.abs())
+                skipped += int(rounding.sum())
+                s = torch.where(rounding, torch.zeros_like(s), s)
             i = int(s.argmax())
             if float(s[i]) > worst:
                 worst = float(s[i])
                 where = (f"{what} at d = {float(d[i]):g} ({label}): live {float(live[i]) + 0.0:.6g}, "
                          f"catalogue {float(cat[i]) + 0.0:.6g}")  # + 0.0: −0 prints as 0
-    tol = TOL_F32 if f32 else TOL_F64
     tolerance = f"{tol:g}·max(1, abs(catalogue)), {'float32' if f32 else 'float64'}"
+    if skipped:
+        tolerance += f"; {skipped} gradient point(s) agree within rounding of the value ({ROUNDING:g}·ε·abs(value))"
     if worst <= tol:
         return {"status": "agrees", "scaled_diff": worst, "where": "", "tolerance": tolerance}
     return {"status": "drift", "scaled_diff": worst, "where": where, "tolerance": tolerance}
@@ -189,7 +205,7 @@ def check_term(term: FrameworkTerm, imported: dict | None = None) -> dict:
            "scaled_diff": math.nan, "where": "", "tolerance": "", "detail": ""}
     spec = LIVE_SPECS.get(term.name)
     if spec is None:
-        reason = NO_CALLABLE.get(term.framework, "no live spec written for this entry (kl_grad/frameworks/live.py)")
+        reason = NO_CALLABLE.get(term.framework, "no live spec written for this entry (kl_grad/frameworks/live/)")
         return {**row, "status": "no callable", "detail": reason}
     row["live"] = spec.live
     try:

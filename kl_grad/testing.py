@@ -26,8 +26,12 @@ __all__ = ["assert_kl_gradient_follows", "assert_unbiased_kl_gradient"]
 
 def _audit(fn, kwargs, placement, seed, problems):
     __tracebackhide__ = True  # pytest shows the caller's assertion, not these frames
+    from .errors import KLGradError
     from .lab.auditing.auditor import SEED, audit
 
+    if (placement or "").strip() == "group-reward":  # its rows carry a norm verdict, no per-parameter tolerances
+        raise KLGradError("kl_grad.testing does not take placement 'group-reward'; read kl_grad.audit(fn, "
+                          "placement='group-reward', group=...).follows_sequence instead")
     return audit(fn, kwargs=kwargs, placement=placement, seed=SEED if seed is None else seed, problems=problems)
 
 

@@ -116,7 +116,7 @@ def test_every_example_in_the_help_epilog_loads_its_target(monkeypatch):
     import argparse
     import shlex
 
-    from kl_grad.lab.auditing.cli import EPILOG, add_parser
+    from kl_grad.lab.auditing.cli import EPILOG, _group, add_parser
     from kl_grad.lab.target import load_target, parse_kwargs
     from kl_grad.placements import get_placement
 
@@ -129,7 +129,9 @@ def test_every_example_in_the_help_epilog_loads_its_target(monkeypatch):
         args = parser.parse_args(shlex.split(command)[1:])
         fn = load_target(args.target, parse_kwargs(args.kwarg))
         assert callable(fn), command
-        if args.placement is not None:
+        if args.placement == "group-reward":
+            assert _group(args).size >= 2, command
+        elif args.placement is not None:
             get_placement(args.placement)
     sys.modules.pop("examples.trainer_kl_terms", None)
 
@@ -152,3 +154,10 @@ def test_an_output_name_that_contradicts_the_format_is_refused_before_running(tm
     path = tmp_path / name
     status, out, err = run(["audit", f"{EXAMPLES}:k3_loss", "-o", str(path), *extra], capsys)
     assert status == 2 and message in err and err.count("\n") == 1 and not path.exists()
+
+
+def test_reward_local_placement_is_accepted(capsys):
+    """--help lists reward-local (w·sg(fn_t), each token alone); the CLI once refused it as an unknown placement."""
+    status, out, err = run(["audit", f"{EXAMPLES}:k1_loss", "--placement", "reward-local", "--quiet"], capsys)
+    assert status == 0, err
+    assert out.startswith("k1_loss: follows policy||ref")

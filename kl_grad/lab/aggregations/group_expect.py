@@ -1,7 +1,7 @@
 """Expected KL part of a group-normalised policy gradient (``kl_grad/groups.py``), exact or Monte Carlo, on-policy.
 
-Groups are G i.i.d. sequences of the policy π_θ (a ``markov`` chain). The trainer's objective is
-J(β) = (1/G) Σ_i sg(A_i(β))·Σ_t w_t(y_i), and its KL part is E[∇J(β)] − E[∇J(0)] = −β·E[∇kl] with
+Groups are G i.i.d. sequences of the policy π_θ (a ``markov`` chain, or one categorical token: L = 1). The
+trainer's objective is J(β) = (1/G) Σ_i sg(A_i(β))·Σ_t w_t(y_i), and its KL part is E[∇J(β)] − E[∇J(0)] = −β·E[∇kl] with
 kl = (1/G) Σ_i sg(c_i)·Σ_t w_t the surrogate ``kl_loss(placement="group-reward")`` returns
 (c_i = (A_i(T) − A_i(T − βK))/β). Since c is detached, autograd's gradient of a group's surrogate is
 (1/G) Σ_i c_i·g(y_i), g(y) = ∇θ Σ_t w_t(y) (the score on-policy), and the groups are exchangeable, so
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -53,26 +54,34 @@ def multisets(n: int, size: int, log_probs: np.ndarray) -> tuple[np.ndarray, np.
 
 def enumerated(problem: Problem, reward) -> dict:
     """The policy's support and what the expectation needs, float64: ``x`` (N, L), ``probs`` (N,),
-    ``scores`` (N, P) = autograd ∇θ Σ_t w_t(y), ``logp``/``ref`` (N, L) detached log-probs, ``task`` (N,)."""
-    if not problem.policy.fam.enumerable or not problem.policy.fam.sequential:
-        raise KLGradError(f"group rewards need an enumerable sequence policy (markov), got {problem.policy.family}")
+    ``scores`` (N, P) = autograd ∇θ Σ_t w_t(y), ``logp``/``ref`` (N, L) detached log-probs, ``task`` (N,).
+    A one-token enumerable policy (categorical) is a sequence of L = 1 (its x, logp and ref get a token axis)."""
+    if not problem.policy.fam.enumerable:
+        raise KLGradError(f"group rewards need an enumerable policy (markov, categorical), got {problem.policy.family}")
     nodes, probs = problem.policy.fam.nodes(problem.policy, 0)[:2]
-    x = nodes[:, 0]  # (N, L)
+    x = nodes[:, 0]  # (N, L), or (N,) one token
     leaves = problem.policy.leaves((len(x), 1), torch.float64)  # one parameter copy per sequence
-    logp = problem.policy.build_from(leaves).log_prob(x[:, None])[:, 0]  # (N, L)
+    logp = problem.policy.build_from(leaves).log_prob(x[:, None])[:, 0]  # (N, L), or (N,)
     names = problem.param_names
     grads = torch.autograd.grad(token_weights(logp).sum(), [leaves[n] for n in names])
     scores = torch.stack([g.reshape(-1) for g in grads], dim=1).numpy()  # (N, P)
     with torch.no_grad():
         ref = problem.ref.build(torch.float64).log_prob(x)
+    if not problem.policy.fam.sequential:
+        x, logp, ref = x[:, None], logp[:, None], ref[:, None]
     task = np.zeros(len(x)) if reward is None else reward.of_sequences(x.numpy())
     return dict(x=x, probs=np.asarray(probs), scores=scores, logp=logp.detach(), ref=ref, task=task)
 
 
-def sequence_kl(support: dict, estimator: str) -> np.ndarray:
-    """K(y) = Σ_t k_t (N,) at every enumerated sequence, float64."""
-    d = support["logp"] - support["ref"]
-    return get_estimator(estimator).of_log_ratio(d).sum(-1).numpy()
+def sequence_kl(support: dict, estimator: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> np.ndarray:
+    """K(y) = Σ_t k_t (N,) at every enumerated sequence, float64. ``estimator``: a registered name (k_t its value
+    at d_t = logp_t − ref_t), or a function (logp (N, L), ref (N, L)) → per-token k (N, L) or per-sequence K (N,),
+    called on detached float64 log-probs (the audit's user term, ``auditing/group_audit.py``)."""
+    logp, ref = support["logp"], support["ref"]
+    if isinstance(estimator, str):
+        return get_estimator(estimator).of_log_ratio(logp - ref).sum(-1).numpy()
+    k = estimator(logp, ref)
+    return (k.sum(-1) if k.dim() == logp.dim() else k).detach().to(torch.float64).numpy()
 
 
 def exact_kl_gradient(support: dict, kl: np.ndarray, size: int, beta: float, normalisation: str,

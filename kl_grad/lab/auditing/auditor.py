@@ -210,7 +210,7 @@ def overall_follows(problems: list[dict], sequence: bool = False) -> str:
 
 def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = None, name: str | None = None,
           samples: int = SAMPLES, trials: int = TRIALS, seed: int = SEED, problems: list[str] | None = None,
-          progress: Callable[[int, int], None] | None = None, dtypes=None) -> AuditResult:
+          progress: Callable[[int, int], None] | None = None, dtypes=None, group=None) -> AuditResult:
     """Audit a KL term ``fn(logp, ref_logp)`` or ``fn(logp, ref_logp, old_logp)`` (see ``user_term``).
 
     Args:
@@ -226,6 +226,8 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
         dtypes: None, or dtypes a trainer feeds the term ("float32", "bfloat16", "float16", or a comma-separated
             string): the inputs cast to each, checked for NaN/inf, negative values, vanished gradients and the
             expected gradient's bias against float64 (``dtypes.py``); ``AuditResult.dtypes`` holds the reports.
+        group: with placement "group-reward", a ``kl_grad.groups.GroupReward`` (no rewards): the values as the KL
+            in a group-normalised reward, exact E[∇kl] on the enumerable on-policy problems (``group_audit.py``).
 
     Returns:
         ``AuditResult`` with ``follows``, ``warnings`` and per-problem ``problems``.
@@ -233,6 +235,11 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
     # The audit's tensors are small (≤ 200k elements): extra threads only contend (7-14× slower on a loaded
     # 2-core machine; benchmarks/bench_audit.py). The caller's count is restored afterwards.
     with work_threads(0):
+        if group is not None or (placement or "").strip() == "group-reward":
+            from .group_audit import group_audit, refuse_with_group
+
+            refuse_with_group(placement, dtypes)
+            return group_audit(fn, kwargs=kwargs, name=name, group=group, problems=problems, progress=progress)
         return _audit(fn, kwargs, placement, name, samples, trials, seed, problems, progress,
                       parse_dtypes(dtypes) if dtypes is not None else [])
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from ...placements import PLACEMENTS, get_placement
+from ...errors import KLGradError, choose
+from ...groups import NORMALISATIONS, GroupReward
+from ...placements import PLACEMENTS
 from ..cli import add_output_arguments, output_format
 from ..experiments import command_help
 from ..progress import Progress
 from ..target import load_target, parse_kwargs
+from .group_audit import DEFAULT_NORMALISATION, DEFAULT_SIZE, PLACEMENT, refuse_with_group
+from .user_term import user_placement
 from .views import AUDIT_VIEWS, render_audit
 
 EPILOG = """\
@@ -20,6 +24,10 @@ examples:
       a file's function with a framework-style keyword bound (VALUE: a Python literal, else a string: k3+)
   kl-grad audit examples/trainer_kl_terms.py:k1_loss --placement reward --format json -o audit.json
       a value-style function (the per-token k1 value) used as a REINFORCE reward penalty: w·sg(fn)
+  kl-grad audit examples/trainer_kl_terms.py:k1_loss --placement group-reward --group-size 4 --normalisation mean
+      the per-token values summed to K(y), detached, as the KL in a GRPO group-normalised reward (no task
+      reward): exact E[∇kl] on the chains and token problems, on-policy; mean (the default) is exactly
+      (1 − 1/G)× reward-seq, and "rel bias ÷ factor" is the bias once that factor is divided out
   kl-grad audit examples/trainer_kl_terms.py:openrlhf_k3_clamped --dtype float32,bfloat16
       also in a trainer's dtypes: NaN/inf (0·inf in backward), negative values, vanished gradients,
       the cast's bias of E[grad] against float64 (exact enumeration, with its rounding floor)
@@ -66,7 +74,15 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     a.add_argument("--placement", default=None, choices=None,
                    help=f"wrap a value-style function as a placement does: {', '.join(PLACEMENTS)}, reward-local "
                    "(reward = Σ_t w_t·sg(Σ_{t'≥t} fn_t'), REINFORCE with reward-to-go; reward-local = Σ_t "
-                   "w_t·sg(fn_t), each token alone); default: the output is the loss term as written")
+                   "w_t·sg(fn_t), each token alone), group-reward (Σ_t fn_t, detached, as the KL in a group-normalised "
+                   "reward: kl_grad.groups); default: the output is the loss term as written")
+    a.add_argument("--group-size", type=int, default=None, metavar="G",
+                   help=f"group-reward: sequences per group, ≥ 2 (default {DEFAULT_SIZE})")
+    a.add_argument("--normalisation", default=None, metavar="NORM",
+                   help=f"group-reward: {', '.join(NORMALISATIONS)} (default {DEFAULT_NORMALISATION}: linear, so the "
+                   "answer does not depend on β; std = GRPO needs --beta)")
+    a.add_argument("--beta", type=float, default=None,
+                   help="group-reward with std: the KL coefficient β in R = −β·K (with no task reward E[∇kl] ∝ 1/β)")
     a.add_argument("--dtype", default=None, metavar="DTYPES",
                    help="also run the term on inputs cast to these dtypes, comma-separated (float32, bfloat16, "
                    "float16; aliases fp32, bf16, fp16): NaN/inf, negative values, vanished gradients and the "
@@ -77,16 +93,36 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     return a
 
 
+def _group(args) -> GroupReward | None:
+    """The GroupReward of --placement group-reward (checked), else None; its options refused elsewhere."""
+    options = {"--group-size": args.group_size, "--normalisation": args.normalisation, "--beta": args.beta}
+    if (args.placement or "").strip() != PLACEMENT:
+        given = [k for k, v in options.items() if v is not None]
+        if given:
+            raise KLGradError(f"{', '.join(given)}: only with --placement {PLACEMENT}")
+        return None
+    norm = choose("normalisation", args.normalisation or DEFAULT_NORMALISATION, NORMALISATIONS)
+    if args.dtype is not None:
+        refuse_with_group(PLACEMENT, args.dtype)
+    if not norm.linear and args.beta is None:
+        raise KLGradError(f"--normalisation {norm.name} depends on β: give --beta (the KL coefficient in the reward)")
+    group = GroupReward(DEFAULT_SIZE if args.group_size is None else args.group_size, beta=args.beta,
+                        normalisation=norm.name)
+    group.check(group.size)
+    return group
+
+
 def run(args) -> str:
     """The rendered audit (the CLI writes it to stdout or -o)."""
     from .auditor import audit
     from .dtypes import parse_dtypes
 
     fmt = output_format(args, AUDIT_VIEWS)
-    if args.placement is not None:
-        get_placement(args.placement)
+    group = _group(args)
+    if args.placement is not None and group is None:
+        user_placement(args.placement)
     dtypes = parse_dtypes(args.dtype) if args.dtype is not None else None
     fn = load_target(args.target, parse_kwargs(args.kwarg))
     result = audit(fn, placement=args.placement, name=args.target.rpartition(":")[2],
-                   progress=Progress("audit problems", args.quiet), dtypes=dtypes)
+                   progress=Progress("audit problems", args.quiet), dtypes=dtypes, group=group)
     return render_audit(result, fmt)

@@ -24,6 +24,9 @@ COLUMNS = {  # table column: header
     "rel_bias_norm_vs_policy||ref": "rel bias vs policy||ref",
     "rel_bias_norm_vs_ref||policy": "rel bias vs ref||policy",
     "cosine_vs_policy||ref": "cos policy||ref", "cosine_vs_ref||policy": "cos ref||policy",
+    "factor": "factor", "follows_scaled": "follows ÷ factor",
+    "rel_bias_scaled_vs_policy||ref": "rel bias ÷ factor vs policy||ref",
+    "rel_bias_scaled_vs_ref||policy": "rel bias ÷ factor vs ref||policy",
     "stdev_ratio": "stdev / best built-in", "best_builtin": "best built-in", "zero_mass": "zero-grad mass",
 }
 FOLLOWS_MEANING = {

@@ -111,6 +111,8 @@ class GroupReward:
                               "depends on beta, so give beta (the coefficient of the KL in the reward)")
         if not (isinstance(self.eps, int | float) and math.isfinite(self.eps) and self.eps >= 0):
             raise KLGradError(f"eps must be a finite number ≥ 0, got {self.eps!r}")
+        if self.rewards is not None and not bool(torch.isfinite(torch.as_tensor(self.rewards)).all()):
+            raise KLGradError("group rewards must be finite (a NaN or inf reward makes its whole group's advantages NaN)")
 
 
 def token_weights(logp: Tensor, old_logp: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
@@ -128,7 +130,13 @@ def group_reward_terms(estimator: Estimator, logp: Tensor, ref_logp: Tensor, old
     caller (``kl_loss`` does)."""
     rows = logp.shape[-2]
     group.check(rows)
-    k = estimator.of_log_ratio(logp.detach() - ref_logp.detach()).to(torch.float64)
+    if group.normalisation == "std" and group.eps == 0:  # the exact lab may take eps = 0; sampled groups tie
+        raise KLGradError("normalisation 'std' needs eps > 0 (a group whose rewards tie has std 0: 0/0); "
+                          "verl uses 1e-6, TRL 1e-4")
+    # the penalty is the rollout's (verl apply_kl_penalty: kl_penalty(old_log_probs, ref_log_prob)): off-policy
+    # its value is taken at the sampler's log-probs, on-policy at logp's value
+    sampled = logp.detach() if old_logp is None else old_logp.detach()
+    k = estimator.of_log_ratio(sampled - ref_logp.detach()).to(torch.float64)
     kl = (k if mask is None else k * mask).sum(-1)  # (…, B) K_i
     task = torch.zeros_like(kl) if group.rewards is None else torch.as_tensor(group.rewards).detach().to(kl)
     if task.shape != kl.shape:

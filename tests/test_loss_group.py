@@ -1,6 +1,7 @@
 """kl_loss(placement="group-reward"): its gradient against a hand-written GRPO step with the KL in the reward.
 
-The oracle is the trainer's loss itself, written here with plain loops: per group, R_i = T_i − β·Σ_t m_t k(d_t),
+The oracle is the trainer's loss itself, written here with plain loops: per group, R_i = T_i − β·Σ_t m_t k(d_t)
+with d_t = old_logp − ref_logp (the rollout's penalty, as verl's apply_kl_penalty forms it),
 advantages with ``statistics`` (Bessel std, eps), the policy-gradient loss −(1/B) Σ_i A_i Σ_t m_t w_t. Its
 gradient minus the task-only loss's gradient must equal β × kl_loss's gradient (1e-12).
 """
@@ -47,7 +48,8 @@ def adv(r, norm, eps):
 def trainer_loss(logp, ref, old, mask, task, est, beta, norm, eps):
     """−(1/B) Σ_i A_i(β) Σ_t m_t·exp(logp_t − old_t), plain loops over groups and tokens."""
     lp, rf, od, m = logp.detach().tolist(), ref.tolist(), old.tolist(), mask.tolist()
-    kl = [sum(m[i][t] * K[est](lp[i][t] - rf[i][t]) for t in range(T)) for i in range(B)]
+    # the rollout's penalty: verl's apply_kl_penalty takes kl_penalty(old_log_probs, ref_log_prob)
+    kl = [sum(m[i][t] * K[est](od[i][t] - rf[i][t]) for t in range(T)) for i in range(B)]
     loss = torch.zeros((), dtype=torch.float64)
     for start in range(0, B, G):
         rows = range(start, start + G)
@@ -129,3 +131,12 @@ def test_low_precision_inputs_give_the_float64_kl_part_to_their_precision(dtype)
     # inputs rounded to the dtype move d by ~2 ulps; the coefficients c are O(1): a relative 16-ulp budget
     ulp = torch.finfo(dtype).eps
     torch.testing.assert_close(low, exact, rtol=0, atol=float(16 * ulp * exact.abs().max() * 10))
+
+
+def test_a_std_without_eps_and_non_finite_rewards_are_refused():
+    logits, tokens, ref, _, mask, task = batch()
+    lp = logp_of(logits, tokens)
+    for group, words in [(GroupReward(G, task, 0.1, "std", 0.0), "eps > 0"),
+                         (GroupReward(G, task.clone().fill_(math.nan), 0.1), "finite")]:
+        with pytest.raises(KLGradError, match=words):
+            kl_loss(lp, ref, mask=mask, placement="group-reward", group=group)

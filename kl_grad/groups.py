@@ -112,7 +112,8 @@ class GroupReward:
         if not (isinstance(self.eps, int | float) and math.isfinite(self.eps) and self.eps >= 0):
             raise KLGradError(f"eps must be a finite number ≥ 0, got {self.eps!r}")
         if self.rewards is not None and not bool(torch.isfinite(torch.as_tensor(self.rewards)).all()):
-            raise KLGradError("group rewards must be finite (a NaN or inf reward makes its whole group's advantages NaN)")
+            raise KLGradError("group rewards must be finite (a NaN or inf reward makes its whole group's "
+                              "advantages NaN)")
 
 
 def token_weights(logp: Tensor, old_logp: Tensor | None = None, mask: Tensor | None = None) -> Tensor:

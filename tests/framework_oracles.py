@@ -62,8 +62,9 @@ def _st(value_fn):
 
 
 def _reward(value_fn):
+    """A reward penalty as computed at rollout: its value from the sampler's log-probs (old) where given."""
     def f(lp, ref, old):
-        v = value_fn(lp - ref)
+        v = value_fn((lp if old is None else old) - ref)
         w = _w(lp, old)
         return w * v, w * v
     return f

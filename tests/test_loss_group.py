@@ -47,7 +47,7 @@ def adv(r, norm, eps):
 
 def trainer_loss(logp, ref, old, mask, task, est, beta, norm, eps):
     """−(1/B) Σ_i A_i(β) Σ_t m_t·exp(logp_t − old_t), plain loops over groups and tokens."""
-    lp, rf, od, m = logp.detach().tolist(), ref.tolist(), old.tolist(), mask.tolist()
+    rf, od, m = ref.tolist(), old.tolist(), mask.tolist()
     # the rollout's penalty: verl's apply_kl_penalty takes kl_penalty(old_log_probs, ref_log_prob)
     kl = [sum(m[i][t] * K[est](od[i][t] - rf[i][t]) for t in range(T)) for i in range(B)]
     loss = torch.zeros((), dtype=torch.float64)

@@ -125,6 +125,11 @@ def clamp_value(x: Tensor, bound: float) -> Tensor:
     return x.clamp(-bound, bound)
 
 
+def low_var_kl(logp: Tensor, ref: Tensor) -> Tensor:
+    """verl's low_var_kl (also SkyRL's k3, cosmos-rl's k3): clamp(r − 1 − log r, ±10), log r = clamp(−d, ±20)."""
+    return clamp_value(k3(logp, ref, input_clamp=20.0), 10.0)
+
+
 def straight_through(value: Tensor, logp: Tensor, ref: Tensor) -> Tensor:
     """Value of ``value``, gradient of k2 = ½d² (verl's "+" variants): b − sg(b) + sg(value), b = k2."""
     b = k2(logp, ref)
@@ -138,3 +143,10 @@ def elementwise(f: Callable[[Tensor, Tensor], Tensor]) -> TermFn:
 
 def absolute(logp: Tensor, ref: Tensor) -> Tensor:
     return (logp - ref).abs()
+
+
+def at_sampler(value_of):
+    """A reward penalty as a trainer computes it at rollout: from the sampler's log-probs (old_logp) where given,
+    else from logp (on-policy they are equal): verl ``apply_kl_penalty`` takes ``old_log_probs``, OpenRLHF's
+    experience maker the rollout's ``action_log_probs``."""
+    return lambda lp, ref, old=None, mask=None: value_of(lp if old is None else old, ref)

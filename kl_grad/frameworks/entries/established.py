@@ -9,11 +9,13 @@ from __future__ import annotations
 from ..terms import (
     FrameworkTerm,
     absolute,
+    at_sampler,
     clamp_value,
     elementwise,
     k1,
     k2,
     k3,
+    low_var_kl,
     ratio,
     sequence_ratio,
     straight_through,
@@ -42,10 +44,6 @@ ON = "π_θ/π_old, differentiable (on-policy exp(logp − sg logp))"
 _SLIME_AGG = "seq-mean-token-mean"  # sum_of_sample_mean (backends/megatron_utils/cp_utils.py): per-sample token means
 _SLIME_IS = ("--use-unbiased-kl (DeepSeek-V3.2's importance-weighted KL, arXiv 2512.02556; commit cfad76e, "
              "2025-12-02): w = exp(logp − old_logp), old_logp = logp.detach() on-policy")
-
-
-def _verl_low_var_kl(lp, ref):
-    return clamp_value(k3(lp, ref, input_clamp=20.0), 10.0)
 
 
 def _verl_plus(value_of):
@@ -125,17 +123,17 @@ TERMS = [
     _T("verl:abs", "|d|", elementwise(absolute), "loss", "token-mean", VERL, kinked=True, estimator="verl:abs",
        notes="kink at d = 0"),
     _T("verl:mse", "½d²", elementwise(k2), "loss", "token-mean", VERL, estimator="k2"),
-    _T("verl:low_var_kl", "clamp(r − 1 − log r, ±10), log r = clamp(−d, ±20)", elementwise(_verl_low_var_kl),
+    _T("verl:low_var_kl", "clamp(r − 1 − log r, ±10), log r = clamp(−d, ±20)", elementwise(low_var_kl),
        "loss", "token-mean", VERL, clamp=_CLAMP_VERL, kinked=True, estimator="verl:low_var_kl",
        notes="the default actor.kl_loss_type; alias k3"),
     _T("verl:k1+", "value d, gradient of ½d² (straight-through)", _verl_plus(k1), "loss", "token-mean", VERL,
        estimator="k1+"),
-    _T("verl:k3+", "value verl:low_var_kl, gradient of ½d² (straight-through)", _verl_plus(_verl_low_var_kl),
+    _T("verl:k3+", "value verl:low_var_kl, gradient of ½d² (straight-through)", _verl_plus(low_var_kl),
        "loss", "token-mean", VERL, clamp="value only (the k2 gradient is not clamped)", estimator="verl:k3+",
        notes="also spelled low_var_kl+"),
-    _T("verl:reward:kl", "d as a per-token reward penalty", elementwise(k1), "reward", "token-mean", VERL,
+    _T("verl:reward:kl", "d as a per-token reward penalty", at_sampler(k1), "reward", "token-mean", VERL,
        notes="algorithm.use_kl_in_reward with the default algorithm.kl_penalty = kl"),
-    _T("verl:reward:low_var_kl", "verl:low_var_kl as a per-token reward penalty", elementwise(_verl_low_var_kl),
+    _T("verl:reward:low_var_kl", "verl:low_var_kl as a per-token reward penalty", at_sampler(low_var_kl),
        "reward", "token-mean", VERL, clamp=_CLAMP_VERL, kinked=True),
     # OpenRLHF: compute_approx_kl clamps every estimator's output to ±10
     _T("openrlhf:k1", "clamp(d, ±10)", _openrlhf(k1), "loss", "token-mean", OPENRLHF, clamp="value to ±10",
@@ -144,8 +142,9 @@ TERMS = [
        kinked=True, estimator="openrlhf:k2"),
     _T("openrlhf:k3", "clamp(r − 1 − log r, ±10)", _openrlhf(k3), "loss", "token-mean", OPENRLHF,
        clamp="value to ±10", kinked=True, estimator="openrlhf:k3", notes="GRPO recipes: use_kl_loss, kl_estimator k3"),
-    _T("openrlhf:reward:k1", "clamp(d, ±10) as a per-token reward penalty", _openrlhf(k1), "reward", "token-mean",
-       OPENRLHF, clamp="value to ±10", kinked=True, notes="PPO default: init_kl_coef in the reward, estimator k1"),
+    _T("openrlhf:reward:k1", "clamp(d, ±10) as a per-token reward penalty", at_sampler(_openrlhf(k1)), "reward",
+       "token-mean", OPENRLHF, clamp="value to ±10", kinked=True,
+       notes="PPO default: init_kl_coef in the reward, estimator k1"),
     _T("openrlhf:k3-unbiased-gradient", "value clamp(r − 1 − log r, ±10); gradient sg(min(w, 10))·d (straight-through)",
        _openrlhf_unbiased_gradient, "loss", "token-mean", OPENRLHF_UNBIASED, clamp="value to ±10; weight capped at 10",
        weight="π_θ/π_old, detached, capped at 10", kinked=True, uses_old=True,
@@ -206,7 +205,7 @@ TERMS = [
        notes="as verl's low_var_kl before its input clamp"),
     # SkyRL: verl's clamps under Schulman's names
     _T("skyrl:k2", "½d²", elementwise(k2), "loss", "token-mean", SKYRL, estimator="k2"),
-    _T("skyrl:k3", "clamp(r − 1 − log r, ±10), log r = clamp(−d, ±20)", elementwise(_verl_low_var_kl), "loss",
+    _T("skyrl:k3", "clamp(r − 1 − log r, ±10), log r = clamp(−d, ±20)", elementwise(low_var_kl), "loss",
        "token-mean", SKYRL, clamp=_CLAMP_VERL, kinked=True, estimator="verl:low_var_kl",
        notes="use_kl_loss with kl_estimator_type k3"),
     _T("verl-0.3:low_var_kl", "clamp(r − 1 − log r, ±10)", _roll_low_var_kl, "loss", "token-mean", VERL_OLD,

@@ -118,7 +118,6 @@ SPECS = [
     *(spec(f"verl:{m}", VERL_FN, _verl(m), VERL_SRC) for m in ("kl", "abs", "mse", "low_var_kl", "k1+", "k3+")),
     spec("verl:reward:kl", VERL_FN, _verl("kl"), VERL_SRC),
     spec("verl:reward:low_var_kl", VERL_FN, _verl("low_var_kl"), VERL_SRC),
-    spec("verl-0.3:low_var_kl", VERL_FN, _verl("low_var_kl"), VERL_SRC),
     *(spec(f"openrlhf:{k}", OPENRLHF_FN, _openrlhf(k), OPENRLHF_SRC, True) for k in ("k1", "k2", "k3")),
     spec("openrlhf:reward:k1", OPENRLHF_FN, _openrlhf("k1"), OPENRLHF_SRC, True),
     spec("openrlhf:k3-unbiased-gradient", OPENRLHF_FN, _openrlhf("k3", unbiased=True), OPENRLHF_SRC, True),

@@ -79,6 +79,9 @@ _TUNIX = ("JAX, not torch: tunix/rl/common.py compute_kl_divergence(per_token_lo
           "clamp_value) takes and returns jax arrays (casts to jnp.float32), so torch autograd cannot differentiate "
           "it (google/tunix c7d8950)")
 NO_CALLABLE = {
+    "verl-0.3": "a version row: verl v0.2–v0.3's kl_penalty has the same name and signature as today's, so the "
+                "installed verl is checked against the current verl rows (on this grid low_var_kl's ±10 value clamp "
+                "would hide the missing ±20 input clamp anyway)",
     "tunix": _TUNIX,
     "tunix-0.1.6": _TUNIX,
     "unsloth": "computed inline (kl_i = exp(ref − new) − (ref − new) − 1) in unsloth_zoo/rl_replacements.py "

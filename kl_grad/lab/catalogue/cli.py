@@ -32,7 +32,7 @@ columns:
 What each term's gradient follows is measured in results/frameworks_catalogue (make reproduce).
 
 --live: for every entry whose real function is known ("module:function", kl_grad/frameworks/live/), import
-  it if installed (nothing is installed), then compare its value and autograd gradient w.r.t. logp with the
+  it if installed (kl-grad installs nothing), then compare its value and autograd gradient w.r.t. logp with the
   row's, in float64, on d = logp − ref_logp in {0, ±2^-20, ±0.5, ±1, ±2.5, ±5, ±10 and ±20 exactly and 2^-10
   either side, ±30, ±50}, on-policy and (rows using old_logp) at old_logp = logp + 0.75 and logp − 3.
   Tolerance |live − row| ≤ 1e-9·max(1, |row|), 1e-3 where the framework computes in float32; a gradient

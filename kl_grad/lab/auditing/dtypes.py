@@ -14,6 +14,8 @@ them (``casts.CastTerm``: logp, ref_logp, old_logp cast, the gradient taken w.r.
     negative                     below 0 where float64 gives ≥ 0 (cancellation: float32 e^(−d) − 1 + d
                                  returns −5.96e-8 at d = 1e-6; unsloth-zoo PR #1240)
     vanished                     ∂L/∂ℓ exactly 0 where float64's is not (underflow or cancellation)
+    overflow                     ±inf value or gradient where float64's exceeds the dtype's range (k3's e^20
+                                 in float16: a trainer in that dtype gets inf there, whatever the function)
 - the bias the cast adds (enumerable problems, exact): ‖E[g]_dtype − E[g]_float64‖ / ‖E[g]_float64‖ with
   E[g] = E_m[Σ_t c_t ∇θ ℓ_t] by enumeration of the support, c_t = ∂L/∂ℓ_t as the dtype run computes it and
   ∇θ ℓ_t in float64 in both; beside it the rounding floor: the same measure with the inputs rounded to the
@@ -39,7 +41,7 @@ from .user_term import UserTerm
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
-CHECKS = ("nonfinite_value", "nonfinite_grad", "negative", "vanished")
+CHECKS = ("nonfinite_value", "nonfinite_grad", "negative", "vanished", "overflow")
 
 
 def parse_dtypes(names) -> list[str]:
@@ -71,10 +73,12 @@ def _flags(v64, c64, v, c, dtype) -> dict[str, np.ndarray]:
         return np.isnan(x) | (np.isinf(x) & (np.abs(ref) <= big))
 
     if dtype == torch.float64:
-        return {"nonfinite_value": ~np.isfinite(v64), "nonfinite_grad": ~np.isfinite(c64),
-                "negative": np.zeros(v64.shape, bool), "vanished": np.zeros(c64.shape, bool)}
+        none = np.zeros(v64.shape, bool)
+        return {"nonfinite_value": ~np.isfinite(v64), "nonfinite_grad": ~np.isfinite(c64), "negative": none,
+                "vanished": np.zeros(c64.shape, bool), "overflow": none}
+    out_of_range = (np.isinf(v) & (np.abs(v64) > big)) | (np.isinf(c) & (np.abs(c64) > big))
     return {"nonfinite_value": bad(v, v64), "nonfinite_grad": bad(c, c64), "negative": (v < 0) & (v64 >= 0),
-            "vanished": (c == 0) & (c64 != 0) & np.isfinite(c64)}
+            "vanished": (c == 0) & (c64 != 0) & np.isfinite(c64), "overflow": out_of_range}
 
 
 def _problem_masses(term: UserTerm, ap: AuditProblem, dtypes: list[torch.dtype], seed: int) -> dict:
@@ -142,7 +146,11 @@ WHAT = {  # check: (what it is, the likely cause)
                  "unsloth-zoo PR #1240; expm1(−d) + d keeps it ≥ 0"),
     "vanished": ("gradient exactly 0 where float64's is not", "underflow or cancellation, e.g. 1 − e^(−d) "
                  "rounding to 0 for small d: those tokens get no KL gradient"),
+    "overflow": ("±inf value or gradient beyond the dtype's range", "float64 gives a number larger than the "
+                 "dtype's largest: a trainer computing in this dtype gets inf there; bound d or compute in float32"),
 }
+# float64 is the reference run: its own NaN/inf is the function's, not a cast's
+FLOAT64_WHY = {"nonfinite_value": "the function itself returns NaN/inf there, in float64 too"}
 
 
 def findings(report: dict) -> list[str]:
@@ -150,12 +158,15 @@ def findings(report: dict) -> list[str]:
     more than 10× its rounding floor and above 10 unit roundoffs."""
     name, lines = report["dtype"], []
     for check, (what, why) in WHAT.items():
+        why = FLOAT64_WHY.get(check, why) if name == "float64" else why
         at = [r["d"] for r in report["grid"] if r.get(check)]
         on = [f"{p['problem']} {pct(p[check])}" for p in report["problems"] if p[check] > 0]
         if at or on:
             where = "; ".join(x for x in (f"at d = {', '.join(f'{d:g}' for d in at)}" if at else "",
                                           f"on {', '.join(on)} of the mass" if on else "") if x)
-            lines.append(f"{name}: {what} {where} ({why})")
+            # beyond the dtype's range is the dtype's limit, not the function's failure: a "range" line
+            lines.append(f"range: {name} {what} {where} ({why})" if check == "overflow"
+                         else f"{name}: {what} {where} ({why})")
     u = report["unit_roundoff"]
     big = [p for p in report["problems"] if p["rel_bias"] > max(10 * p["rounding_floor"], 10 * u)]
     if big:

@@ -71,6 +71,7 @@ def _text(result: AuditResult, tablefmt: str) -> str:
 
 DTYPE_COLUMNS = {"problem": "problem", "nonfinite_value": "NaN/inf value mass", "nonfinite_grad": "NaN/inf grad mass",
                  "negative": "negative mass (float64 ≥ 0)", "vanished": "zero-grad mass (float64 ≠ 0)",
+                 "overflow": "±inf mass (beyond the dtype)",
                  "rel_bias": "rel bias of E[grad] vs float64", "rounding_floor": "rounding floor"}
 
 

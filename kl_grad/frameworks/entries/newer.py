@@ -50,7 +50,7 @@ def _k3_input_clamp(bound: float):
     return lambda lp, ref, old=None, mask=None: k3(lp, ref, input_clamp=bound)
 
 
-def _low_var_kl(lp, ref, old=None, mask=None):
+def low_var_kl(lp, ref, old=None, mask=None):
     return clamp_value(k3(lp, ref, input_clamp=20.0), 10.0)
 
 
@@ -64,7 +64,7 @@ def _cosmos_unbiased(lp, ref, old=None, mask=None):
     return clamp_value(ratio(lp, old) * k3(lp, ref, input_clamp=20.0), 10.0)
 
 
-def _at_sampler(value_of):
+def at_sampler(value_of):
     """A reward penalty computed from the sampler's log-probs (old_logp) where given, else from logp."""
     return lambda lp, ref, old=None, mask=None: value_of(lp if old is None else old, ref)
 
@@ -95,11 +95,11 @@ TERMS = [
        notes="plain k3 even when TRL's use_bias_correction_kl is set (loss_type grpo default: seq-mean-token-mean)"),
     _T("torchforge:k3", "r − 1 − log r", elementwise(k3), "loss", _SMTM, TORCHFORGE, estimator="k3"),
     # compose-rl: the KL as a per-token reward penalty
-    _T("compose-rl:reward:k1", "clamp(d, ±40) as a per-token reward penalty", _at_sampler(_compose_k1), "reward",
+    _T("compose-rl:reward:k1", "clamp(d, ±40) as a per-token reward penalty", at_sampler(_compose_k1), "reward",
        "token-mean", COMPOSE, clamp="log ratio to ±40", kinked=True,
        notes="the default kl_estimator; value from the sampler's log-probs"),
     _T("compose-rl:reward:k3_offpolicy", "1 − r, log r = clamp(−d, ±40), as a per-token reward penalty",
-       _at_sampler(_compose_k3_offpolicy), "reward", "token-mean", COMPOSE, clamp="log ratio to ±40", kinked=True,
+       at_sampler(_compose_k3_offpolicy), "reward", "token-mean", COMPOSE, clamp="log ratio to ±40", kinked=True,
        notes="kl_estimator k3_offpolicy; E_π[1 − r] = 0, value from the sampler's log-probs"),
     # Trinity-RFT
     _T("trinity:k2", "½d²", elementwise(k2), "loss", "token-mean", TRINITY, estimator="k2",
@@ -112,11 +112,11 @@ TERMS = [
        "seq-mean-token-sum", PIPELINERL, clamp="log r to ±10 (gradient 0 beyond)", kinked=True,
        notes="kl_coef 0.1, token sums / batch_size (or / group tokens with group_normalization)"),
     # AReaL
-    _T("areal:reward:k1", "clamp(d, ±10) as a per-token reward penalty", _at_sampler(_areal_k1), "reward",
+    _T("areal:reward:k1", "clamp(d, ±10) as a per-token reward penalty", at_sampler(_areal_k1), "reward",
        "token-mean", AREAL, clamp="value to ±10", kinked=True,
        notes="the default (kl_ctl 0.1, kl_estimator k1); value from the sampler's log-probs; GAE advantages"),
     # cosmos-rl (KL off by default: kl_beta 0)
-    _T("cosmos-rl:k3", "clamp(r − 1 − log r, ±10), log r = clamp(−d, ±20)", _low_var_kl, "loss", "token-mean",
+    _T("cosmos-rl:k3", "clamp(r − 1 − log r, ±10), log r = clamp(−d, ±20)", low_var_kl, "loss", "token-mean",
        COSMOS, clamp="log r to ±20, then the value to ±10", kinked=True, estimator="verl:low_var_kl",
        notes="kl_beta > 0 with unbiased_kl_estimate False"),
     _T("cosmos-rl:k3-unbiased", "clamp(w · (r − 1 − log r), ±10), log r = clamp(−d, ±20)", _cosmos_unbiased, "loss",
@@ -126,14 +126,14 @@ TERMS = [
     # oat
     _T("oat:k3", "e^c − 1 − c, c = clamp(−d, ±40)", _k3_input_clamp(40.0), "loss", _SMTM, OAT,
        clamp="log r to ±40", kinked=True, notes="beta 0.1 (KL-regularised PPO/GRPO loss); dr-grpo: masked sum"),
-    _T("oat:reward:k1", "d as a per-token reward penalty", _at_sampler(k1), "reward", "token-mean", OAT,
+    _T("oat:reward:k1", "d as a per-token reward penalty", at_sampler(k1), "reward", "token-mean", OAT,
        notes="kl_penalty_coef > 0 (default 0); value from the rollout's log-probs"),
     # TRL's RLOO (sequence penalty) and experimental PPO (per-token penalty, then GAE with λ 0.95, not modelled)
-    _T("trl:rloo-reward:k1", "Σ_t d_t subtracted from the sequence's reward", _at_sampler(k1), "reward-seq",
+    _T("trl:rloo-reward:k1", "Σ_t d_t subtracted from the sequence's reward", at_sampler(k1), "reward-seq",
        "token-mean", TRL_RLOO, notes="beta 0.05; value from the sampler's log-probs; RLOO's leave-one-out baseline "
        "not modelled"),
-    _T("trl:ppo-reward:k1", "d as a per-token reward penalty", _at_sampler(k1), "reward", "token-mean", TRL_PPO,
+    _T("trl:ppo-reward:k1", "d as a per-token reward penalty", at_sampler(k1), "reward", "token-mean", TRL_PPO,
        notes="the default kl_estimator; value from the rollout's log-probs"),
-    _T("trl:ppo-reward:k3", "r − 1 − log r as a per-token reward penalty", _at_sampler(k3), "reward", "token-mean",
+    _T("trl:ppo-reward:k3", "r − 1 − log r as a per-token reward penalty", at_sampler(k3), "reward", "token-mean",
        TRL_PPO, notes="kl_estimator k3; value from the rollout's log-probs"),
 ]

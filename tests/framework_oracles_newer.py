@@ -53,6 +53,13 @@ def _low_var_kl(lp, ref, old):
     return np.clip(v, -10, 10), np.where((np.abs(d) < 20) & (v < 10), _dk3(d), 0.0)
 
 
+def _swift_rollout_is(lp, ref, old):
+    """c·low_var_kl with the constant c = min(e^clip(lp − old, ±20), 2) (1 on-policy): c scales value and slope."""
+    c = 1.0 if old is None else np.minimum(np.exp(np.clip(lp - old, -20, 20)), 2.0)
+    v, g = _low_var_kl(lp, ref, old)
+    return c * v, c * g
+
+
 def _reward_at_sampler(value):
     """−β·value(old − ref) in the reward: the surrogate w·value(d_old), gradient w·value(d_old)."""
     def f(lp, ref, old):
@@ -83,4 +90,10 @@ TERM = {
     "trl:rloo-reward:k1": _reward_at_sampler(lambda d: d),
     "trl:ppo-reward:k1": _reward_at_sampler(lambda d: d),
     "trl:ppo-reward:k3": _reward_at_sampler(_k3),
+    # entries/more.py
+    "ms-swift:k3": _low_var_kl,
+    "ms-swift:k3-rollout-is": _swift_rollout_is,
+    "ms-swift:reward:k1": _reward_at_sampler(lambda d: d),
+    "marin:k1": _K1, "marin:k2": _K2, "marin:k3": _K3, "liger:k3": _K3,
+    "trl-7188:k3-bias-corrected": _weighted(_k3, _dk3),
 }

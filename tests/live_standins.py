@@ -223,6 +223,27 @@ class SimpleGRPOLoss(torch.nn.Module):
         return per_seq.mean()
 """
 
+# Liger-Kernel's GRPO loss function: per token beta·(e^(ref − lp) − (ref − lp) − 1) − min(w·A, clip(w)·A), the
+# "bnpo" reduction a masked token sum over the batch's tokens; returns (loss, metrics).
+LIGER = """
+import torch
+
+
+class LigerFusedLinearGRPOFunction:
+    @staticmethod
+    def ppo_loss_fn(log_probs, selected_token_ids, attention_mask, advantages, full_attention_mask,
+                    ref_per_token_logps=None, old_per_token_logps=None, ref_log_probs=None, epsilon_low=0.2,
+                    epsilon_high=0.2, beta=0.04, loss_type="dapo", **kwargs):
+        lp = log_probs.gather(-1, selected_token_ids.unsqueeze(-1)).squeeze(-1)
+        old = lp.detach() if old_per_token_logps is None else old_per_token_logps
+        w = torch.exp(lp - old)
+        a = advantages.unsqueeze(1)
+        per_token = -torch.min(w * a, w.clamp(1 - epsilon_low, 1 + epsilon_high) * a)
+        x = ref_per_token_logps - lp
+        per_token = per_token + beta * (torch.exp(x) - x - 1)
+        return (per_token * attention_mask).sum() / full_attention_mask.sum().clamp(min=1.0), []
+"""
+
 
 def trinity(cap: float = 2.0) -> dict[str, str]:
     return {"trinity/__init__.py": "", "trinity/algorithm/__init__.py": "",
@@ -242,6 +263,8 @@ OTHERS = {
     "trinity": trinity(),
     "areal": {"areal/__init__.py": "", "areal/utils/__init__.py": "", "areal/utils/data.py": AREAL},
     "torchforge": {"forge/__init__.py": "", "forge/losses/__init__.py": "", "forge/losses/grpo_loss.py": TORCHFORGE},
+    "liger": {"liger_kernel/__init__.py": "", "liger_kernel/chunked_loss/__init__.py": "",
+              "liger_kernel/chunked_loss/grpo_loss.py": LIGER},
 }
 
 

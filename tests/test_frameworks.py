@@ -34,10 +34,11 @@ def _run(term, off_policy: bool):
 
 def test_every_term_has_an_oracle_and_the_catalogue_is_the_expected_size():
     assert set(FRAMEWORK_TERMS) == set(TERM) | SEQUENCE_TERMS and not set(fo.TERM) & set(fon.TERM)
-    assert 45 <= len(FRAMEWORK_TERMS) <= 60
+    assert 60 <= len(FRAMEWORK_TERMS) <= 70
     frameworks = {t.framework for t in FRAMEWORK_TERMS.values()}
     assert {"verl", "openrlhf", "trl", "nemo-rl", "slime", "open-instruct", "roll", "skyrl", "tunix", "unsloth",
-            "torchforge", "compose-rl", "trinity", "pipelinerl", "areal", "cosmos-rl", "oat"} <= frameworks
+            "torchforge", "compose-rl", "trinity", "pipelinerl", "areal", "cosmos-rl", "oat", "ms-swift", "marin",
+            "liger", "trl-7188"} <= frameworks
     for t in FRAMEWORK_TERMS.values():
         assert t.source and "/" in t.source, t.name  # repository/file named
 
@@ -81,7 +82,7 @@ def test_sequence_level_ratio_couples_the_tokens_of_a_sequence():
 # Excluded: straight-through "+" terms, reward terms and detached weights, whose gradient is by design not the
 # value's derivative.
 FD_TERMS = sorted(n for n, t in FRAMEWORK_TERMS.items() if t.placement == "loss" and "+" not in n
-                  and n not in ("nemo-rl:k3-legacy", "openrlhf:k3-unbiased-gradient"))
+                  and n not in ("nemo-rl:k3-legacy", "openrlhf:k3-unbiased-gradient", "ms-swift:k3-rollout-is"))
 # The reward terms read the sampler's log-probs for their value; their surrogate w·sg(value) is checked above.
 
 

@@ -12,11 +12,11 @@ A name ``framework-<version>:…`` is an earlier release's default kept beside t
 from __future__ import annotations
 
 from ..errors import choose
-from .entries import established, newer
+from .entries import established, more, newer
 from .terms import FrameworkTerm
 
 FRAMEWORK_TERMS: dict[str, FrameworkTerm] = {}
-for _term in established.TERMS + newer.TERMS:
+for _term in established.TERMS + newer.TERMS + more.TERMS:
     if _term.name in FRAMEWORK_TERMS:
         raise ValueError(f"framework term {_term.name!r} registered twice")
     FRAMEWORK_TERMS[_term.name] = _term

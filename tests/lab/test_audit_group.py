@@ -176,6 +176,20 @@ def test_cli_json(capsys):
     assert any(w.startswith("skipped: gauss-near") for w in doc["warnings"])
 
 
+def test_the_headline_says_what_the_kl_part_follows_once_shrinkage_is_undone(capsys):
+    status, out, err = run(["audit", f"{EXAMPLES}:k1_loss", "--placement", "group-reward", "--group-size", "4",
+                            "-q"], capsys)
+    assert status == 0, err
+    head = out.split("\n\n")[0]
+    assert "÷ factor 0.75 (= 1 − 1/G): follows policy||ref on every on-policy single-token problem" in head
+    assert "÷ factor 0.75 (= 1 − 1/G): follows policy||ref on every on-policy sequence problem" in head
+    _, out, _ = run(["audit", f"{EXAMPLES}:k3_loss", "--placement", "group-reward", "--group-size", "2", "-q"], capsys)
+    assert "÷ factor" not in out.split("\n\n")[0]  # k3: follows nothing, shrunk or not
+    _, out, _ = run(["audit", f"{EXAMPLES}:k1_loss", "--placement", "group-reward", "--normalisation", "none", "-q"],
+                    capsys)
+    assert "÷ factor" not in out.split("\n\n")[0] and out.startswith("k1_loss: follows policy||ref")
+
+
 @pytest.mark.parametrize("extra, match", [
     (["--group-size", "1"], "group size must be an integer ≥ 2"),
     (["--normalisation", "median"], "unknown normalisation 'median'"),

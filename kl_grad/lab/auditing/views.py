@@ -17,7 +17,7 @@ from tabulate import tabulate
 from ...directions import NONE, POLICY_REF, REF_POLICY, ZERO
 from ...errors import choose
 from ..report import json_value
-from .auditor import AuditResult
+from .auditor import AuditResult, overall_follows
 
 COLUMNS = {  # table column: header
     "problem": "problem", "tokens": "L", "sampler": "sampler", "mode": "mode", "follows": "follows",
@@ -54,6 +54,20 @@ def _rows(result: AuditResult) -> pd.DataFrame:
     return table.rename(columns=COLUMNS)
 
 
+def _scaled_head(result: AuditResult) -> str:
+    """group-reward with a linear normalisation: what E[∇kl] follows once its factor (1 − 1/G) is divided out."""
+    rows = [p for p in result.problems if p.get("follows_scaled")]
+    if not rows or rows[0]["factor"] == 1:  # "none": nothing scaled
+        return ""
+    lines = []
+    for sequence, what in ((False, "single-token"), (True, "sequence")):
+        scaled = overall_follows([{**p, "follows": p["follows_scaled"]} for p in rows], sequence=sequence)
+        if scaled != NONE and any(p.get("sequence", False) == sequence for p in rows):
+            lines.append(f"÷ factor {rows[0]['factor']:.4g} (= 1 − 1/G): follows {scaled} on every on-policy {what} "
+                         f"problem: the KL part is (1 − 1/G)·∇KL, the right direction shrunk (β·G/(G − 1) undoes it)")
+    return "".join(line + "\n" for line in lines)
+
+
 def _text(result: AuditResult, tablefmt: str) -> str:
     sequences = any(p.get("sequence") for p in result.problems)
     meaning = FOLLOWS_MEANING[result.follows]
@@ -62,7 +76,7 @@ def _text(result: AuditResult, tablefmt: str) -> str:
     if sequences:
         meaning = FOLLOWS_MEANING[result.follows_sequence].replace("on-policy problem", "on-policy sequence problem")
         head += f"sequences (L > 1): follows {result.follows_sequence} — {meaning}, against the sequence-level KL\n"
-    head += "\n"
+    head += _scaled_head(result) + "\n"
     body = tabulate(_rows(result), headers="keys", tablefmt=tablefmt, showindex=False, floatfmt=".4g",
                     missingval="")
     notes = "".join(f"- {w}\n" for w in result.warnings)

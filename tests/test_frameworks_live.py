@@ -241,9 +241,9 @@ def test_the_help_states_the_grid_offsets_and_tolerances_the_check_uses():
 
     text = " ".join(EPILOG.split())
     named = {0.0, 2.0 ** -20, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 10 - 2 ** -10, 10 + 2 ** -10, 20 - 2 ** -10,
-             20 + 2 ** -10, 30.0, 50.0}
+             20 + 2 ** -10, 12.0, 15.0, 30.0, 50.0}
     assert {abs(x) for x in D_GRID} == named
-    assert "{0, ±2^-20, ±0.5, ±1, ±2.5, ±5, ±10 and ±20 exactly and 2^-10 either side, ±30, ±50}" in text
+    assert "{0, ±2^-20, ±0.5, ±1, ±2.5, ±5, ±10 and ±20 exactly and 2^-10 either side, ±12, ±15, ±30, ±50}" in text
     assert OLD_OFFSETS == (0.75, -3.0) and "old_logp = logp + 0.75 and logp − 3" in text
     f64, f32 = re.search(r"≤ (\S+)·max\(1, \|row\|\), (\S+) where the framework computes in float32", text).groups()
     assert float(f64) == pytest.approx(TOL_F64, rel=1e-12) and float(f32) == pytest.approx(TOL_F32, rel=1e-12)

@@ -47,8 +47,10 @@ ROUNDING = 8.0
 LITTLE = 2.0 ** -10
 SMALL = 2.0 ** -20  # ≈ 1e-6
 _EDGES = [e + s for e in (10.0, 20.0) for s in (-LITTLE, 0.0, LITTLE)]
-D_GRID = sorted({0.0, SMALL, 0.5, 1.0, 2.5, 5.0, *_EDGES, 30.0, 50.0} | {-x for x in
-                (SMALL, 0.5, 1.0, 2.5, 5.0, *_EDGES, 30.0, 50.0)})
+# 12 and 15 lie between the clamp edges, where k3 = e^|d| is still small enough (≤ 3.3e6) that the rounding rule
+# below forgives at most ~1.6 in float32: a gradient cut off between 10 and 20 is caught there
+D_GRID = sorted({0.0, SMALL, 0.5, 1.0, 2.5, 5.0, *_EDGES, 12.0, 15.0, 30.0, 50.0} | {-x for x in
+                (SMALL, 0.5, 1.0, 2.5, 5.0, *_EDGES, 12.0, 15.0, 30.0, 50.0)})
 TOP = -1.0  # the larger of logp and ref_logp at every grid point (old_logp = logp + 0.75 stays a log-prob)
 OLD_OFFSETS = (0.75, -3.0)  # old_logp = logp + offset: w = π_θ/π_old = e^(−offset) ≈ 0.47 and ≈ 20.1 (past caps at 10)
 STATUSES = ("agrees", "drift", "not installed", "error", "no callable")
@@ -64,7 +66,8 @@ def grid(dtype=F64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def conditions(term: FrameworkTerm) -> list[tuple[str, float | None]]:
     """(label, old_logp offset or None for on-policy) for ``term``."""
-    off = [(f"old = logp {'+' if o >= 0 else '−'} {abs(o):g}", o) for o in OLD_OFFSETS] if term.uses_old else []
+    reads_old = term.uses_old or term.placement != "loss"  # reward penalties take their value at old_logp
+    off = [(f"old = logp {'+' if o >= 0 else '−'} {abs(o):g}", o) for o in OLD_OFFSETS] if reads_old else []
     return [("on-policy", None), *off]
 
 
@@ -76,7 +79,7 @@ def _import(module_name: str):
             return importlib.import_module(module_name)
     except ImportError as exc:
         return f"import {module_name}: {_one_line(exc)}"
-    except Exception as exc:  # noqa: BLE001 - a package whose import fails for another reason is still unusable
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a package whose import fails otherwise is unusable
         return f"import {module_name} raised {type(exc).__name__}: {_one_line(exc)}"
 
 
@@ -216,7 +219,7 @@ def check_term(term: FrameworkTerm, imported: dict | None = None) -> dict:
         return {**row, "live": exc.target, "version": exc.version, "status": "error", "detail": str(exc)}
     try:
         result = compare(fn, term, spec)
-    except Exception as exc:  # noqa: BLE001 - the framework's own call failing is a finding, reported in one line
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the framework's call failing is a finding, one line
         return {**row, "status": "error", "detail": f"the call raised {type(exc).__name__}: {_one_line(exc)}"}
     return {**row, **result, "detail": spec.source}
 

@@ -95,9 +95,24 @@ def test_a_mask_that_padding_leaks_through_is_reported():
         d = ref_logp - logp
         return ((torch.exp(d) - 1 - d) * mask).sum() / mask.numel()
 
+    # the padding's values stay out; only the normaliser counts the 2 padded positions: a common factor 4/6
     (line,) = [w for w in audit(sum_over_all, problems=["markov-3x4"]).warnings if w.startswith("mask:")]
-    change = float(re.search(r"changes by up to (\S+) \(relative\)", line).group(1))
-    assert change == pytest.approx(1 / 3, abs=0.005)  # printed with 2 significant digits
+    scale = float(re.search(r"scale by (\S+) \(= 4/6", line).group(1))
+    assert scale == pytest.approx(4 / 6, abs=5e-5) and "normalises by the padded length" in line  # 4 digits
+
+    def half_masked(logp, ref_logp, mask):  # the value masked, the count not, and a stray second factor
+        d = ref_logp - logp
+        return ((torch.exp(d) - 1 - d) * mask).sum(-1) / mask.shape[-1] ** 2
+
+    (line,) = [w for w in audit(half_masked, problems=["markov-3x4"]).warnings if w.startswith("mask:")]
+    scale = float(re.search(r"scale by (\S+) \(one common factor", line).group(1))
+    assert scale == pytest.approx(16 / 36, abs=5e-5)
+
+    def masked_mean(logp, ref_logp, mask):  # per sequence, over its valid tokens: no warning
+        d = ref_logp - logp
+        return ((torch.exp(d) - 1 - d) * mask).sum(-1) / mask.sum(-1)
+
+    assert not [w for w in audit(masked_mean, problems=["markov-3x4"]).warnings if w.startswith("mask:")]
 
     def ignores(logp, ref_logp, mask):  # no mask at all: the garbage d = 23 enters
         d = ref_logp - logp

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .spec import Adapter, sampler_ratio, spec
+from .spec import Adapter, sampler_logp, sampler_ratio, spec
 
 # --- verl: kl_penalty(logprob, ref_logprob, kl_penalty) -----------------------------------------------------
 VERL_SRC = ("verl 0.9.1 (PyPI wheel), verl/trainer/ppo/core_algos.py kl_penalty(logprob, ref_logprob, kl_penalty) "
@@ -18,6 +18,11 @@ VERL_SRC = ("verl 0.9.1 (PyPI wheel), verl/trainer/ppo/core_algos.py kl_penalty(
 
 def _verl(mode: str) -> Adapter:
     return lambda f, lp, ref, old, mask: f(lp, ref, mode)
+
+
+def _verl_reward(mode: str) -> Adapter:
+    """ray_trainer.apply_kl_penalty: kl_penalty(old_log_probs, ref_log_prob, mode), the rollout's log-probs."""
+    return lambda f, lp, ref, old, mask: f(sampler_logp(lp, old), ref, mode)
 
 
 # --- OpenRLHF: compute_approx_kl(log_probs, log_probs_base, log_probs_old=None, kl_estimator, unbiased_gradient) -
@@ -31,6 +36,11 @@ def _openrlhf(estimator: str, unbiased: bool = False) -> Adapter:
             return f(lp, ref, log_probs_old=old, kl_estimator=estimator, unbiased_gradient=True)
         return f(lp, ref, kl_estimator=estimator)
     return call
+
+
+def _openrlhf_reward(f, lp, ref, old, mask):
+    """The experience maker's compute_approx_kl(action_log_probs, base_action_log_probs): the rollout's log-probs."""
+    return f(sampler_logp(lp, old), ref, kl_estimator="k1")
 
 
 # --- NeMo-RL: calculate_kl(logprobs, logprobs_reference, kl_type, input_clamp_value, output_clamp_value,
@@ -116,10 +126,10 @@ ROLL_FN = "roll.utils.functionals:compute_approx_kl"
 
 SPECS = [
     *(spec(f"verl:{m}", VERL_FN, _verl(m), VERL_SRC) for m in ("kl", "abs", "mse", "low_var_kl", "k1+", "k3+")),
-    spec("verl:reward:kl", VERL_FN, _verl("kl"), VERL_SRC),
-    spec("verl:reward:low_var_kl", VERL_FN, _verl("low_var_kl"), VERL_SRC),
+    spec("verl:reward:kl", VERL_FN, _verl_reward("kl"), VERL_SRC),
+    spec("verl:reward:low_var_kl", VERL_FN, _verl_reward("low_var_kl"), VERL_SRC),
     *(spec(f"openrlhf:{k}", OPENRLHF_FN, _openrlhf(k), OPENRLHF_SRC, True) for k in ("k1", "k2", "k3")),
-    spec("openrlhf:reward:k1", OPENRLHF_FN, _openrlhf("k1"), OPENRLHF_SRC, True),
+    spec("openrlhf:reward:k1", OPENRLHF_FN, _openrlhf_reward, OPENRLHF_SRC, True),
     spec("openrlhf:k3-unbiased-gradient", OPENRLHF_FN, _openrlhf("k3", unbiased=True), OPENRLHF_SRC, True),
     *(spec(f"nemo-rl:{k}", NEMO_FN, _nemo(k), NEMO_SRC) for k in ("k1", "k2", "k3")),
     spec("nemo-rl:k3-legacy", "nemo_rl.algorithms.utils:calculate_kl_penalty_joschu2020", _nemo_legacy, NEMO_OLD_SRC),

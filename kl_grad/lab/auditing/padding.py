@@ -45,6 +45,18 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(diff)) / scale if np.isfinite(diff).all() else float("inf")
 
 
+def _common_ratio(plain, padded, length: int) -> float | None:
+    """The one factor by which padding rescaled loss and real-token gradient alike, if there is one (a
+    normaliser that counts padded positions), else None."""
+    (v0, c0), (v1, c1) = plain, (padded[0], padded[1][..., :length])
+    if not (np.isfinite(v1).all() and np.isfinite(c1).all()) or not np.abs(v0).max() > 0:
+        return None
+    ratio = float(np.sum(v1 * v0) / np.sum(v0 * v0))  # least squares: v1 ≈ ratio·v0
+    if ratio == 1 or _relative(ratio * v0, v1) > TOLERANCE or _relative(ratio * c0, c1) > TOLERANCE:
+        return None
+    return ratio
+
+
 def mask_check(term: UserTerm, ap: AuditProblem) -> str | None:
     """None when ``term`` respects its mask on ``ap`` (a sequence problem), else the warning line."""
     x, _ = probe_points(ap, 0, 0)
@@ -68,6 +80,15 @@ def mask_check(term: UserTerm, ap: AuditProblem) -> str | None:
     leak = float(np.max(np.abs(padded[1][..., length:]))) if np.isfinite(padded[1]).all() else float("inf")
     if value_diff <= TOLERANCE and grad_diff <= TOLERANCE and leak == 0:
         return None
+    scale = _common_ratio(plain, padded, length)
+    if scale is not None and leak == 0:  # the padding's values stay out; only a normaliser counts the padding
+        count = abs(scale - length / (length + PAD)) <= TOLERANCE
+        why = (f" (= {length}/{length + PAD}: a division by the number of positions, mask 0 included)" if count
+               else " (one common factor: a normaliser that counts padded positions)")
+        return (f"mask: {term.name} normalises by the padded length: with {PAD} trailing padded positions on "
+                f"{ap.name} its loss and gradient scale by {scale:.4g}{why}, the padding's values stay masked out; "
+                "the KL's weight then depends on how long the batch's longest response is (verl's "
+                "seq-mean-token-sum-norm divides by a fixed horizon instead)")
     what = [f"its loss changes by up to {value_diff:.2g} (relative)" if value_diff > TOLERANCE else "",
             f"its gradient on the real tokens by {grad_diff:.2g}" if grad_diff > TOLERANCE else "",
             f"padded positions receive gradient up to {leak:.2g}" if leak else ""]

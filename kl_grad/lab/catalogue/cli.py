@@ -34,13 +34,14 @@ What each term's gradient follows is measured in results/frameworks_catalogue (m
 --live: for every entry whose real function is known ("module:function", kl_grad/frameworks/live/), import
   it if installed (kl-grad installs nothing), then compare its value and autograd gradient w.r.t. logp with the
   row's, in float64, on d = logp − ref_logp in {0, ±2^-20, ±0.5, ±1, ±2.5, ±5, ±10 and ±20 exactly and 2^-10
-  either side, ±30, ±50}, on-policy and (rows using old_logp) at old_logp = logp + 0.75 and logp − 3.
+  either side, ±12, ±15, ±30, ±50}, on-policy and (rows using old_logp, reward penalties) at
+  old_logp = logp + 0.75 and logp − 3.
   Tolerance |live − row| ≤ 1e-9·max(1, |row|), 1e-3 where the framework computes in float32; a gradient
   within rounding of the value, 8·ε·|value|, also agrees (a weighted term's product rule cancelling).
   status: agrees | drift (scaled_diff = the largest |Δ|/max(1, |row|), where = that point) | not installed
   (the import failed: why) | error (no such function, or the call raised) | no callable (computed inline,
   or JAX: the reason per framework).
-  version: the installed distribution. Exit status 1 if any row drifts, else 0.
+  version: the installed distribution. Exit status 1 if any row drifts or errs, else 0.
 """
 
 COLUMNS = ["framework", "name", "formula", "clamp", "weight", "placement", "aggregation", "estimator", "source",
@@ -108,7 +109,7 @@ def _handle(args) -> str | int:
         write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
-    return 1 if (table["status"] == "drift").any() else 0
+    return 1 if table["status"].isin(["drift", "error"]).any() else 0  # a vanished or changed API is a finding
 
 
 def add_parser(sub, name: str) -> None:
@@ -122,5 +123,5 @@ def add_parser(sub, name: str) -> None:
     add_output_arguments(p, FORMATS)
     p.add_argument("--framework", default=None, help="only this framework's entries (e.g. verl, trl, nemo-rl)")
     p.add_argument("--live", action="store_true", help="check each entry against the installed framework's own "
-                   "function (value and gradient on a grid of log-ratios); exit 1 if any drifts")
+                   "function (value and gradient on a grid of log-ratios); exit 1 if any drifts or errs")
     p.set_defaults(handler=_handle)

@@ -118,6 +118,7 @@ def test_every_wing_has_its_kind_and_no_hub_imports_a_kind_by_name():
 @pytest.mark.parametrize("argv, absent", [
     (["--help"], ["kl_grad.lab.train", "kl_grad.lab.auditing", "kl_grad.lab.table", "pandas", "scipy"]),
     (["table", "--help"], ["kl_grad.lab.train", "kl_grad.lab.auditing", "kl_grad.lab.catalogue"]),
+    (["audit", "--help"], ["kl_grad.lab.auditing.auditor", "kl_grad.lab.auditing.group_audit", "pandas", "scipy"]),
 ])
 def test_subcommands_load_only_their_wing(argv, absent):
     code = ("import sys; from kl_grad.lab.cli import main\n"

@@ -236,7 +236,8 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
     # 2-core machine; benchmarks/bench_audit.py). The caller's count is restored afterwards.
     with work_threads(0):
         if group is not None or (placement or "").strip() == "group-reward":
-            from .group_audit import group_audit, refuse_with_group
+            from .group_audit import group_audit
+            from .group_options import refuse_with_group
 
             refuse_with_group(placement, dtypes)
             return group_audit(fn, kwargs=kwargs, name=name, group=group, problems=problems, progress=progress)

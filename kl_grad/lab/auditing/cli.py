@@ -11,7 +11,7 @@ from ..cli import add_output_arguments, output_format
 from ..experiments import command_help
 from ..progress import Progress
 from ..target import load_target, parse_kwargs
-from .group_audit import DEFAULT_NORMALISATION, DEFAULT_SIZE, PLACEMENT, refuse_with_group
+from .group_options import DEFAULT_NORMALISATION, DEFAULT_SIZE, PLACEMENT, refuse_with_group
 from .user_term import user_placement
 from .views import AUDIT_VIEWS, render_audit
 

@@ -40,22 +40,10 @@ from ..summary import cosine, norm
 from ..target import bind, signature_roles
 from .auditor import AuditResult, overall_follows
 from .battery import AuditProblem, battery
+from .group_options import DEFAULT_NORMALISATION, DEFAULT_SIZE, PLACEMENT
 from .user_term import UserTerm
 
-PLACEMENT = "group-reward"
-DEFAULT_SIZE = 4
-# mean (Dr. GRPO) by default: linear, so the answer is a property of the KL function alone (any β, any task
-# reward: c = K − mean_G K); GRPO's std needs β and depends on the task rewards (with none, on 1/β).
-DEFAULT_NORMALISATION = "mean"
 FACTORS = {"mean": lambda size: 1 - 1 / size, "none": lambda size: 1.0}  # E[∇kl] = factor·E[∇ reward-seq]
-
-
-def refuse_with_group(placement: str | None, dtypes) -> None:
-    """``group=`` belongs to placement group-reward alone, and --dtype does not combine with it."""
-    if (placement or "").strip() != PLACEMENT:
-        raise KLGradError(f"group is for placement {PLACEMENT!r}, got placement {placement!r}")
-    if dtypes is not None:
-        raise KLGradError(f"--dtype does not combine with --placement {PLACEMENT} (it measures the term as a loss)")
 
 
 def group_problems(aps: list[AuditProblem]) -> list[AuditProblem]:

@@ -96,4 +96,7 @@ TERM = {
     "ms-swift:reward:k1": _reward_at_sampler(lambda d: d),
     "marin:k1": _K1, "marin:k2": _K2, "marin:k3": _K3, "liger:k3": _K3,
     "trl-7188:k3-bias-corrected": _weighted(_k3, _dk3),
+    # the bound acts only where k3 ≥ 10: clamp(k3, ±10) and its gradient, zero where the cap saturates
+    "openrlhf-1335:k3": lambda lp, ref, old: (np.minimum(_k3(lp - ref), 10.0),
+                                               np.where(_k3(lp - ref) < 10.0, _dk3(lp - ref), 0.0)),
 }

@@ -17,6 +17,7 @@ import torch
 
 import kl_grad
 from kl_grad.errors import KLGradError
+from kl_grad.frameworks import get_term
 from kl_grad.lab.auditing.auditor import audit
 from kl_grad.lab.auditing.casts import GRID
 from kl_grad.lab.auditing.dtypes import parse_dtypes
@@ -88,12 +89,16 @@ def test_openrlhf_1335_nan_gradient_is_reproduced_and_its_fix_is_clean():
         assert any(w.startswith(f"{dtype}: NaN/inf gradient at d = -100") and "OpenRLHF PR #1335" in w
                    for w in result.warnings)
 
-    def bounded(logp, ref_logp):  # PR #1335's remedy: bound the log-ratio where the cap already saturates
-        log_ratio = (-(logp.float() - ref_logp.float())).clamp(max=20.0)
-        return (log_ratio.exp() - 1 - log_ratio).clamp(min=-10, max=10)
+    after = get_term("openrlhf-1335:k3").fn  # the catalogue's row after the PR: bounded where the cap saturates
 
-    fixed = audit(bounded, problems=TOKENS, dtypes="float32,bfloat16")
-    assert not any("NaN/inf" in w for w in fixed.warnings)
+    def bounded(logp, ref_logp):  # as compute_approx_kl casts: float32 inside
+        return after(logp.float(), ref_logp.float())
+
+    fixed = audit(bounded, problems=TOKENS, dtypes="float32,bfloat16,float16")
+    assert not any("NaN/inf" in w or w.startswith("range:") for w in fixed.warnings)
+    for dtype in ("float32", "bfloat16", "float16"):
+        rows = grid(fixed, dtype)
+        assert rows[-100.0]["grad"] == 0 and rows[-100.0]["value"] == 10.0  # saturated: the old row's value
 
 
 def test_kl_loss_reports_none_in_any_dtype():

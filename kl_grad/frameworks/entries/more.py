@@ -1,4 +1,4 @@
-"""Catalogue entries of ms-swift, marin, Liger-Kernel and TRL's open PR #7188 (added after ``newer``).
+"""Catalogue entries of ms-swift, marin, Liger-Kernel, TRL's open PR #7188 and OpenRLHF PR #1335 (after ``newer``).
 
 Read through this project's search corpus in December 2026 (ms-swift's snapshot read with ``git show``; marin,
 Liger-Kernel and the TRL pull request file by file or from the pull request's text); each ``source`` names the
@@ -36,6 +36,11 @@ TRL_7188 = ("huggingface/trl PR #7188 (open, 2026-09-11, fixes issue #6586): wit
             "importance_sampling_level is (read from the pull request's text and PR #6594's GRPOConfig docstring; "
             "not merged)")
 
+OPENRLHF_1335 = ("OpenRLHF/OpenRLHF PR #1335 (opened 2026-09-11, merged), openrlhf/models/utils.py "
+                 "compute_approx_kl k3: a copy of the log-ratio bounded before exp, only where the existing ±10 "
+                 "output cap already saturates (from the pull request's text; its merged constant was not readable "
+                 "here, so the bound is ±20, inside that region: any bound there gives these values and gradients)")
+
 ON = "π_θ/π_old, differentiable (on-policy exp(logp − sg logp))"
 
 
@@ -46,6 +51,13 @@ def _swift_rollout_is(lp, ref, old=None, mask=None):
         return low_var_kl(lp, ref)
     weight = torch.exp((lp.detach() - old.detach()).clamp(-20.0, 20.0)).clamp(max=2.0)
     return weight * low_var_kl(lp, ref)
+
+
+def _openrlhf_1335(lp, ref, old=None, mask=None):
+    """clamp(r − 1 − log r, ±10) with log r bounded to ±20 first: k3 ≥ 10 wherever the bound acts (k3(−20) = 19),
+    so value and gradient equal ``openrlhf:k3``'s, while exp stays finite in float32 (no 0·inf in backward)."""
+    log_r = (ref - lp).clamp(-20.0, 20.0)
+    return (torch.exp(log_r) - 1.0 - log_r).clamp(-10.0, 10.0)
 
 
 def _per_token_bias_corrected(lp, ref, old=None, mask=None):
@@ -79,4 +91,9 @@ TERMS = [
     _T("trl-7188:k3-bias-corrected", "w · (r − 1 − log r), w token-level also with sequence-level sampling",
        _per_token_bias_corrected, "loss", "token-mean", TRL_7188, weight=ON, uses_old=True,
        notes="use_bias_correction_kl with importance_sampling_level sequence; as trl:k3-bias-corrected"),
+    # OpenRLHF after PR #1335: the same clamped k3, without the NaN gradient of an overflowing exp
+    _T("openrlhf-1335:k3", "clamp(r − 1 − log r, ±10), log r bounded before exp where the cap saturates",
+       _openrlhf_1335, "loss", "token-mean", OPENRLHF_1335, clamp="log r inside the saturated region, the value to "
+       "±10", kinked=True, estimator="openrlhf:k3", notes="the version row after openrlhf:k3: same expected gradient; "
+       "`kl-grad audit --dtype` shows the float32 NaN at d = −100 gone"),
 ]

@@ -82,6 +82,10 @@ NO_CALLABLE = {
     "verl-0.3": "a version row: verl v0.2–v0.3's kl_penalty has the same name and signature as today's, so the "
                 "installed verl is checked against the current verl rows (on this grid low_var_kl's ±10 value clamp "
                 "would hide the missing ±20 input clamp anyway)",
+    "openrlhf-1335": "a version row: after PR #1335 compute_approx_kl keeps its name and signature, and the row equals "
+                     "openrlhf:k3 in value and gradient wherever exp is finite, so the installed OpenRLHF is checked "
+                     "against the openrlhf rows; which side of the PR it is on shows in float32 at d = −100 (NaN "
+                     "gradient before): kl-grad audit --dtype float32",
     "tunix": _TUNIX,
     "tunix-0.1.6": _TUNIX,
     "unsloth": "computed inline (kl_i = exp(ref − new) − (ref − new) − 1) in unsloth_zoo/rl_replacements.py "

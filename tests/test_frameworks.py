@@ -38,7 +38,7 @@ def test_every_term_has_an_oracle_and_the_catalogue_is_the_expected_size():
     frameworks = {t.framework for t in FRAMEWORK_TERMS.values()}
     assert {"verl", "openrlhf", "trl", "nemo-rl", "slime", "open-instruct", "roll", "skyrl", "tunix", "unsloth",
             "torchforge", "compose-rl", "trinity", "pipelinerl", "areal", "cosmos-rl", "oat", "ms-swift", "marin",
-            "liger", "trl-7188"} <= frameworks
+            "liger", "trl-7188", "openrlhf-1335"} <= frameworks
     for t in FRAMEWORK_TERMS.values():
         assert t.source and "/" in t.source, t.name  # repository/file named
 

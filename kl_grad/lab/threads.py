@@ -1,11 +1,11 @@
 """How many torch intra-op threads a lab run uses: chosen by the size of the work, never more than the idle
 cores, the caller's setting restored afterwards.
 
-Measured on this project's 2-core machine (``make bench``, ``benchmarks/bench_cli.py``; docs/performance.md):
-the lab's exact enumerations, training steps, audits and c(d) grids work on tensors of a few thousand numbers,
-where a second thread gains nothing (0.93–1.02× of one thread idle), and with one core busy elsewhere torch's
-default of one thread per core made them up to 1.10× slower and a Monte-Carlo table 1.21× slower. A Monte-
-Carlo chunk (2¹⁹ points) does gain from a second *idle* core (0.79× of one thread). So:
+Measured on this project's 2-core machine (``make bench``, ``benchmarks/bench_cli.py``; the figures are in
+docs/performance.md): the lab's exact enumerations, training steps, audits and c(d) grids work on tensors of a
+few thousand numbers, where a second thread gains nothing idle and costs time when another process keeps a
+core busy (torch's default of one thread per core); a Monte-Carlo chunk (2¹⁹ points) can gain from a second
+*idle* core. So:
 
 - work below ``LARGE`` points: one thread;
 - larger work: one thread per idle core (``idle_cores``: the CPUs less the other runnable tasks, read from

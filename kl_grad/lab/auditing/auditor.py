@@ -43,6 +43,8 @@ from ..terms import make_cases
 from ..threads import work_threads
 from .battery import AuditProblem, battery
 from .dtypes import dtype_report, parse_dtypes
+from .group_options import PLACEMENT as GROUP_PLACEMENT
+from .group_options import refuse_with_group
 from .notes import dedupe, dtype_notes, probe_notes, sequence_notes
 from .padding import mask_check
 from .probe import Probe, probe
@@ -235,9 +237,8 @@ def audit(fn: Callable, *, kwargs: dict | None = None, placement: str | None = N
     # The audit's tensors are small (≤ 200k elements): extra threads only contend (7-14× slower on a loaded
     # 2-core machine; benchmarks/bench_audit.py). The caller's count is restored afterwards.
     with work_threads(0):
-        if group is not None or (placement or "").strip() == "group-reward":
+        if group is not None or (placement or "").strip() == GROUP_PLACEMENT:
             from .group_audit import group_audit
-            from .group_options import refuse_with_group
 
             refuse_with_group(placement, dtypes)
             return group_audit(fn, kwargs=kwargs, name=name, group=group, problems=problems, progress=progress)

@@ -9,9 +9,10 @@ w ≡ 1 on-policy), computed in float32, with the logp-gradient of each placemen
 — the derivatives ``placements._WeightedLoss`` and ``estimators.numerics._Smooth`` give (tests/test_placements_numerics
 derives them by hand). The backward is one multiplication by that saved coefficient, and the forward has no
 dtype round trip: the estimators' careful float32 forms (``estimators/float32.py``) replace the float64 detour.
-``ref_logp`` and ``base`` are constants here (kl_loss detaches them). Padding is not cleaned here: ``kl_loss``
-checks that the result is finite and only then keeps it; masked-out tokens get gradient 0·coefficient = 0,
-and a coefficient that overflowed is zeroed there (``mask``).
+``ref_logp`` and ``base`` are constants here (kl_loss detaches them). Padding is not cleaned here: the node also
+returns the sum of its saved coefficients (a 0-dim float32 tensor, not differentiable), and ``kl_loss`` keeps the
+result only when that sum and the loss are finite (one host read for both), so masked-out tokens get gradient
+0·coefficient = 0 with no pass over the mask in the backward.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def supports(estimator: Estimator, placement: str) -> bool:
 
 class _Fused(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logp, ref_logp, base, mask, estimator, placement):
+    def forward(ctx, logp, ref_logp, base, estimator, placement):
         # float32 copies of half-precision inputs are made once and then overwritten (mixed-dtype kernels copy)
         f32 = torch.float32
         lp, ref = logp.to(f32), ref_logp.to(f32)
@@ -62,32 +63,35 @@ class _Fused(torch.autograd.Function):
                 coef = second.mul_(w)
         ctx.coef = coef if isinstance(coef, float) else None
         ctx.negate = negate and placement != "reward"
-        ctx.save_for_backward(None if isinstance(coef, float) else coef, mask)
+        ctx.save_for_backward(None if isinstance(coef, float) else coef)
         ctx.dtype = logp.dtype
-        return value
+        # value's own finiteness kl_loss reads from the loss; a coefficient that is not value is summed
+        check = torch.zeros((), dtype=f32, device=value.device) if ctx.coef is not None or coef is value \
+            else coef.sum()
+        ctx.mark_non_differentiable(check)
+        return value, check
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad, _):
         if torch.is_grad_enabled():  # create_graph: the saved coefficient is a constant, k''(d) would be lost
             raise RuntimeError("kl_loss's float32 path has no second derivative (create_graph=True); pass float64 "
                                "log-probs, whose path autograd differentiates twice")
-        coef, mask = ctx.saved_tensors
+        (coef,) = ctx.saved_tensors
         if coef is None and ctx.coef == 1.0 and grad.dtype == ctx.dtype:
-            return grad, None, None, None, None, None
+            return grad, None, None, None, None
         out = torch.empty(grad.shape, dtype=ctx.dtype, device=grad.device)
         if coef is None:
-            return out.copy_(grad).mul_(ctx.coef), None, None, None, None, None
+            return out.copy_(grad).mul_(ctx.coef), None, None, None, None
         torch.mul(grad, coef, out=out)
         if ctx.negate:
             out.neg_()
-        if mask is not None:  # an overflowed coefficient at padding gets 0 (no host sync: always applied)
-            out.masked_fill_(mask == 0, 0.0)
-        return out, None, None, None, None, None
+        return out, None, None, None, None
 
 
-def fused_surrogate(estimator: Estimator, placement: str, logp: Tensor, ref_logp: Tensor, base: Tensor | None,
-                    mask: Tensor | None = None) -> Tensor:
-    """Per-token float32 surrogate of ``placement`` (a ``placements.PLACEMENTS`` name) with its closed-form
-    logp-gradient; ``base`` is log sg(m) (None: on-policy), ``mask`` (or None) zeroes overflowed gradients."""
-    return _Fused.apply(logp, ref_logp.detach(), None if base is None else base.detach(), mask, estimator,
-                        placement)
+def fused_surrogate(estimator: Estimator, placement: str, logp: Tensor, ref_logp: Tensor,
+                    base: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(per-token float32 surrogate of ``placement``, a ``placements.PLACEMENTS`` name, with its closed-form
+    logp-gradient; the sum of the saved gradient coefficients, 0-dim: finite iff none overflowed, unless the sum
+    itself did). ``base`` is log sg(m) (None: on-policy). Use the surrogate only where that sum is finite: a
+    masked-out token's gradient is 0·coefficient."""
+    return _Fused.apply(logp, ref_logp.detach(), None if base is None else base.detach(), estimator, placement)

@@ -174,13 +174,15 @@ def kl_loss(
 def _fused(est, placement: str, logp: Tensor, ref_logp: Tensor, old_logp: Tensor | None, mask: Tensor | None,
            agg, horizon) -> Tensor | None:
     """The float32 fast path (``fused.py``): no dtype round trip, no cleaning of padding, one autograd node.
-    Its result is kept only when finite: then every masked-out token's value was finite too, so it added
-    exactly 0 (and gets gradient 0); otherwise (garbage or ±inf in padding, a reference probability of 0)
+    Its result is kept only when it and the sum of the node's gradient coefficients are finite: then every
+    masked-out token's value and coefficient were finite, so it added exactly 0 and gets gradient 0·coefficient
+    = 0; otherwise (garbage or ±inf in padding, a reference probability of 0)
     None sends kl_loss down the path that zeroes padding first and uses the registry's forms (their limits at
     π_ref = 0, r·log r → 0, included)."""
     m = None if mask is None else mask.to(torch.float32)
-    per_token = fused_surrogate(est, placement, logp, ref_logp, old_logp, m)
+    per_token, coef_sum = fused_surrogate(est, placement, logp, ref_logp, old_logp)
     if m is None:  # ones without a tensor's memory
         m = torch.ones((), dtype=per_token.dtype, device=per_token.device).expand_as(per_token)
     out = per_token * m if agg is None else agg(per_token, m, horizon)
-    return out if math.isfinite((out.sum() if agg is None else out).item()) else None
+    check = (out.sum() if agg is None else out).detach() + coef_sum  # one host read; inf − inf is NaN: refused too
+    return out if math.isfinite(check.item()) else None

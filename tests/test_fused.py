@@ -81,6 +81,20 @@ def _batch(dtype=torch.float32, seed=0):
 FUSED = [n for n in ESTIMATORS if supports(ESTIMATORS[n], "loss-w")]
 
 
+def _took_fused_path(out: torch.Tensor) -> bool:
+    """Whether autograd's graph behind ``out`` holds the fused node (the fallback path has none)."""
+    todo, seen = [out.grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if type(node).__name__ == "_FusedBackward":
+            return True
+        todo.extend(f for f, _ in node.next_functions)
+    return False
+
+
 def test_the_fused_path_covers_the_estimators_with_float32_forms():
     assert FUSED == list(FORMS) and {"k1", "k2", "k3", "reverse_k1", "reverse_k2", "reverse_k1_cv"} <= set(FORMS)
 
@@ -97,7 +111,7 @@ def test_kl_loss_float32_per_token_values_and_gradients(placement, off_policy):
     for name in FUSED:
         out = kl_loss(logp, ref, mask=mask, old_logp=old if off_policy else None, estimator=name,
                       placement="reward-local" if placement == "reward" else placement, aggregation="none")
-        assert out.dtype == torch.float32
+        assert out.dtype == torch.float32 and _took_fused_path(out), name  # finite inputs: no fallback
         (grad,) = torch.autograd.grad(out.sum(), logp)
         k, dk = oracles.VALUE[name](d), oracles.SLOPE[name](d)
         rtol = RTOL * 2  # ×2: w = e^(logp − old) is itself rounded to float32
@@ -161,6 +175,7 @@ def test_an_overflowed_coefficient_in_padding_gets_gradient_zero():
     logp = torch.zeros(2, requires_grad=True)
     mask = torch.tensor([1.0, 0.0])
     loss = kl_loss(logp, torch.tensor([1.0, -d]), mask=mask, estimator="reverse_k1", placement="loss")
+    assert not _took_fused_path(loss)  # the coefficients' sum is inf: the path that zeroes padding first
     (g,) = torch.autograd.grad(loss, logp)
     assert loss.item() == pytest.approx(float(oracles.VALUE["reverse_k1"](np.array([-1.0]))[0]), rel=RTOL)
     assert g[1].item() == 0.0 and g[0].item() == pytest.approx(float(oracles.SLOPE["reverse_k1"](np.array([-1.0]))[0]),

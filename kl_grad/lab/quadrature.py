@@ -217,8 +217,8 @@ def _converged(cur, prev) -> list[np.ndarray]:
     """Per-moment (mean, var, m4) boolean arrays: did it change by less than its tolerance, relative to
     the size of what is summed (mean: E|g|; variance: E g²; m4: itself)? No absolute floor."""
     mean, var, m4, abs_mean = cur
-    scales = (abs_mean, var + mean**2, np.abs(m4))
-    with np.errstate(invalid="ignore"):  # inf − inf for infinite moments: judged by the tail analysis
+    with np.errstate(invalid="ignore", over="ignore"):  # inf − inf, mean² beyond float64: the tail analysis judges
+        scales = (abs_mean, var + mean**2, np.abs(m4))
         return [np.abs(c - p) <= t * s for c, p, t, s in zip(cur, prev, (REL_TOL, REL_TOL, M4_REL_TOL), scales)]
 
 

@@ -182,3 +182,47 @@ def test_json_carries_the_dtype_reports():
     assert len(doc["dtypes"][1]["grid"]) == len(GRID)
     text = render_audit(result, "markdown")
     assert "float16 grad" in text and "rel bias of E[grad] vs float64" in text
+
+
+def steep_exp(logp, ref_logp):  # e^(10·u), u = ref_logp − logp: overflows float16 (max 65504) where u > 1.1
+    return torch.exp(10 * (ref_logp - logp))
+
+
+def _softmax(logits):
+    z = np.exp(np.asarray(logits, dtype=np.float64) - max(logits))
+    return z / z.sum()
+
+
+@pytest.mark.parametrize("problem", ["tokens-3", "tokens-6"])
+def test_the_overflow_mass_is_of_the_points_where_value_or_gradient_overflows(problem):
+    # The value comes back in the function's layout and c in the runner's: the flags are combined per point, not
+    # broadcast against each other (which once gave tokens-3 0.41 instead of π(token 3) = 0.122, and a
+    # 50 000 × 50 000 array on the Gaussian problems). Oracle: the softmax by hand, and where e^(10u) or its
+    # slope 10·e^(10u) exceeds float16's largest, in float64.
+    from kl_grad.lab.auditing.battery import ON_POLICY
+    policy, ref = (_softmax([float(v) for v in spec.split(":")[1].split(",")]) for spec in ON_POLICY[problem])
+    u = np.log(ref) - np.log(policy)
+    big = float(torch.finfo(torch.float16).max)
+    want = float(policy[(np.exp(10 * u) > big) | (10 * np.exp(10 * u) > big)].sum())
+    result = audit(steep_exp, name="steep_exp", problems=[problem], dtypes="float16")
+    (row,) = next(rep for rep in result.dtypes if rep["dtype"] == "float16")["problems"]
+    assert want > 0 and row["overflow"] == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def test_the_overflow_mass_on_a_gaussian_problem_matches_the_normal_integral():
+    # gauss-far: π = N(0, 1), π_ref = N(3.5, 1.2). u(x) = log π_ref(x) − log π(x) is a quadratic a·x² + b·x + c0;
+    # the slope 10·e^(10u) passes float16's largest (first, before the value) where u > ln(65504/10)/10, outside
+    # its two roots: mass Φ(r1) + 1 − Φ(r2) (scipy). The audit's is a mean over the probe's 50 000 draws from π:
+    # within 5 binomial standard errors (two-sided false-alarm rate 5.7e-7).
+    from scipy.stats import norm
+
+    from kl_grad.lab.auditing.probe import PROBE_SAMPLES
+
+    big = float(torch.finfo(torch.float16).max)
+    m, s = 3.5, 1.2
+    threshold = min(np.log(big / 10), np.log(big)) / 10
+    r1, r2 = np.sort(np.roots([0.5 - 1 / (2 * s * s), m / (s * s), -m * m / (2 * s * s) - np.log(s) - threshold]))
+    want = norm.cdf(r1) + norm.sf(r2)
+    result = audit(steep_exp, name="steep_exp", problems=["gauss-far"], dtypes="float16")
+    (row,) = next(rep for rep in result.dtypes if rep["dtype"] == "float16")["problems"]
+    assert 0.01 < want < 0.1 and abs(row["overflow"] - want) <= 5 * np.sqrt(want * (1 - want) / PROBE_SAMPLES)

@@ -76,9 +76,17 @@ def _flags(v64, c64, v, c, dtype) -> dict[str, np.ndarray]:
         none = np.zeros(v64.shape, bool)
         return {"nonfinite_value": ~np.isfinite(v64), "nonfinite_grad": ~np.isfinite(c64), "negative": none,
                 "vanished": np.zeros(c64.shape, bool), "overflow": none}
-    out_of_range = (np.isinf(v) & (np.abs(v64) > big)) | (np.isinf(c) & (np.abs(c64) > big))
+    out_of_range = _either(np.isinf(v) & (np.abs(v64) > big), np.isinf(c) & (np.abs(c64) > big))
     return {"nonfinite_value": bad(v, v64), "nonfinite_grad": bad(c, c64), "negative": (v < 0) & (v64 >= 0),
             "vanished": (c == 0) & (c64 != 0) & np.isfinite(c64), "overflow": out_of_range}
+
+
+def _either(value_flag: np.ndarray, grad_flag: np.ndarray) -> np.ndarray:
+    """value_flag | grad_flag, both (n, entries) or 0-d; per point (any of its entries) where the value's and
+    the gradient's entries differ in number (a per-sequence value beside per-token gradients)."""
+    if value_flag.shape == grad_flag.shape or value_flag.ndim == 0 or grad_flag.ndim == 0:
+        return value_flag | grad_flag
+    return value_flag.any(axis=-1, keepdims=True) | grad_flag.any(axis=-1, keepdims=True)
 
 
 def _problem_masses(term: UserTerm, ap: AuditProblem, dtypes: list[torch.dtype], seed: int) -> dict:
@@ -87,9 +95,12 @@ def _problem_masses(term: UserTerm, ap: AuditProblem, dtypes: list[torch.dtype],
     n = x.shape[0]
     logp, ref, old = log_probs_at(ap, x, torch.float64)
     out = {}
+    def per_point(t: torch.Tensor) -> np.ndarray:  # (n, entries): the function's layout and c's may differ
+        return t.numpy() if t.dim() == 0 else t.reshape(n, -1).numpy()  # (a 0-d scalar loss stays 0-d)
+
     for dt in dtypes:
-        v64, c64 = (t.numpy() for t in at_points(term, logp, ref, old, dt, floor=True))
-        v, c = (v64, c64) if dt == torch.float64 else (t.numpy() for t in at_points(term, logp, ref, old, dt))
+        v64, c64 = (per_point(t) for t in at_points(term, logp, ref, old, dt, floor=True))
+        v, c = (v64, c64) if dt == torch.float64 else (per_point(t) for t in at_points(term, logp, ref, old, dt))
         flags = _flags(v64, c64, v, c, dt)
         if v.ndim == 0:  # a scalar loss: one value for every point
             flags = {k: (np.full(n, bool(f)) if f.ndim == 0 else f) for k, f in flags.items()}

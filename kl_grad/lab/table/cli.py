@@ -22,7 +22,7 @@ examples:
   kl-grad table --policy normal:0,1 --ref normal:1,1.1 --estimators reverse_k1,reverse_k2 --format grid
       the reverse table, printed as seed 003 prints it
   kl-grad table --policy normal:0,1 --ref normal:1,1.1 --trials 200 --format csv > grads.csv
-  kl-grad table --policy markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1 --ref markov:4:0,0,0:0,0,0/0,0,0/0,0,0 \
+  kl-grad table --policy markov:4:0,0.5,-1:0,1,0/0.2,0,0/1,0,-1 --ref markov:4:0,0,0:0,0,0/0,0,0/0,0,0 \\
       --mode exact --placements loss,loss-prefix-w,reward,both --summary
       sequences: a 3-token Markov chain of length 4, one summary line per estimator × placement
 

@@ -4,7 +4,8 @@ Usage, from the repository root (``make bench`` runs it after the runner benchma
 
     python -m benchmarks.bench_audit [--repeat 3] [--functions k2_loss,k3_weighted,verl_low_var_kl]
 
-Each repeat audits each function of ``examples/trainer_kl_terms.py`` with every cache cleared first (the
+Each repeat audits each function of ``examples/trainer_kl_terms.py``, then the README's ``--dtype
+float32,bfloat16`` audit of ``openrlhf_k3_clamped``, with every cache cleared first (the
 built-in comparison tables, ``auditor._builtin_summary``, and scipy's t quantiles), so every timing includes
 the whole battery: probes, exact or Monte-Carlo gradients, and the built-ins' exact tables. The first
 repeat also pays one-time imports (scipy.special); the median over repeats is the figure to quote. A shared
@@ -31,6 +32,7 @@ from kl_grad.lab.target import load_target
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples", "trainer_kl_terms.py")
 TARGET_S = 3.0
+DTYPE_CASE = ("openrlhf_k3_clamped", "float32,bfloat16")  # the README's --dtype audit, timed after the others
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,24 +48,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def audit_seconds(name: str) -> tuple[float, auditor.AuditResult]:
-    """Wall time of one audit of ``name`` (a function of examples/trainer_kl_terms.py), every cache cleared."""
+def audit_seconds(name: str, dtypes: str | None = None) -> tuple[float, auditor.AuditResult]:
+    """Wall time of one audit of ``name`` (a function of examples/trainer_kl_terms.py; ``dtypes`` as
+    ``--dtype`` takes them), every cache cleared."""
     fn = load_target(f"{EXAMPLES}:{name}")
     auditor._builtin_summary.cache_clear()
     t_critical.cache_clear()
     start = time.perf_counter()
-    result = auditor.audit(fn, name=name)
+    result = auditor.audit(fn, name=name, dtypes=dtypes)
     return time.perf_counter() - start, result
 
 
 def _time(names: list[str], repeat: int) -> None:
-    for name in names:
+    for name in names + [DTYPE_CASE]:
         times = []
         for _ in range(repeat):
-            seconds, result = audit_seconds(name)
+            seconds, result = audit_seconds(*name) if isinstance(name, tuple) else audit_seconds(name)
             times.append(seconds)
         modes = ",".join(sorted({p["mode"] for p in result.problems}))
         verdict = "under" if np.median(times) < TARGET_S else "OVER"
+        name = f"{name[0]} --dtype {name[1]}" if isinstance(name, tuple) else name
         print(f"  {name:<16} follows {result.follows:<12} modes {modes:<9} "
               f"runs {' '.join(f'{t:5.2f}' for t in times)} s; median {np.median(times):5.2f} s "
               f"({verdict} the {TARGET_S:g} s target)")

@@ -2,16 +2,18 @@
 
 Usage, from the repository root (``make bench`` runs it)::
 
-    python -m benchmarks.bench_cli [--repeat 3]
+    python -m benchmarks.bench_cli [--repeat 5] [--repeat-threads 3]
 
 1. **Start-up**: wall time of ``kl-grad --help``, ``kl-grad estimators``, an exact ``kl-grad table``,
-   ``kl-grad audit --help`` and a whole ``kl-grad audit`` run against ``python -c "import torch"`` in the same
-   run (fresh processes; the median of ``--repeat``), and each one's excess over torch's import (goal: within
-   0.5 s). The audit's own work (its battery, ~0.3 s) is then timed in this process (``bench_audit``, caches
+   ``kl-grad audit --help`` and a whole ``kl-grad audit`` run, each right after ``python -c "import torch"``
+   (fresh processes, ``--repeat`` such pairs), and each one's excess over torch's import, the median of the
+   paired differences, so that load drifting over the minute falls on both sides (goal: within 0.5 s). The
+   audit's own work (its battery, ~0.3 s) is then timed in this process (``bench_audit``, caches
    cleared, median of ``--repeat``) and the whole run less that work is printed as the audit's start-up.
 2. **Threads**: each command under three settings — ``--threads 1``, the policy (no flag) and torch's default
    (``--threads`` = the CPU count) — idle and while a competing process keeps one core busy (a spin loop in
-   a child process, killed afterwards). Ratios are against one thread, from one run: > 1 is slower.
+   a child process, killed afterwards), the three settings interleaved. Ratios are against one thread, from one
+   run: > 1 is slower.
 """
 
 from __future__ import annotations
@@ -56,32 +58,43 @@ def _kl_grad(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "kl_grad", *args]
 
 
+TORCH = [sys.executable, "-c", "import torch"]
+
+
 def startup(repeat: int) -> None:
-    torch_s = statistics.median(_wall([sys.executable, "-c", "import torch"]) for _ in range(repeat))
-    print(f"start-up (median of {repeat}; python -c 'import torch': {torch_s:.2f} s)")
-    walls = {}
+    """Each command alternated with torch's import, ``repeat`` pairs: the excess is the median of the paired
+    differences, so a neighbour's load that drifts over the minute falls on both sides of each pair."""
+    print(f"start-up (median of {repeat} pairs, each command run right after python -c 'import torch')")
+    excess, torch_walls = {}, []
     for name, args in STARTUP.items():
-        walls[name] = t = statistics.median(_wall(_kl_grad(args)) for _ in range(repeat))
-        print(f"  {name:<34} {t:5.2f} s   {t - torch_s:+.2f} s over torch's import")
+        pairs = [(_wall(TORCH), _wall(_kl_grad(args))) for _ in range(repeat)]
+        torch_walls += [t for t, _ in pairs]
+        excess[name], wall = statistics.median(c - t for t, c in pairs), statistics.median(c for _, c in pairs)
+        print(f"  {name:<34} {wall:5.2f} s   {excess[name]:+.2f} s over torch's import")
     from benchmarks.bench_audit import audit_seconds  # imports kl_grad here, after the fresh processes
 
     work = statistics.median(audit_seconds(AUDITED)[0] for _ in range(repeat))
-    rest = walls[WHOLE_AUDIT] - work
-    print(f"  {'kl-grad audit, less its work':<34} {rest:5.2f} s   {rest - torch_s:+.2f} s over torch's import "
-          f"(the whole run less {work:.2f} s of audit, timed in-process)")
+    print(f"  {'kl-grad audit, less its work':<34} {'':7}   {excess[WHOLE_AUDIT] - work:+.2f} s over torch's import "
+          f"(the whole run's excess less {work:.2f} s of audit, timed in-process)")
+    print(f"  (python -c 'import torch' itself: median {statistics.median(torch_walls):.2f} s, "
+          f"{min(torch_walls):.2f}–{max(torch_walls):.2f} s over its {len(torch_walls)} runs)")
 
 
 def _threads(load: bool, repeat: int) -> None:
+    """Each command under the three settings, interleaved (one run of each, ``repeat`` times), medians."""
     cpus = os.cpu_count() or 1
+    settings = (("1 thread", ["--threads", "1"]), ("policy", []), (f"{cpus} threads", ["--threads", str(cpus)]))
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load else None
     try:
         time.sleep(1.0 if load else 0.0)  # let the spinner be running when the policy looks
         print(f"threads, {'one core busy with a competing process' if load else 'idle'} "
-              f"(median of {repeat}; ratio to --threads 1)")
+              f"(median of {repeat}, settings interleaved; ratio to --threads 1)")
         for name, args in WORK.items():
-            times = {label: statistics.median(_wall(_kl_grad(args + flag)) for _ in range(repeat))
-                     for label, flag in (("1 thread", ["--threads", "1"]), ("policy", []),
-                                         (f"{cpus} threads", ["--threads", str(cpus)]))}
+            runs: dict[str, list[float]] = {label: [] for label, _ in settings}
+            for _ in range(repeat):
+                for label, flag in settings:
+                    runs[label].append(_wall(_kl_grad(args + flag)))
+            times = {label: statistics.median(ts) for label, ts in runs.items()}
             one = times["1 thread"]
             print(f"  {name:<26} " + "   ".join(f"{label} {t:5.2f} s ({t / one:.2f}×)" for label, t in times.items()))
     finally:
@@ -92,7 +105,7 @@ def _threads(load: bool, repeat: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=3, help="start-up runs per command (median)")
+    ap.add_argument("--repeat", type=int, default=5, help="start-up pairs (torch's import, command) per command")
     ap.add_argument("--repeat-threads", type=int, default=3, help="runs per command and thread setting")
     args = ap.parse_args(argv)
     print(f"load average at start: {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")

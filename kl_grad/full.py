@@ -31,6 +31,7 @@ import torch
 from .aggregations import AGGREGATION_ALIASES, AGGREGATIONS, PER_TOKEN
 from .directions import POLICY_REF, resolve_direction
 from .errors import KLGradError, choose
+from .placements import SECOND_DERIVATIVE
 from .sequences import exclusive_prefix, to_come
 
 Tensor = torch.Tensor
@@ -87,6 +88,8 @@ class _StepKL(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_kl, g_tok):
+        if torch.is_grad_enabled():  # create_graph: each chunk is recomputed detached, the Hessian would be short
+            raise RuntimeError(f"full_kl_loss: {SECOND_DERIVATIVE}")
         logits, ref_logits, tokens, keep, kl = ctx.saved_tensors
         grad = torch.zeros_like(logits)
         for i in range(0, logits.shape[0], ctx.chunk):

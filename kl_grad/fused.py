@@ -21,6 +21,7 @@ import torch
 
 from .estimators import Estimator
 from .estimators.float32 import FORMS
+from .placements import SECOND_DERIVATIVE
 
 Tensor = torch.Tensor
 _WANT = {"loss": "slope", "loss-sgw": "slope", "loss-w": "coef", "reward": "none"}
@@ -74,8 +75,7 @@ class _Fused(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad, _):
         if torch.is_grad_enabled():  # create_graph: the saved coefficient is a constant, k''(d) would be lost
-            raise RuntimeError("kl_loss's float32 path has no second derivative (create_graph=True); pass float64 "
-                               "log-probs, whose path autograd differentiates twice")
+            raise RuntimeError(f"kl_loss's float32 path: {SECOND_DERIVATIVE}")
         (coef,) = ctx.saved_tensors
         if coef is None and ctx.coef == 1.0 and grad.dtype == ctx.dtype:
             return grad, None, None, None, None

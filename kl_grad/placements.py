@@ -27,13 +27,21 @@ from .estimators import Estimator
 Tensor = torch.Tensor
 
 
+# kl_loss's paths through a hand-written backward node raise this under create_graph=True instead of returning an
+# incomplete second derivative; the float64 placements that are compositions of torch ops differentiate twice.
+SECOND_DERIVATIVE = ("no second derivative (create_graph=True) through this KL term's closed-form backward; "
+                     "placements loss, loss-sgw, reward-local, reward, reward-prefix-w, reward-seq and trl-seq "
+                     "on float64 log-probs differentiate twice (loss-w, loss-prefix-w, both and full_kl_loss "
+                     "do not)")
+
+
 class _WeightedLoss(torch.autograd.Function):
     """w·k(d), w = exp(logp − base), d = logp − ref_logp, with the logp-gradient w·c(d), c = k + k' the
     estimator's closed form, all in float64.
 
     Autograd of w·k adds the two paths into logp, w·k and w·k', and for k3 that is
-    (e^{−d} − 1 + d) + (1 − e^{−d}): in float32 the gradient of the recommended loss was 6% off
-    at d = −16 and exactly 0 at d = −20. ``ref_logp`` gets −w·k'(d) (it carries grad only in
+    (e^{−d} − 1 + d) + (1 − e^{−d}): in float32 (torch 2.13, CPU) that sum is −16 at d = −18 and −32 at
+    d = −20. ``ref_logp`` gets −w·k'(d) (it carries grad only in
     pathwise runs); ``base`` is a constant (sg(π_θ) or the sampler).
     """
 
@@ -47,6 +55,8 @@ class _WeightedLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if torch.is_grad_enabled():  # create_graph: d and w were saved as constants, the Hessian would be short
+            raise RuntimeError(SECOND_DERIVATIVE)
         d, w = ctx.saved_tensors
         g = grad.to(torch.float64) * w
         est = ctx.estimator

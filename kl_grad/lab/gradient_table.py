@@ -283,8 +283,8 @@ def _mc_columns(row: dict, g: np.ndarray, ex: Moments, j: int, budget: Budget) -
         mean, stdev, se = mc_summary(g)
         z_std, note = stdev_check(stdev, ex.var[j], ex.m4[j], budget.samples, budget.trials,
                                   abs(row["true_grad"]) or 1.0)
-    overflow = (f"{bad} of {budget.trials} trial gradients are not finite (overflow; dtype float64 reaches "
-                "further)") if bad else ""
+    overflow = (f"{bad} of {budget.trials} trial gradients are not finite (an overflow, which dtype float64 may "
+                "reach past, or a NaN such as 0·inf)") if bad else ""  # no "; ": warnings are joined with it
     exact_note = f"exact counterpart: {ex.warnings[j]}" if ex.warnings[j] else ""
     row.update(mean_grad=mean, stdev=stdev, se=se, trials=budget.trials, z_stdev_vs_exact=z_std,
                z_vs_exact=(mean - ex.mean[j]) / se if se > 0 else math.nan,

@@ -110,8 +110,10 @@ def signature_roles(fn: Callable, label: str = "fn") -> tuple[tuple[str, str, bo
     if not callable(fn):
         raise KLGradError(f"{label} is {type(fn).__name__}, not callable: expected a function "
                           "fn(logp, ref_logp) or fn(logp, ref_logp, old_logp)")
+    # a torch.nn.Module (or any object with forward): __call__ is (*args, **kwargs), forward names the inputs
+    target = fn.forward if not inspect.isroutine(fn) and callable(getattr(fn, "forward", None)) else fn
     try:
-        sig = inspect.signature(fn)
+        sig = inspect.signature(target)
     except (TypeError, ValueError):
         return (("logp", "logp", True), ("ref_logp", "ref", True))  # a builtin without a signature: two
     params = list(sig.parameters.values())

@@ -226,3 +226,26 @@ def test_the_overflow_mass_on_a_gaussian_problem_matches_the_normal_integral():
     result = audit(steep_exp, name="steep_exp", problems=["gauss-far"], dtypes="float16")
     (row,) = next(rep for rep in result.dtypes if rep["dtype"] == "float16")["problems"]
     assert 0.01 < want < 0.1 and abs(row["overflow"] - want) <= 5 * np.sqrt(want * (1 - want) / PROBE_SAMPLES)
+
+
+def nan_in_float16(logp, ref_logp):  # 0·inf = NaN in the backward where exp(60u) overflows float16 (tokens-3: u = 1.2)
+    u = ref_logp - logp
+    return torch.where(u > 1.0, u, torch.exp(60 * u))
+
+
+def test_a_dtype_with_nan_gradients_leaves_the_other_dtypes_bias_alone():
+    # The cast bias of float32 and bfloat16 on tokens-3 does not depend on whether float16 (NaN gradient at
+    # token 3, whose π_θ mass is 0.122: softmax by hand) is audited beside them.
+    both = audit(nan_in_float16, name="f", problems=TOKENS, dtypes="float32,bfloat16")
+    three = audit(nan_in_float16, name="f", problems=TOKENS, dtypes="float32,bfloat16,float16")
+    rows = {r["dtype"]: r["problems"][0] for r in three.dtypes}
+    for rep in both.dtypes:
+        if rep["dtype"] == "float64":
+            continue
+        want = rep["problems"][0]
+        assert np.isfinite(want["rel_bias"]) and rows[rep["dtype"]]["rel_bias"] == want["rel_bias"]
+        assert rows[rep["dtype"]]["rounding_floor"] == want["rounding_floor"]
+    policy = _softmax([0.0, 0.5, -1.0])
+    half = rows["float16"]
+    assert half["nonfinite_grad"] == pytest.approx(policy[2], rel=1e-12) and np.isnan(half["rel_bias"])
+

@@ -70,3 +70,27 @@ def test_logits_parameters_are_refused_and_unnamed_ones_counted_alone():
         return (torch.exp(d) - 1 - d) * mask
 
     assert audit(mask_first, problems=FAST).follows == "ref||policy"
+
+
+class K2Module(torch.nn.Module):  # a KL term as a module: __call__ is (*args, **kwargs), forward names the inputs
+    def forward(self, logp, ref_logp):
+        return 0.5 * (logp - ref_logp) ** 2
+
+
+def k2_function(logp, ref_logp):
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+def test_an_nn_module_is_audited_through_its_forward():
+    module, plain = audit(K2Module(), name="m", problems=FAST), audit(k2_function, name="f", problems=FAST)
+    assert module.follows == plain.follows == "policy||ref"
+    for got, want in zip(module.problems, plain.problems):
+        assert got["rel_bias_norm_vs_policy||ref"] == want["rel_bias_norm_vs_policy||ref"]
+
+
+def test_a_star_args_function_that_fails_names_what_it_was_given():
+    def star(*args):
+        raise ValueError("boom")
+
+    with pytest.raises(KLGradError, match=r"called as fn\(logp, ref_logp, old_logp\)"):
+        audit(star, name="star", problems=FAST)

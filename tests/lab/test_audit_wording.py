@@ -135,3 +135,14 @@ def test_a_mask_that_is_respected_gives_no_warning():
             warnings.simplefilter("ignore", FutureWarning)  # kl_loss(placement="reward") announces its meaning
             result = audit(fn, problems=["markov-3x4"])
         assert not any(w.startswith("mask:") for w in result.warnings)
+
+
+def where_both_branches(logp, ref_logp):  # exp on both branches of a where: the unused one's inf·0 is a NaN gradient
+    d = logp - ref_logp
+    return torch.where(d > 0, torch.exp(1000 * d) * 0 + d, torch.exp(-1000 * d) * 0 - d)
+
+
+def test_a_warning_about_non_finite_trials_is_one_line_with_balanced_parentheses():
+    result = audit(where_both_branches, name="w", problems=["gauss-near"])
+    lines = [w for w in result.warnings if "trial gradients are not finite" in w]
+    assert lines and all(w.count("(") == w.count(")") for w in result.warnings), result.warnings

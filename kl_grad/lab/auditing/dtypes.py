@@ -137,8 +137,12 @@ def dtype_report(term: UserTerm, aps: list[AuditProblem], names: list[str], seed
             dts.remove(dt)
     for ap in aps:
         masses = _problem_masses(term, ap, dts, seed)
-        enumerable = not ap.continuous and not any(masses[dt]["nonfinite_grad"] for dt in dts)
-        bias = _bias(term, ap, [d for d in dts if d != torch.float64]) if enumerable else {}
+        # per dtype: one whose gradient is NaN/inf somewhere has no expected gradient (its finding says why),
+        # and none has a bias where the float64 reference itself has none
+        finite = [dt for dt in dts if dt != torch.float64 and not masses[dt]["nonfinite_grad"]]
+        reference = torch.float64 in masses and not masses[torch.float64]["nonfinite_grad"]
+        enumerable = not ap.continuous and reference and finite
+        bias = _bias(term, ap, finite) if enumerable else {}
         for dt in dts:
             rel, floor = bias.get(dt, (math.nan, math.nan))
             reports[dt]["problems"].append({"problem": ap.name, **masses[dt], "rel_bias": rel, "rounding_floor": floor})

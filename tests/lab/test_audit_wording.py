@@ -146,3 +146,19 @@ def test_a_warning_about_non_finite_trials_is_one_line_with_balanced_parentheses
     result = audit(where_both_branches, name="w", problems=["gauss-near"])
     lines = [w for w in result.warnings if "trial gradients are not finite" in w]
     assert lines and all(w.count("(") == w.count(")") for w in result.warnings), result.warnings
+
+
+def k2_batch_sum(logp, ref_logp):
+    return (0.5 * (logp - ref_logp) ** 2).sum()
+
+
+def k2_batch_mean(logp, ref_logp):
+    return (0.5 * (logp - ref_logp) ** 2).sum(-1).mean()
+
+
+def test_a_scalar_summed_over_the_batch_is_named_and_a_mean_is_not():
+    # Given every sample twice, a sum doubles and a mean (over sequences of token sums) keeps its value.
+    summed = audit(k2_batch_sum, name="s", problems=["tokens-3", "markov-3x4"])
+    mean = audit(k2_batch_mean, name="m", problems=["tokens-3", "markov-3x4"])
+    assert sum("returns a sum over the batch" in w for w in summed.warnings) == 1
+    assert not any("sum over the batch" in w for w in mean.warnings)

@@ -77,6 +77,11 @@ def probe_notes(probes: list[tuple[AuditProblem, Probe]], name: str, reward: boo
     if bad:
         out.append(f"NaN/inf: {name} returns NaN or inf on " + ", ".join(f"{ap.name} {pct(pr.nonfinite_mass)}"
                                                                           for ap, pr in bad) + " of the mass")
+    if any(pr.batch_sum for _, pr in probes):
+        out.append(f"scalar: {name} returns a sum over the batch (its value doubles when every sample is given "
+                   "twice), so its gradient is the batch size times a mean's and the bias and cosine columns here "
+                   "are of that sum on the audit's batches; divide by the number of samples (or tokens), as "
+                   "trainers' losses do, to audit the KL term itself")
     neg = _negative_note(probes, name, reward)
     if neg:
         out.append(neg)

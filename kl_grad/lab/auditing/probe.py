@@ -59,6 +59,7 @@ class Probe:
     zero_flat: float = 0.0
     negative_max: float = 0.0
     reward_form: bool = False
+    batch_sum: bool = False  # a scalar that doubles when every sample is given twice: a sum, not a mean
 
     @property
     def low_precision(self) -> bool:
@@ -140,7 +141,17 @@ def probe(term: UserTerm, ap: AuditProblem, samples: int = PROBE_SAMPLES, seed: 
     reward = not scalar and v.size == cn.size and bool(np.allclose(cn, v, rtol=1e-9, atol=1e-12, equal_nan=True))
     return Probe(zero, zero_se, negative, nonfinite, values.dtype, _f32_error(term, ap, x, cn), scalar, n,
                  frozen, _inner(cn) if frozen > INTERNAL else "", flat,
-                 float(np.max(-v[neg])) if neg.any() else 0.0, reward)
+                 float(np.max(-v[neg])) if neg.any() else 0.0, reward, scalar and _sums_over_batch(term, ap, x))
+
+
+def _sums_over_batch(term: UserTerm, ap: AuditProblem, x: torch.Tensor) -> bool:
+    """Whether a scalar output is a sum over the samples: given every sample twice, a mean keeps its value and a
+    sum doubles (exactly, up to the rounding of the sum's order), with no sampling noise either way."""
+    logp, ref, m = log_probs_at(ap, x, torch.float64)
+    with torch.no_grad():
+        once = float(term.call(logp, ref, m))
+        twice = float(term.call(*(None if t is None else torch.cat([t, t]) for t in (logp.detach(), ref, m))))
+    return once != 0 and math.isfinite(once) and math.isfinite(twice) and abs(twice - 2 * once) <= 1e-9 * abs(once)
 
 
 def _inner(c: np.ndarray) -> str:

@@ -192,3 +192,11 @@ def test_sequence_surrogate_sums_losses_and_gives_rewards_their_returns(name):
     returns = {"loss": slope, "reward": np.cumsum(value[:, ::-1], axis=1)[:, ::-1],
                "reward-seq": np.repeat(value.sum(1, keepdims=True), LP.shape[1], axis=1)}[term.placement]
     np.testing.assert_allclose(grad.numpy(), returns, rtol=1e-12, atol=1e-12)
+
+
+def test_framework_names_are_read_in_any_case():
+    from kl_grad.lab.catalogue.cli import _terms
+
+    for spelled, name in (("Verl", "verl"), ("NEMO-RL", "nemo-rl"), (" openrlhf ", "openrlhf")):
+        terms = _terms(spelled)
+        assert terms and {t.framework for t in terms} == {name}

@@ -55,7 +55,9 @@ def _terms(framework: str | None):
     terms = list(FRAMEWORK_TERMS.values())
     if framework is not None:
         names = {t.framework: t.framework for t in terms}
-        framework = choose("framework", framework.strip(), names)  # type: ignore[assignment]
+        by_case = {n.lower(): n for n in names}  # any case: Verl, NEMO-RL
+        key = framework.strip()
+        framework = choose("framework", by_case.get(key.lower(), key), names)  # type: ignore[assignment]
         terms = [t for t in terms if t.framework == framework]
     return terms
 
@@ -115,10 +117,10 @@ def _handle(args) -> str | int:
 def add_parser(sub, name: str) -> None:
     """Register ``kl-grad frameworks`` on the CLI's subparsers."""
     p = sub.add_parser(name, help=command_help(name),
-                       description="List the KL terms of verl, OpenRLHF, TRL, NeMo-RL, slime, Open-Instruct, "
-                       "ROLL, SkyRL, tunix, unsloth, torchforge, compose-rl, Trinity-RFT, PipelineRL, AReaL, "
-                       "cosmos-rl and oat as kl_grad's catalogue writes them: formula as computed, clamps, weight, "
-                       "placement, default aggregation and the source read.",
+                       description="List the KL terms of RL trainers (verl, OpenRLHF, TRL, NeMo-RL, slime, "
+                       "tunix, unsloth and more: the table's first column names them all) as kl_grad's catalogue "
+                       "writes them: formula as computed, clamps, weight, placement, default aggregation and the "
+                       "source read.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_output_arguments(p, FORMATS)
     p.add_argument("--framework", default=None, help="only this framework's entries (e.g. verl, trl, nemo-rl)")

@@ -85,7 +85,14 @@ def _wants_old_logp(fn: Callable) -> bool:
 
 
 def _call(fn: Callable, logp: torch.Tensor, ref_logp: torch.Tensor, three: bool) -> torch.Tensor:
-    out = fn(logp, ref_logp, logp.detach()) if three else fn(logp, ref_logp)
+    try:
+        out = fn(logp, ref_logp, logp.detach()) if three else fn(logp, ref_logp)
+    except KLGradError:
+        raise
+    except Exception as exc:  # the user's function failed: one line with its own message, as kl-grad audit says it
+        call = "fn(logp, ref_logp, old_logp)" if three else "fn(logp, ref_logp)"
+        raise KLGradError(f"the KL term raised {type(exc).__name__}: {exc} (called as {call} with float64 tensors "
+                          f"of shape {tuple(logp.shape)})") from None
     if not isinstance(out, torch.Tensor):
         raise KLGradError(f"the KL term returned {type(out).__name__}; expected a tensor (per-sample values of "
                           f"logp's shape, or a scalar loss)")

@@ -16,7 +16,6 @@ import importlib
 import importlib.util
 import inspect
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Callable
@@ -39,16 +38,9 @@ def parse_kwargs(items: list[str] | None) -> dict:
             raise KLGradError(f"--kwarg {name} is given twice")
         try:
             out[name] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):  # not a literal: the text itself (k3+, low_var_kl, mse, verl:k3)
-            if not _BARE_WORD.fullmatch(value.strip()):
-                raise KLGradError(f"--kwarg {item!r}: {value.strip()!r} is neither a Python literal (0.1, 'k3', "
-                                  "[1, 2], True) nor a bare word (a letter, then letters, digits, _ + - . : /)"
-                                  ) from None
+        except (ValueError, SyntaxError):  # not a literal: the text itself (k3+, low_var_kl, mse)
             out[name] = value.strip()
     return out
-
-
-_BARE_WORD = re.compile(r"[A-Za-z_][\w+\-.:/]*")
 
 
 def _load_module(spec: str):

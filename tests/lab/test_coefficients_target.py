@@ -89,14 +89,15 @@ def test_a_bad_target_is_one_line_with_exit_2_and_no_file(tmp_path, capsys, args
     assert len(err) == 1 and err[0].startswith("kl-grad: error: ") and message in err[0], err
 
 
-def test_a_term_that_raises_or_a_broken_kwarg_is_one_line_and_status_2(tmp_path, capsys):
+def test_a_term_that_raises_is_one_line_and_status_2(tmp_path, capsys):
     (tmp_path / "terms.py").write_text("def bad(logp, ref_logp):\n    raise ValueError('boom')\n\n"
                                        "def scaled(logp, ref_logp, coef=0.1):\n"
                                        "    return coef * (logp - ref_logp) ** 2\n")
     raised = run_cli(["coefficients", f"{tmp_path / 'terms.py'}:bad", "--grid=-1:1:0.5"], capsys)
     assert raised.returncode == 2 and "raised ValueError: boom" in raised.stderr
     assert raised.stderr.strip().count("\n") == 0
-    for value in ("[1", "0.1.2"):
-        broken = run_cli(["coefficients", f"{tmp_path / 'terms.py'}:scaled", "--kwarg", f"coef={value}",
-                          "--grid=-1:1:0.5"], capsys)
-        assert broken.returncode == 2 and "neither a Python literal" in broken.stderr, broken.stderr
+    # a value that is not a Python literal reaches the function as its text (k3+ as verl users type it); where the
+    # function cannot use it, that is its error, one line too
+    broken = run_cli(["coefficients", f"{tmp_path / 'terms.py'}:scaled", "--kwarg", "coef=[1", "--grid=-1:1:0.5"],
+                     capsys)
+    assert broken.returncode == 2 and "raised TypeError" in broken.stderr and broken.stderr.strip().count("\n") == 0

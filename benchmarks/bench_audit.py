@@ -60,14 +60,12 @@ def audit_seconds(name: str, dtypes: str | None = None) -> tuple[float, auditor.
 
 
 def _time(names: list[str], repeat: int) -> None:
-    for name in names + [DTYPE_CASE]:
-        times = []
-        for _ in range(repeat):
-            seconds, result = audit_seconds(*name) if isinstance(name, tuple) else audit_seconds(name)
-            times.append(seconds)
+    for name, dtypes in [(n, None) for n in names] + [DTYPE_CASE]:
+        runs = [audit_seconds(name, dtypes) for _ in range(repeat)]
+        times, result = [t for t, _ in runs], runs[-1][1]
         modes = ",".join(sorted({p["mode"] for p in result.problems}))
         verdict = "under" if np.median(times) < TARGET_S else "OVER"
-        name = f"{name[0]} --dtype {name[1]}" if isinstance(name, tuple) else name
+        name = name if dtypes is None else f"{name} --dtype {dtypes}"
         print(f"  {name:<16} follows {result.follows:<12} modes {modes:<9} "
               f"runs {' '.join(f'{t:5.2f}' for t in times)} s; median {np.median(times):5.2f} s "
               f"({verdict} the {TARGET_S:g} s target)")

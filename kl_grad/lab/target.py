@@ -151,7 +151,9 @@ def signature_roles(fn: Callable, label: str = "fn") -> tuple[tuple[str, str, bo
                 raise KLGradError(f"{label} needs keyword argument(s) {p.name}: bind them with --kwarg NAME=VALUE")
     if star:  # *args receives what the named positionals leave of (logp, ref_logp, old_logp), in order
         have = {r for _, r, _ in out}
-        out[len(positional):len(positional)] = [("*args", r, True) for r in ("logp", "ref", "old") if r not in have]
+        out[len(positional):len(positional)] = [(name, r, True) for r, name in
+                                                (("logp", "logp"), ("ref", "ref_logp"), ("old", "old_logp"))
+                                                if r not in have]  # named by what each receives
     roles = [r for _, r, _ in out]
     twice = sorted({r for r in roles if roles.count(r) > 1})
     if twice or "logp" not in roles or "ref" not in roles:

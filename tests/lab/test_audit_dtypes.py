@@ -249,3 +249,31 @@ def test_a_dtype_with_nan_gradients_leaves_the_other_dtypes_bias_alone():
     half = rows["float16"]
     assert half["nonfinite_grad"] == pytest.approx(policy[2], rel=1e-12) and np.isnan(half["rel_bias"])
 
+
+
+def steep_exp_per_sequence(logp, ref_logp):  # one value per sequence beside per-token gradients
+    return torch.exp(10 * (ref_logp - logp)).sum(-1)
+
+
+def _chain(spec):
+    _, length, init, trans = spec.split(":")
+    return (int(length), np.log(_softmax([float(v) for v in init.split(",")])),
+            [np.log(_softmax([float(v) for v in row.split(",")])) for row in trans.split("/")])
+
+
+def test_a_per_sequence_value_and_per_token_gradients_count_a_sequence_once():
+    # markov-3x4 by hand: all 81 sequences, π_θ's probability and u_t = log π_ref − log π_θ per token; a sequence
+    # counts (once) when its value Σ_t e^(10·u_t) or any token's slope 10·e^(10·u_t) passes float16's largest.
+    import itertools
+
+    from kl_grad.lab.auditing.battery import SEQUENCE
+    (length, p0, pt), (_, r0, rt) = (_chain(spec) for spec in SEQUENCE["markov-3x4"])
+    big, want = float(torch.finfo(torch.float16).max), 0.0
+    for seq in itertools.product(range(3), repeat=length):
+        lp = np.array([p0[seq[0]]] + [pt[seq[t - 1]][seq[t]] for t in range(1, length)])
+        lr = np.array([r0[seq[0]]] + [rt[seq[t - 1]][seq[t]] for t in range(1, length)])
+        e = np.exp(10 * (lr - lp))
+        want += np.exp(lp.sum()) * float((10 * e > big).any() or e.sum() > big)
+    result = audit(steep_exp_per_sequence, name="s", problems=["markov-3x4"], dtypes="float16")
+    (row,) = next(rep for rep in result.dtypes if rep["dtype"] == "float16")["problems"]
+    assert 0.1 < want < 0.9 and row["overflow"] == pytest.approx(want, rel=1e-12, abs=0)

@@ -156,9 +156,14 @@ def k2_batch_mean(logp, ref_logp):
     return (0.5 * (logp - ref_logp) ** 2).sum(-1).mean()
 
 
+def k2_batch_sum_bf16(logp, ref_logp):  # a trainer's low-precision sum: 50 000 terms rounded in bfloat16
+    return (0.5 * (logp - ref_logp) ** 2).to(torch.bfloat16).sum()
+
+
 def test_a_scalar_summed_over_the_batch_is_named_and_a_mean_is_not():
     # Given every sample twice, a sum doubles and a mean (over sequences of token sums) keeps its value.
-    summed = audit(k2_batch_sum, name="s", problems=["tokens-3", "markov-3x4"])
-    mean = audit(k2_batch_mean, name="m", problems=["tokens-3", "markov-3x4"])
-    assert sum("returns a sum over the batch" in w for w in summed.warnings) == 1
+    for fn in (k2_batch_sum, k2_batch_sum_bf16):
+        summed = audit(fn, name="s", problems=["tokens-3", "gauss-near", "markov-3x4"])
+        assert sum("returns a sum over the batch" in w for w in summed.warnings) == 1, fn.__name__
+    mean = audit(k2_batch_mean, name="m", problems=["tokens-3", "gauss-near", "markov-3x4"])
     assert not any("sum over the batch" in w for w in mean.warnings)

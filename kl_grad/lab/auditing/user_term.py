@@ -45,8 +45,6 @@ from ...errors import KLGradError
 from ...placements import Placement, get_placement, importance_weight
 from ...sequences import to_go
 
-_ARG = {"logp": "logp", "ref": "ref_logp", "old": "old_logp", "mask": "mask"}  # what *args received, by role
-
 
 @dataclass(frozen=True)
 class TermLabel:
@@ -110,7 +108,7 @@ class UserTerm:
         except KLGradError:
             raise
         except Exception as exc:  # the user's function failed: one line with its own message
-            call = "fn(" + ", ".join(_ARG[role] if name == "*args" else name for name, role, _ in roles) + ")"
+            call = "fn(" + ", ".join(name for name, _, _ in roles) + ")"
             dtype = str(logp.dtype).replace("torch.", "")
             raise KLGradError(f"{self.name} raised {type(exc).__name__}: {exc} (called as {call} with {dtype} "
                               f"tensors of shape {tuple(logp.shape)}, tokens last)") from None
